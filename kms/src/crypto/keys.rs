@@ -1,0 +1,227 @@
+//! Root key, master key versions and data keys.
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, KeyInit};
+use rand::{CryptoRng, RngCore};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::blob::{decode_base64_any, NONCE_LEN};
+use super::secret::{Key256, SecretBytes};
+
+const WRAP_AAD_PREFIX: &[u8] = b"vodkms/master-key/v1";
+const CHECK_AAD: &[u8] = b"vodkms/root-check/v1";
+const CHECK_PLAINTEXT: &[u8] = b"vodkms root key check value";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the root key must be 32 bytes, given as base64 (e.g. `openssl rand -base64 32`)")]
+    BadRootKey,
+    #[error("a wrapped master key could not be unwrapped with this root key")]
+    UnwrapFailed,
+}
+
+/// An AES-256-GCM key ready to use; its material is wiped on drop.
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+    // Kept (zeroizing) so the schedule's source is wiped even if the cipher
+    // crate's own zeroize support changes.
+    _material: Key256,
+}
+
+impl MasterKey {
+    pub fn new(material: Key256) -> Self {
+        let cipher = Aes256Gcm::new(material.expose_secret().into());
+        Self {
+            cipher,
+            _material: material,
+        }
+    }
+
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Key256 {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *bytes);
+        Key256::from_bytes(*bytes)
+    }
+
+    pub(crate) fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([REDACTED])")
+    }
+}
+
+/// The key-encryption key. Never stored in the database.
+#[derive(Debug)]
+pub struct RootKey(MasterKey);
+
+impl RootKey {
+    pub fn new(material: Key256) -> Self {
+        Self(MasterKey::new(material))
+    }
+
+    /// Parses base64 text (standard or url-safe) holding exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = Zeroizing::new(decode_base64_any(text.trim()).ok_or(KeyError::BadRootKey)?);
+        Key256::try_from_slice(&bytes)
+            .map(Self::new)
+            .ok_or(KeyError::BadRootKey)
+    }
+
+    /// Wraps one master key version; AAD binds key id and version so a wrapped
+    /// version cannot be swapped onto another key or version in the database.
+    pub fn wrap(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        material: &Key256,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<u8> {
+        self.seal(&wrap_aad(key_id, version), material.expose_secret(), rng)
+    }
+
+    pub fn unwrap_key(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<MasterKey, KeyError> {
+        let plain = self.open(&wrap_aad(key_id, version), wrapped)?;
+        Key256::try_from_slice(&plain)
+            .map(MasterKey::new)
+            .ok_or(KeyError::UnwrapFailed)
+    }
+
+    /// A value stored in the database so a wrong root key fails start-up.
+    pub fn check_value(&self, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+        self.seal(CHECK_AAD, CHECK_PLAINTEXT, rng)
+    }
+
+    pub fn verify_check_value(&self, stored: &[u8]) -> bool {
+        self.open(CHECK_AAD, stored)
+            .map(|p| p.as_slice() == CHECK_PLAINTEXT)
+            .unwrap_or(false)
+    }
+
+    fn seal(&self, aad: &[u8], msg: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+        let nonce = Aes256Gcm::generate_nonce(rng);
+        let mut out = nonce.to_vec();
+        // Encryption of a 32-byte message cannot fail (only messages > 64 GiB do).
+        if let Ok(ct) = self.0.cipher().encrypt(&nonce, Payload { msg, aad }) {
+            out.extend_from_slice(&ct);
+        }
+        out
+    }
+
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(KeyError::UnwrapFailed);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.0
+            .cipher()
+            .decrypt(nonce.into(), Payload { msg: ct, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::UnwrapFailed)
+    }
+}
+
+fn wrap_aad(key_id: Uuid, version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(WRAP_AAD_PREFIX.len() + 20);
+    aad.extend_from_slice(WRAP_AAD_PREFIX);
+    aad.extend_from_slice(key_id.as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// What a data key request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKeySpec {
+    Aes128,
+    Aes256,
+    Bytes(u16),
+}
+
+impl DataKeySpec {
+    pub fn len(self) -> usize {
+        match self {
+            Self::Aes128 => 16,
+            Self::Aes256 => 32,
+            Self::Bytes(n) => usize::from(n),
+        }
+    }
+}
+
+pub fn generate_data_key(spec: DataKeySpec, rng: &mut (impl RngCore + CryptoRng)) -> SecretBytes {
+    let mut bytes = Zeroizing::new(vec![0u8; spec.len()]);
+    rng.fill_bytes(&mut bytes);
+    SecretBytes::from(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::OsRng;
+
+    #[test]
+    fn wrap_binds_key_id_and_version() {
+        let root = RootKey::new(MasterKey::generate(&mut OsRng));
+        let id = Uuid::new_v4();
+        let mk = MasterKey::generate(&mut OsRng);
+        let wrapped = root.wrap(id, 1, &mk, &mut OsRng);
+        assert!(root.unwrap_key(id, 1, &wrapped).is_ok());
+        assert_eq!(
+            root.unwrap_key(id, 2, &wrapped).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+        assert_eq!(
+            root.unwrap_key(Uuid::new_v4(), 1, &wrapped).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+        assert_eq!(
+            root.unwrap_key(id, 1, &wrapped[..5]).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+    }
+
+    #[test]
+    fn check_value_detects_wrong_root_key() {
+        let a = RootKey::new(MasterKey::generate(&mut OsRng));
+        let b = RootKey::new(MasterKey::generate(&mut OsRng));
+        let check = a.check_value(&mut OsRng);
+        assert!(a.verify_check_value(&check));
+        assert!(!b.verify_check_value(&check));
+        assert!(!a.verify_check_value(b"short"));
+    }
+
+    #[test]
+    fn root_key_parsing() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert!(RootKey::from_base64(&b64).is_ok());
+        assert!(RootKey::from_base64(&format!("{b64}\n")).is_ok());
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
+        assert_eq!(
+            RootKey::from_base64(&short).err(),
+            Some(KeyError::BadRootKey)
+        );
+        assert_eq!(
+            RootKey::from_base64("***").err(),
+            Some(KeyError::BadRootKey)
+        );
+    }
+
+    #[test]
+    fn data_key_lengths() {
+        assert_eq!(generate_data_key(DataKeySpec::Aes128, &mut OsRng).len(), 16);
+        assert_eq!(generate_data_key(DataKeySpec::Aes256, &mut OsRng).len(), 32);
+        assert_eq!(
+            generate_data_key(DataKeySpec::Bytes(1024), &mut OsRng).len(),
+            1024
+        );
+    }
+}
