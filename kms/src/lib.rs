@@ -3,4 +3,9 @@
 //! Layers, top-down: [`crypto`] (pure) → [`store`] (SQL only) → [`service`]
 //! (rules, no HTTP) → [`http`] (extract, call the service, map the error).
 
+pub mod api;
 pub mod crypto;
+pub mod http;
+pub mod model;
+pub mod service;
+pub mod store;

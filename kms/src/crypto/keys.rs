@@ -147,7 +147,8 @@ pub enum DataKeySpec {
 }
 
 impl DataKeySpec {
-    pub fn len(self) -> usize {
+    /// Key length in bytes (never zero).
+    pub fn byte_len(self) -> usize {
         match self {
             Self::Aes128 => 16,
             Self::Aes256 => 32,
@@ -157,7 +158,7 @@ impl DataKeySpec {
 }
 
 pub fn generate_data_key(spec: DataKeySpec, rng: &mut (impl RngCore + CryptoRng)) -> SecretBytes {
-    let mut bytes = Zeroizing::new(vec![0u8; spec.len()]);
+    let mut bytes = Zeroizing::new(vec![0u8; spec.byte_len()]);
     rng.fill_bytes(&mut bytes);
     SecretBytes::from(bytes)
 }

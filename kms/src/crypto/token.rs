@@ -42,7 +42,7 @@ impl std::fmt::Debug for ApiToken {
 }
 
 /// SHA-256 of a token: what the database stores and lookups use.
-#[derive(Clone, Copy, Hash, Eq)]
+#[derive(Clone, Copy, Eq)]
 pub struct TokenDigest(pub [u8; 32]);
 
 impl PartialEq for TokenDigest {

@@ -1,0 +1,227 @@
+//! JSON shapes of the KMS HTTP API (field names as in AWS/Alibaba KMS).
+//! Shared by the server and the typed client.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::SecretBytes;
+
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// Secret bytes on the wire as standard base64. Exists so that serializing a
+/// secret is a deliberate, visible choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64Secret(pub SecretBytes);
+
+impl Serialize for Base64Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(d)?);
+        crate::crypto::blob::decode_base64_any(&text)
+            .map(|b| Self(SecretBytes::from(Zeroizing::new(b))))
+            .ok_or_else(|| serde::de::Error::custom("Plaintext is not valid base64"))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ScheduleDeletionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_window_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyVersion {
+    pub key_version_id: u32,
+    pub creation_date: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    pub key_id: Uuid,
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// Enabled | Disabled | PendingDeletion | Deleted
+    pub key_state: String,
+    pub creation_date: DateTime<Utc>,
+    /// The version new data keys are sealed under.
+    pub current_key_version_id: u32,
+    pub key_versions: Vec<KeyVersion>,
+    pub rotation_period_in_days: Option<u32>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    pub deletion_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeysResponse {
+    pub keys: Vec<KeyMetadata>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotateKeyResponse {
+    pub key_id: Uuid,
+    pub key_version_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct GenerateDataKeyRequest {
+    pub key_id: String,
+    /// AES_128 (default) | AES_256
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_spec: Option<String>,
+    /// 1..=1024; instead of KeySpec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateDataKeyResponse {
+    pub key_id: Uuid,
+    pub key_version_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<Base64Secret>,
+    /// base64url without padding.
+    pub ciphertext_blob: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DecryptRequest {
+    pub ciphertext_blob: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DecryptResponse {
+    pub key_id: Uuid,
+    pub key_version_id: u32,
+    pub plaintext: Base64Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ReEncryptRequest {
+    pub ciphertext_blob: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_encryption_context: Option<EncryptionContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_encryption_context: Option<EncryptionContext>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReEncryptResponse {
+    pub key_id: Uuid,
+    pub key_version_id: u32,
+    pub source_key_id: Uuid,
+    pub source_key_version_id: u32,
+    pub ciphertext_blob: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateClientRequest {
+    pub name: String,
+    /// admin | generate | decrypt
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientInfo {
+    pub client_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub key_ids: Option<Vec<Uuid>>,
+    pub creation_date: DateTime<Utc>,
+    pub revoked_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateClientResponse {
+    #[serde(flatten)]
+    pub client: ClientInfo,
+    /// Shown once; only its SHA-256 is kept.
+    pub token: String,
+}
+
+impl std::fmt::Debug for CreateClientResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateClientResponse")
+            .field("client", &self.client)
+            .field("token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListClientsResponse {
+    pub clients: Vec<ClientInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditEntry {
+    pub event_id: Uuid,
+    pub event_time: DateTime<Utc>,
+    pub client_id: Option<Uuid>,
+    pub operation: String,
+    pub key_id: Option<Uuid>,
+    pub key_version_id: Option<u32>,
+    pub encryption_context: Option<EncryptionContext>,
+    /// `Success`, or the error code that refused the call.
+    pub outcome: String,
+    pub request_id: String,
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditResponse {
+    pub records: Vec<AuditEntry>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
+}

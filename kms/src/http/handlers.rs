@@ -1,0 +1,437 @@
+//! Handlers: extract, call the service, shape the answer. No rules here.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{Authenticated, BearerToken, Ctx, JsonBody};
+use crate::api::*;
+use crate::crypto::DataKeySpec;
+use crate::model::{AuditFilter, ClientRecord, Operation, Role};
+use crate::service::{DataKeyRequest, KeyView, Kms, NewClient, NewKeyRequest};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn key_metadata(v: KeyView) -> KeyMetadata {
+    let r = v.record;
+    KeyMetadata {
+        key_id: r.id,
+        next_rotation_date: r.next_rotation(),
+        aliases: r.aliases,
+        description: r.description,
+        key_state: r.state.as_str().to_owned(),
+        creation_date: r.created_at,
+        current_key_version_id: r.primary_version,
+        key_versions: v
+            .versions
+            .into_iter()
+            .map(|(key_version_id, creation_date)| KeyVersion {
+                key_version_id,
+                creation_date,
+            })
+            .collect(),
+        rotation_period_in_days: r.rotation_period_days,
+        deletion_date: r.deletion_date,
+    }
+}
+
+fn client_info(c: ClientRecord) -> ClientInfo {
+    ClientInfo {
+        client_id: c.id,
+        name: c.name,
+        role: c.role.as_str().to_owned(),
+        key_ids: c.key_ids,
+        creation_date: c.created_at,
+        revoked_date: c.revoked_at,
+    }
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "Status": "ok" }))
+}
+
+pub async fn readyz(State(kms): State<Kms>) -> ApiResult<Json<serde_json::Value>> {
+    kms.ready().await?;
+    Ok(Json(serde_json::json!({ "Status": "ready" })))
+}
+
+pub async fn create_key(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<KeyMetadata>)> {
+    let req = NewKeyRequest {
+        alias: req.alias,
+        description: req.description,
+        rotation_period_days: req.rotation_period_in_days,
+    };
+    let view = kms.create_key(&caller, &ctx, req).await?;
+    Ok((StatusCode::CREATED, Json(key_metadata(view))))
+}
+
+pub async fn list_keys(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<ListKeysResponse>> {
+    let keys = kms.list_keys(&caller).await?;
+    Ok(Json(ListKeysResponse {
+        keys: keys.into_iter().map(key_metadata).collect(),
+    }))
+}
+
+pub async fn describe_key(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Path(key): Path<String>,
+) -> ApiResult<Json<KeyMetadata>> {
+    Ok(Json(key_metadata(kms.describe_key(&caller, &key).await?)))
+}
+
+pub async fn describe_alias(
+    state: State<Kms>,
+    caller: Authenticated,
+    Path(name): Path<String>,
+) -> ApiResult<Json<KeyMetadata>> {
+    describe_key(state, caller, Path(format!("alias/{name}"))).await
+}
+
+/// The lifecycle actions under `/v1/keys/{KeyId}/...`.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyAction {
+    Rotate,
+    Disable,
+    Enable,
+    ScheduleDeletion,
+    CancelDeletion,
+}
+
+impl KeyAction {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "rotate" => Self::Rotate,
+            "disable" => Self::Disable,
+            "enable" => Self::Enable,
+            "schedule-deletion" => Self::ScheduleDeletion,
+            "cancel-deletion" => Self::CancelDeletion,
+            _ => return None,
+        })
+    }
+}
+
+pub async fn key_action(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path((key, action)): Path<(String, String)>,
+    body: JsonBody<serde_json::Value>,
+) -> ApiResult<Json<serde_json::Value>> {
+    run_key_action(kms, caller, ctx, key, &action, body.0).await
+}
+
+/// `POST /v1/keys/alias/{name...}/{action}`: aliases may contain slashes.
+pub async fn alias_action(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path(rest): Path<String>,
+    body: JsonBody<serde_json::Value>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (name, action) = rest.rsplit_once('/').ok_or_else(not_found_route)?;
+    run_key_action(kms, caller, ctx, format!("alias/{name}"), action, body.0).await
+}
+
+fn not_found_route() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::NOT_FOUND,
+        code: "NotFound",
+        message: "no such route".into(),
+    }
+}
+
+async fn run_key_action(
+    kms: Kms,
+    caller: crate::service::Caller,
+    ctx: crate::service::RequestContext,
+    key: String,
+    action: &str,
+    body: serde_json::Value,
+) -> ApiResult<Json<serde_json::Value>> {
+    let action = KeyAction::parse(action).ok_or_else(not_found_route)?;
+    let reject_body = |body: &serde_json::Value| -> ApiResult<()> {
+        match body.as_object() {
+            Some(o) if o.is_empty() => Ok(()),
+            _ => Err(ApiError::malformed("this call takes no parameters")),
+        }
+    };
+    let json = |v: KeyView| serde_json::to_value(key_metadata(v)).unwrap_or_default();
+    Ok(Json(match action {
+        KeyAction::Rotate => {
+            reject_body(&body)?;
+            let (key_id, key_version_id) = kms.rotate_key(&caller, &ctx, &key).await?;
+            serde_json::to_value(RotateKeyResponse {
+                key_id,
+                key_version_id,
+            })
+            .unwrap_or_default()
+        }
+        KeyAction::Disable => {
+            reject_body(&body)?;
+            json(kms.disable_key(&caller, &ctx, &key).await?)
+        }
+        KeyAction::Enable => {
+            reject_body(&body)?;
+            json(kms.enable_key(&caller, &ctx, &key).await?)
+        }
+        KeyAction::ScheduleDeletion => {
+            let req: ScheduleDeletionRequest = serde_json::from_value(body)
+                .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?;
+            json(
+                kms.schedule_key_deletion(&caller, &ctx, &key, req.pending_window_in_days)
+                    .await?,
+            )
+        }
+        KeyAction::CancelDeletion => {
+            reject_body(&body)?;
+            json(kms.cancel_key_deletion(&caller, &ctx, &key).await?)
+        }
+    }))
+}
+
+fn data_key_spec(req: &GenerateDataKeyRequest) -> ApiResult<DataKeySpec> {
+    let invalid = |m: &str| ApiError::from(crate::service::KmsError::invalid(m));
+    match (req.key_spec.as_deref(), req.number_of_bytes) {
+        (Some(_), Some(_)) => Err(invalid("give KeySpec or NumberOfBytes, not both")),
+        (None | Some("AES_128"), None) => Ok(DataKeySpec::Aes128),
+        (Some("AES_256"), None) => Ok(DataKeySpec::Aes256),
+        (Some(_), None) => Err(invalid("KeySpec must be AES_128 or AES_256")),
+        (None, Some(n)) => u16::try_from(n)
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .map(DataKeySpec::Bytes)
+            .ok_or_else(|| invalid("NumberOfBytes must be 1..=1024")),
+    }
+}
+
+async fn generate(
+    kms: Kms,
+    token: BearerToken,
+    ctx: crate::service::RequestContext,
+    req: GenerateDataKeyRequest,
+    with_plaintext: bool,
+) -> ApiResult<Json<GenerateDataKeyResponse>> {
+    let spec = data_key_spec(&req)?;
+    let req = DataKeyRequest {
+        key_id: req.key_id,
+        spec,
+        context: req.encryption_context.unwrap_or_default(),
+    };
+    let out = kms
+        .generate_data_key(token.0.as_ref(), &ctx, req, with_plaintext)
+        .await?;
+    Ok(Json(GenerateDataKeyResponse {
+        key_id: out.key_id,
+        key_version_id: out.version,
+        plaintext: out.plaintext.map(Base64Secret),
+        ciphertext_blob: out.blob.to_text(),
+    }))
+}
+
+pub async fn generate_data_key(
+    State(kms): State<Kms>,
+    token: BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<GenerateDataKeyRequest>,
+) -> ApiResult<Json<GenerateDataKeyResponse>> {
+    generate(kms, token, ctx, req, true).await
+}
+
+pub async fn generate_data_key_without_plaintext(
+    State(kms): State<Kms>,
+    token: BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<GenerateDataKeyRequest>,
+) -> ApiResult<Json<GenerateDataKeyResponse>> {
+    generate(kms, token, ctx, req, false).await
+}
+
+pub async fn decrypt(
+    State(kms): State<Kms>,
+    BearerToken(token): BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<DecryptRequest>,
+) -> ApiResult<Json<DecryptResponse>> {
+    let context = req.encryption_context.unwrap_or_default();
+    let out = kms
+        .decrypt(token.as_ref(), &ctx, &req.ciphertext_blob, context)
+        .await?;
+    Ok(Json(DecryptResponse {
+        key_id: out.key_id,
+        key_version_id: out.version,
+        plaintext: Base64Secret(out.plaintext),
+    }))
+}
+
+pub async fn re_encrypt(
+    State(kms): State<Kms>,
+    BearerToken(token): BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<ReEncryptRequest>,
+) -> ApiResult<Json<ReEncryptResponse>> {
+    let out = kms
+        .re_encrypt(
+            token.as_ref(),
+            &ctx,
+            &req.ciphertext_blob,
+            req.source_encryption_context.unwrap_or_default(),
+            req.destination_key_id.as_deref(),
+            req.destination_encryption_context,
+        )
+        .await?;
+    Ok(Json(ReEncryptResponse {
+        key_id: out.key_id,
+        key_version_id: out.version,
+        source_key_id: out.source_key_id,
+        source_key_version_id: out.source_version,
+        ciphertext_blob: out.blob.to_text(),
+    }))
+}
+
+pub async fn create_client(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<CreateClientRequest>,
+) -> ApiResult<(StatusCode, Json<CreateClientResponse>)> {
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::from(crate::service::KmsError::invalid(
+            "Role must be admin, generate or decrypt",
+        ))
+    })?;
+    let created = kms
+        .create_client(
+            &caller,
+            &ctx,
+            NewClient {
+                name: req.name,
+                role,
+                key_ids: req.key_ids,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateClientResponse {
+            token: created.token.expose_secret().to_owned(),
+            client: client_info(created.client),
+        }),
+    ))
+}
+
+pub async fn list_clients(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<ListClientsResponse>> {
+    let clients = kms.list_clients(&caller).await?;
+    Ok(Json(ListClientsResponse {
+        clients: clients.into_iter().map(client_info).collect(),
+    }))
+}
+
+pub async fn revoke_client(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::from(crate::service::KmsError::ClientNotFound))?;
+    kms.revoke_client(&caller, &ctx, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AuditQuery {
+    key_id: Option<Uuid>,
+    client_id: Option<Uuid>,
+    operation: Option<String>,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    next_token: Option<String>,
+}
+
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+pub async fn audit(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<AuditResponse>> {
+    let Query(q) =
+        query.map_err(|e| ApiError::malformed(format!("invalid query: {}", e.body_text())))?;
+    let invalid = |m: &str| ApiError::from(crate::service::KmsError::invalid(m));
+    let operation = q
+        .operation
+        .as_deref()
+        .map(|o| Operation::parse(o).ok_or_else(|| invalid("unknown Operation")))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(invalid("Limit must be 1..=1000"));
+    }
+    let before_seq = q
+        .next_token
+        .as_deref()
+        .map(|t| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| invalid("NextToken is not valid"))
+        })
+        .transpose()?;
+    let filter = AuditFilter {
+        key_id: q.key_id,
+        client_id: q.client_id,
+        operation,
+        since: q.start_time,
+        until: q.end_time,
+        before_seq,
+        limit,
+    };
+    let rows = kms.query_audit(&caller, &filter).await?;
+    let next_token = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last().map(|(seq, _)| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seq.to_string())
+            })
+        })
+        .flatten();
+    let records = rows
+        .into_iter()
+        .map(|(_, r)| AuditEntry {
+            event_id: r.id,
+            event_time: r.time,
+            client_id: r.client_id,
+            operation: r.operation.as_str().to_owned(),
+            key_id: r.key_id,
+            key_version_id: r.key_version,
+            encryption_context: r.encryption_context,
+            outcome: r.outcome,
+            request_id: r.request_id,
+            detail: r.detail,
+        })
+        .collect();
+    Ok(Json(AuditResponse {
+        records,
+        next_token,
+    }))
+}

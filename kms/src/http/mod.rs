@@ -1,0 +1,139 @@
+//! The KMS HTTP API: `app(kms)` builds the router; `serve` runs it.
+
+mod error;
+mod extract;
+mod handlers;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::{status_of, ApiError};
+
+use crate::service::Kms;
+use error::{render, ErrorInfo};
+use handlers as h;
+
+/// Largest request body accepted (the biggest legitimate request is a
+/// re-encrypt of a 1 KiB key with two full EncryptionContexts).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of one request: taken from a well-formed `X-Request-Id`, else new.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub fn app(kms: Kms) -> Router {
+    Router::new()
+        .route("/healthz", get(h::healthz))
+        .route("/readyz", get(h::readyz))
+        .route("/v1/keys", post(h::create_key).get(h::list_keys))
+        .route("/v1/keys/{key_id}", get(h::describe_key))
+        .route("/v1/keys/{key_id}/{action}", post(h::key_action))
+        .route(
+            "/v1/keys/alias/{*name}",
+            get(h::describe_alias).post(h::alias_action),
+        )
+        .route("/v1/generate-data-key", post(h::generate_data_key))
+        .route(
+            "/v1/generate-data-key-without-plaintext",
+            post(h::generate_data_key_without_plaintext),
+        )
+        .route("/v1/decrypt", post(h::decrypt))
+        .route("/v1/re-encrypt", post(h::re_encrypt))
+        .route("/v1/clients", post(h::create_client).get(h::list_clients))
+        .route(
+            "/v1/clients/{client_id}",
+            axum::routing::delete(h::revoke_client),
+        )
+        .route("/v1/audit", get(h::audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_id))
+        .with_state(kms)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::NOT_FOUND,
+        code: "NotFound",
+        message: "no such route".into(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "MethodNotAllowed",
+        message: "this route does not take this method".into(),
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+/// Sets the request id, echoes it in a header and in error bodies, and writes
+/// one log event per request (never a credential).
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+
+    let mut resp = next.run(req).await;
+
+    if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
+        if let Some(detail) = &info.log_detail {
+            tracing::error!(request_id = %id, code = info.code, detail = %detail, "request failed");
+        }
+        let (mut parts, _) = resp.into_parts();
+        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        let body = render(&info, &id).into_response().into_body();
+        resp = Response::from_parts(parts, body);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    tracing::debug!(
+        request_id = %id, %method, route, status = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64, "request"
+    );
+    resp
+}
+
+/// Serves until `shutdown` resolves, then flushes the audit buffer.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    kms: Kms,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(kms.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Err(e) = kms.flush_audit().await {
+        tracing::error!(error = %e, buffered = kms.audit_buffered(), "could not flush the audit log at shutdown");
+    }
+    Ok(())
+}

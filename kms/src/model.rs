@@ -1,0 +1,216 @@
+//! Domain records shared by the store and the service. No secrets in plain form:
+//! master keys appear only wrapped, tokens only as digests.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::crypto::{EncryptionContext, TokenDigest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    Deleted,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Disabled => "Disabled",
+            Self::PendingDeletion => "PendingDeletion",
+            Self::Deleted => "Deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Enabled" => Self::Enabled,
+            "Disabled" => Self::Disabled,
+            "PendingDeletion" => Self::PendingDeletion,
+            "Deleted" => Self::Deleted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: Uuid,
+    pub aliases: Vec<String>,
+    pub description: String,
+    pub state: KeyState,
+    pub primary_version: u32,
+    pub rotation_period_days: Option<u32>,
+    pub last_rotated_at: DateTime<Utc>,
+    pub deletion_date: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl KeyRecord {
+    pub fn next_rotation(&self) -> Option<DateTime<Utc>> {
+        self.rotation_period_days
+            .map(|d| self.last_rotated_at + chrono::Duration::days(i64::from(d)))
+    }
+}
+
+/// A master key version as stored: material wrapped under the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub key_id: Uuid,
+    pub version: u32,
+    pub wrapped: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Keys, clients, audit. Never sees plaintext.
+    Admin,
+    /// generate-data-key and re-encrypt.
+    Generate,
+    /// decrypt.
+    Decrypt,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Generate => "generate",
+            Self::Decrypt => "decrypt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admin" => Self::Admin,
+            "generate" => Self::Generate,
+            "decrypt" => Self::Decrypt,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// `None`: every key. `Some`: only these key ids.
+    pub key_ids: Option<Vec<Uuid>>,
+    pub token_digest: TokenDigest,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    CreateKey,
+    RotateKey,
+    DisableKey,
+    EnableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    DeleteKey,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    Decrypt,
+    ReEncrypt,
+    CreateClient,
+    RevokeClient,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 13] = [
+        Self::CreateKey,
+        Self::RotateKey,
+        Self::DisableKey,
+        Self::EnableKey,
+        Self::ScheduleKeyDeletion,
+        Self::CancelKeyDeletion,
+        Self::DeleteKey,
+        Self::GenerateDataKey,
+        Self::GenerateDataKeyWithoutPlaintext,
+        Self::Decrypt,
+        Self::ReEncrypt,
+        Self::CreateClient,
+        Self::RevokeClient,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateKey => "CreateKey",
+            Self::RotateKey => "RotateKey",
+            Self::DisableKey => "DisableKey",
+            Self::EnableKey => "EnableKey",
+            Self::ScheduleKeyDeletion => "ScheduleKeyDeletion",
+            Self::CancelKeyDeletion => "CancelKeyDeletion",
+            Self::DeleteKey => "DeleteKey",
+            Self::GenerateDataKey => "GenerateDataKey",
+            Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Self::Decrypt => "Decrypt",
+            Self::ReEncrypt => "ReEncrypt",
+            Self::CreateClient => "CreateClient",
+            Self::RevokeClient => "RevokeClient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+/// Outcome of an audited call: `Success`, or the error code that refused it.
+pub const OUTCOME_SUCCESS: &str = "Success";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    /// `None` for unauthenticated callers and for the server's own background work.
+    pub client_id: Option<Uuid>,
+    pub operation: Operation,
+    pub key_id: Option<Uuid>,
+    pub key_version: Option<u32>,
+    pub encryption_context: Option<EncryptionContext>,
+    pub outcome: String,
+    pub request_id: String,
+    /// Extra facts (e.g. the source key of a re-encrypt); never secret.
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub key_id: Option<Uuid>,
+    pub client_id: Option<Uuid>,
+    pub operation: Option<Operation>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only records with a sequence number below this (pagination, newest first).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// What changed, so other processes can drop their cached copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Key(Uuid),
+    Client(Uuid),
+    /// Notifications may have been missed: drop every cached entry.
+    Reset,
+}

@@ -1,0 +1,149 @@
+//! In-memory caches that keep the database off the hot path.
+//!
+//! Entries are dropped when a change notification names them and all at once
+//! on `Change::Reset` (sent when the change listener reconnects). Past `ttl`
+//! an entry is reloaded, but kept: if the database cannot be reached, the
+//! stale entry is served (stale-if-error), since every change goes through
+//! the database. Loads that raced with an invalidation are not inserted
+//! (epoch check), so a stale read never outlives the notification that should
+//! have removed it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::crypto::{MasterKey, TokenDigest};
+use crate::model::{ClientRecord, KeyRecord};
+
+/// A key with its unwrapped versions. Material is wiped when the last `Arc` drops.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub record: KeyRecord,
+    /// Unwrapped versions by number.
+    pub versions: BTreeMap<u32, Arc<MasterKey>>,
+    loaded: Instant,
+}
+
+impl CachedKey {
+    pub fn new(record: KeyRecord, versions: BTreeMap<u32, Arc<MasterKey>>) -> Self {
+        Self {
+            record,
+            versions,
+            loaded: Instant::now(),
+        }
+    }
+}
+
+type CachedClient = (Arc<ClientRecord>, Instant);
+
+/// Snapshot of the invalidation counter, taken before a load.
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch(u64);
+
+#[derive(Debug)]
+pub struct Caches {
+    ttl: Duration,
+    epoch: AtomicU64,
+    keys: RwLock<HashMap<Uuid, Arc<CachedKey>>>,
+    aliases: RwLock<HashMap<String, (Uuid, Instant)>>,
+    /// By token digest.
+    clients: RwLock<HashMap<[u8; 32], CachedClient>>,
+}
+
+// Lock poisoning only follows a panic in a critical section that cannot panic;
+// recover the data rather than propagate.
+macro_rules! read {
+    ($l:expr) => {
+        $l.read().unwrap_or_else(|p| p.into_inner())
+    };
+}
+macro_rules! write {
+    ($l:expr) => {
+        $l.write().unwrap_or_else(|p| p.into_inner())
+    };
+}
+
+impl Caches {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            epoch: AtomicU64::new(0),
+            keys: RwLock::default(),
+            aliases: RwLock::default(),
+            clients: RwLock::default(),
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::Acquire))
+    }
+
+    fn fresh(&self, loaded: Instant) -> bool {
+        loaded.elapsed() < self.ttl
+    }
+
+    fn unchanged_since(&self, e: Epoch) -> bool {
+        self.epoch.load(Ordering::Acquire) == e.0
+    }
+
+    /// The cached key and whether it is still fresh.
+    pub fn key(&self, id: &Uuid) -> Option<(Arc<CachedKey>, bool)> {
+        read!(self.keys)
+            .get(id)
+            .map(|k| (k.clone(), self.fresh(k.loaded)))
+    }
+
+    pub fn put_key(&self, e: Epoch, key: Arc<CachedKey>) {
+        let mut keys = write!(self.keys);
+        if self.unchanged_since(e) {
+            keys.insert(key.record.id, key);
+        }
+    }
+
+    pub fn alias(&self, alias: &str) -> Option<(Uuid, bool)> {
+        read!(self.aliases)
+            .get(alias)
+            .map(|(id, t)| (*id, self.fresh(*t)))
+    }
+
+    pub fn put_alias(&self, e: Epoch, alias: &str, id: Uuid) {
+        let mut aliases = write!(self.aliases);
+        if self.unchanged_since(e) {
+            aliases.insert(alias.to_owned(), (id, Instant::now()));
+        }
+    }
+
+    pub fn client(&self, digest: &TokenDigest) -> Option<(Arc<ClientRecord>, bool)> {
+        read!(self.clients)
+            .get(&digest.0)
+            .map(|(c, t)| (c.clone(), self.fresh(*t)))
+    }
+
+    pub fn put_client(&self, e: Epoch, client: Arc<ClientRecord>) {
+        let mut clients = write!(self.clients);
+        if self.unchanged_since(e) {
+            clients.insert(client.token_digest.0, (client, Instant::now()));
+        }
+    }
+
+    pub fn invalidate_key(&self, id: Uuid) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write!(self.keys).remove(&id);
+        write!(self.aliases).retain(|_, (k, _)| *k != id);
+    }
+
+    pub fn invalidate_client(&self, id: Uuid) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write!(self.clients).retain(|_, (c, _)| c.id != id);
+    }
+
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write!(self.keys).clear();
+        write!(self.aliases).clear();
+        write!(self.clients).clear();
+    }
+}

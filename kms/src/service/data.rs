@@ -1,0 +1,219 @@
+//! Envelope operations: the hot path. Once caches are warm these make no
+//! database round trip: clients, keys and encryption allowances are in memory
+//! and audit records are buffered.
+
+use rand::rngs::OsRng;
+use uuid::Uuid;
+
+use super::usage::Grant;
+use super::{AuditEvent, Kms, KmsError, RequestContext};
+use crate::crypto::{
+    generate_data_key, validate_context, ApiToken, Blob, BlobHeader, DataKeySpec,
+    EncryptionContext, SecretBytes,
+};
+use crate::model::{Operation, Role};
+
+#[derive(Debug, Clone)]
+pub struct DataKeyRequest {
+    pub key_id: String,
+    pub spec: DataKeySpec,
+    pub context: EncryptionContext,
+}
+
+#[derive(Debug)]
+pub struct GeneratedDataKey {
+    pub key_id: Uuid,
+    pub version: u32,
+    /// `None` for generate-data-key-without-plaintext.
+    pub plaintext: Option<SecretBytes>,
+    pub blob: Blob,
+}
+
+#[derive(Debug)]
+pub struct Decrypted {
+    pub key_id: Uuid,
+    pub version: u32,
+    pub plaintext: SecretBytes,
+}
+
+#[derive(Debug)]
+pub struct ReEncrypted {
+    pub key_id: Uuid,
+    pub version: u32,
+    pub source_key_id: Uuid,
+    pub source_version: u32,
+    pub blob: Blob,
+}
+
+fn check_context(ctx: &EncryptionContext) -> Result<(), KmsError> {
+    validate_context(ctx).map_err(|e| KmsError::invalid(e.to_string()))
+}
+
+impl Kms {
+    pub async fn generate_data_key(
+        &self,
+        token: Option<&ApiToken>,
+        ctx: &RequestContext,
+        req: DataKeyRequest,
+        with_plaintext: bool,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        let op = if with_plaintext {
+            Operation::GenerateDataKey
+        } else {
+            Operation::GenerateDataKeyWithoutPlaintext
+        };
+        let mut ev = self.begin_audit(op, ctx)?;
+        ev.context(&req.context);
+        let result = async {
+            let caller = &self.authenticate(token).await?;
+            ev.caller(caller);
+            check_context(&req.context)?;
+            let key_id = self.resolve_key_id(&req.key_id).await?;
+            ev.key(key_id, None);
+            caller.require(Role::Generate, Some(key_id))?;
+            let plaintext = generate_data_key(req.spec, &mut OsRng);
+            let blob = self
+                .seal_under_primary(ctx, key_id, &plaintext, &req.context, &mut ev)
+                .await?;
+            Ok(GeneratedDataKey {
+                key_id,
+                version: blob.header.version,
+                plaintext: with_plaintext.then_some(plaintext),
+                blob,
+            })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    pub async fn decrypt(
+        &self,
+        token: Option<&ApiToken>,
+        ctx: &RequestContext,
+        blob_text: &str,
+        context: EncryptionContext,
+    ) -> Result<Decrypted, KmsError> {
+        let mut ev = self.begin_audit(Operation::Decrypt, ctx)?;
+        ev.context(&context);
+        let result = async {
+            let caller = &self.authenticate(token).await?;
+            ev.caller(caller);
+            check_context(&context)?;
+            let blob = Blob::from_text(blob_text)?;
+            let BlobHeader { key_id, version } = blob.header;
+            ev.key(key_id, Some(version));
+            caller.require(Role::Decrypt, Some(key_id))?;
+            let plaintext = self.open_blob(&blob, &context).await?;
+            Ok(Decrypted {
+                key_id,
+                version,
+                plaintext,
+            })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    /// Decrypts and re-seals server-side; the plaintext never leaves.
+    pub async fn re_encrypt(
+        &self,
+        token: Option<&ApiToken>,
+        ctx: &RequestContext,
+        blob_text: &str,
+        source_context: EncryptionContext,
+        destination_key: Option<&str>,
+        destination_context: Option<EncryptionContext>,
+    ) -> Result<ReEncrypted, KmsError> {
+        let mut ev = self.begin_audit(Operation::ReEncrypt, ctx)?;
+        let dest_context = destination_context.unwrap_or_else(|| source_context.clone());
+        ev.context(&dest_context);
+        let result = async {
+            let caller = &self.authenticate(token).await?;
+            ev.caller(caller);
+            check_context(&source_context)?;
+            check_context(&dest_context)?;
+            let blob = Blob::from_text(blob_text)?;
+            let source = blob.header;
+            ev.record.detail = Some(serde_json::json!({
+                "SourceKeyId": source.key_id,
+                "SourceKeyVersionId": source.version,
+            }));
+            caller.require(Role::Generate, Some(source.key_id))?;
+            let dest_id = match destination_key {
+                Some(k) => self.resolve_key_id(k).await?,
+                None => source.key_id,
+            };
+            ev.key(dest_id, None);
+            caller.require(Role::Generate, Some(dest_id))?;
+            let plaintext = self.open_blob(&blob, &source_context).await?;
+            let sealed = self
+                .seal_under_primary(ctx, dest_id, &plaintext, &dest_context, &mut ev)
+                .await?;
+            Ok(ReEncrypted {
+                key_id: dest_id,
+                version: sealed.header.version,
+                source_key_id: source.key_id,
+                source_version: source.version,
+                blob: sealed,
+            })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    async fn open_blob(
+        &self,
+        blob: &Blob,
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes, KmsError> {
+        let key = self.load_key(blob.header.key_id).await?;
+        Self::require_usable(key.record.state)?;
+        let version = key
+            .versions
+            .get(&blob.header.version)
+            .ok_or(KmsError::InvalidCiphertext(
+                crate::crypto::BlobError::AuthenticationFailed,
+            ))?;
+        Ok(blob.open(version, context)?)
+    }
+
+    /// Seals under the key's primary version, rotating first if that version
+    /// has used up its encryptions.
+    async fn seal_under_primary(
+        &self,
+        ctx: &RequestContext,
+        key_id: Uuid,
+        plaintext: &SecretBytes,
+        context: &EncryptionContext,
+        ev: &mut AuditEvent,
+    ) -> Result<Blob, KmsError> {
+        for _ in 0..3 {
+            let key = self.load_key(key_id).await?;
+            Self::require_usable(key.record.state)?;
+            let version = key.record.primary_version;
+            ev.key(key_id, Some(version));
+            let master = key
+                .versions
+                .get(&version)
+                .ok_or_else(|| KmsError::Internal("the primary key version is missing".into()))?;
+            match self.0.usage.take(key_id, version).await? {
+                Grant::Granted => {
+                    let header = BlobHeader { key_id, version };
+                    return Blob::seal(master, header, plaintext, context, &mut OsRng)
+                        .map_err(KmsError::from);
+                }
+                Grant::Exhausted => {
+                    self.rotate_as_system(ctx, key_id, version, "UsageLimit")
+                        .await?;
+                    self.0.caches.invalidate_key(key_id);
+                }
+            }
+        }
+        Err(KmsError::Internal(
+            "could not obtain an encryption allowance".into(),
+        ))
+    }
+}

@@ -1,0 +1,388 @@
+//! The KMS rules: authentication, authorization, key lifecycle, envelope
+//! operations and auditing. No HTTP types and no SQL here.
+
+mod audit;
+mod cache;
+mod clients;
+mod clock;
+mod data;
+mod error;
+mod keys;
+mod usage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::OsRng;
+use uuid::Uuid;
+
+pub use audit::AuditLog;
+pub use clients::{bootstrap_admin, ClientCreated, NewClient};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
+pub use error::KmsError;
+pub use keys::{KeyView, NewKeyRequest};
+
+use crate::crypto::{ApiToken, EncryptionContext, RootKey};
+use crate::model::{AuditRecord, Change, ClientRecord, KeyState, Operation, Role, OUTCOME_SUCCESS};
+use crate::store::Store;
+use cache::{CachedKey, Caches};
+use usage::UsageLeases;
+
+/// Limits and intervals, with production defaults.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// Longest time a cached key or client is trusted without a notification.
+    pub cache_ttl: Duration,
+    /// Unflushed audit records past which audited operations answer 503.
+    pub audit_buffer_capacity: usize,
+    pub audit_batch_size: usize,
+    pub audit_flush_interval: Duration,
+    /// How often due rotations and deletions are carried out.
+    pub maintenance_interval: Duration,
+    /// Encryptions per master key version before it is rotated (GCM bound).
+    pub max_encryptions_per_version: u64,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(30),
+            audit_buffer_capacity: 200_000,
+            audit_batch_size: 2_000,
+            audit_flush_interval: Duration::from_millis(100),
+            maintenance_interval: Duration::from_secs(60),
+            max_encryptions_per_version: 1 << 32,
+        }
+    }
+}
+
+/// Per-request facts that end up in the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+}
+
+impl RequestContext {
+    pub fn new(request_id: impl Into<String>) -> Self {
+        Self {
+            request_id: request_id.into(),
+        }
+    }
+}
+
+/// An authenticated API client.
+#[derive(Debug, Clone)]
+pub struct Caller(Arc<ClientRecord>);
+
+impl Caller {
+    pub fn client(&self) -> &ClientRecord {
+        &self.0
+    }
+
+    fn may_use(&self, key_id: Uuid) -> bool {
+        self.0
+            .key_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&key_id))
+    }
+
+    /// Deny by default: the role must match, and the key must be in scope.
+    fn require(&self, role: Role, key_id: Option<Uuid>) -> Result<(), KmsError> {
+        if self.0.role != role {
+            return Err(KmsError::AccessDenied(format!(
+                "this call needs a client of role `{}`",
+                role.as_str()
+            )));
+        }
+        match key_id {
+            Some(id) if !self.may_use(id) => Err(KmsError::AccessDenied(
+                "this client may not use this key".into(),
+            )),
+            None if self.0.key_ids.is_some() => Err(KmsError::AccessDenied(
+                "this call needs a client that is not limited to some keys".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An audit record being filled in as an operation learns who and what.
+struct AuditEvent {
+    record: AuditRecord,
+}
+
+impl AuditEvent {
+    fn finish<T>(mut self, result: &Result<T, KmsError>) -> AuditRecord {
+        self.record.outcome = match result {
+            Ok(_) => OUTCOME_SUCCESS.to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        self.record
+    }
+
+    fn caller(&mut self, c: &Caller) {
+        self.record.client_id = Some(c.0.id);
+    }
+
+    fn key(&mut self, id: Uuid, version: Option<u32>) {
+        self.record.key_id = Some(id);
+        self.record.key_version = version;
+    }
+
+    fn context(&mut self, ctx: &EncryptionContext) {
+        self.record.encryption_context = Some(ctx.clone());
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    root: RootKey,
+    clock: Arc<dyn Clock>,
+    config: KmsConfig,
+    caches: Caches,
+    audit: Arc<AuditLog>,
+    usage: Arc<UsageLeases>,
+}
+
+/// The key management service. Cheap to clone.
+#[derive(Clone)]
+pub struct Kms(Arc<Inner>);
+
+impl Kms {
+    /// Checks the root key against the database and starts the background
+    /// work (audit writer, change listener, rotations and deletions).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        clock: Arc<dyn Clock>,
+        config: KmsConfig,
+    ) -> Result<Self, KmsError> {
+        verify_root_key(store.as_ref(), &root).await?;
+        let audit = Arc::new(AuditLog::new(
+            store.clone(),
+            config.audit_buffer_capacity,
+            config.audit_batch_size,
+        ));
+        let usage = UsageLeases::new(store.clone(), config.max_encryptions_per_version);
+        let kms = Kms(Arc::new(Inner {
+            caches: Caches::new(config.cache_ttl),
+            store,
+            root,
+            clock,
+            config,
+            audit,
+            usage,
+        }));
+        kms.spawn_background().await?;
+        Ok(kms)
+    }
+
+    async fn spawn_background(&self) -> Result<(), KmsError> {
+        tokio::spawn(self.0.audit.clone().run(self.0.config.audit_flush_interval));
+
+        let mut changes = self.0.store.watch_changes().await?;
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                Kms(inner).apply_change(change);
+            }
+        });
+
+        let weak = Arc::downgrade(&self.0);
+        let interval = self.0.config.maintenance_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = Kms(inner).run_maintenance().await {
+                    tracing::warn!(error = %e, "maintenance pass failed; will retry");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn apply_change(&self, change: Change) {
+        match change {
+            Change::Key(id) => self.0.caches.invalidate_key(id),
+            Change::Client(id) => self.0.caches.invalidate_client(id),
+            Change::Reset => self.0.caches.clear(),
+        }
+    }
+
+    /// Writes out every buffered audit record (graceful shutdown).
+    pub async fn flush_audit(&self) -> Result<(), KmsError> {
+        self.0.audit.flush().await
+    }
+
+    pub fn audit_buffered(&self) -> usize {
+        self.0.audit.buffered()
+    }
+
+    pub async fn ready(&self) -> Result<(), KmsError> {
+        Ok(self.0.store.ping().await?)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.clock.now()
+    }
+
+    fn begin_audit(&self, op: Operation, ctx: &RequestContext) -> Result<AuditEvent, KmsError> {
+        self.0.audit.ensure_capacity()?;
+        Ok(AuditEvent {
+            record: AuditRecord {
+                id: Uuid::new_v4(),
+                time: self.now(),
+                client_id: None,
+                operation: op,
+                key_id: None,
+                key_version: None,
+                encryption_context: None,
+                outcome: String::new(),
+                request_id: ctx.request_id.clone(),
+                detail: None,
+            },
+        })
+    }
+
+    fn end_audit<T>(&self, ev: AuditEvent, result: &Result<T, KmsError>) {
+        self.0.audit.record(ev.finish(result));
+    }
+
+    /// Resolves a bearer token to its client; unknown and revoked look the same.
+    pub async fn authenticate(&self, token: Option<&ApiToken>) -> Result<Caller, KmsError> {
+        let token = token.ok_or(KmsError::Unauthenticated)?;
+        let digest = token.digest();
+        let cached = self.0.caches.client(&digest);
+        let client = match cached {
+            Some((c, true)) => c,
+            stale => {
+                let epoch = self.0.caches.epoch();
+                match self.0.store.client_by_digest(&digest).await {
+                    Ok(Some(found)) => {
+                        let client = Arc::new(found);
+                        self.0.caches.put_client(epoch, client.clone());
+                        client
+                    }
+                    Ok(None) => return Err(KmsError::Unauthenticated),
+                    Err(e) => stale.map(|(c, _)| c).ok_or(e)?,
+                }
+            }
+        };
+        // The store looked the digest up by index; compare again in constant time.
+        if client.token_digest != digest || client.revoked_at.is_some() {
+            return Err(KmsError::Unauthenticated);
+        }
+        Ok(Caller(client))
+    }
+
+    /// Accepts a key id (UUID) or an alias (`alias/...`).
+    async fn resolve_key_id(&self, key: &str) -> Result<Uuid, KmsError> {
+        if key.starts_with("alias/") {
+            let cached = self.0.caches.alias(key);
+            if let Some((id, true)) = cached {
+                return Ok(id);
+            }
+            let epoch = self.0.caches.epoch();
+            return match self.0.store.key_id_for_alias(key).await {
+                Ok(Some(id)) => {
+                    self.0.caches.put_alias(epoch, key, id);
+                    Ok(id)
+                }
+                Ok(None) => Err(KmsError::KeyNotFound),
+                Err(e) => Ok(cached.map(|(id, _)| id).ok_or(e)?),
+            };
+        }
+        Uuid::parse_str(key)
+            .map_err(|_| KmsError::invalid("KeyId must be a key id (UUID) or an alias (alias/...)"))
+    }
+
+    /// A key with its unwrapped versions, from the cache or the database.
+    async fn load_key(&self, id: Uuid) -> Result<Arc<CachedKey>, KmsError> {
+        let cached = self.0.caches.key(&id);
+        if let Some((k, true)) = cached {
+            return Ok(k);
+        }
+        match self.fetch_key(id).await {
+            Err(KmsError::StoreUnavailable(e)) => match cached {
+                Some((stale, _)) => Ok(stale), // stale-if-error: see `cache`
+                None => Err(KmsError::StoreUnavailable(e)),
+            },
+            other => other,
+        }
+    }
+
+    async fn fetch_key(&self, id: Uuid) -> Result<Arc<CachedKey>, KmsError> {
+        let epoch = self.0.caches.epoch();
+        let record = self.0.store.key(id).await?.ok_or(KmsError::KeyNotFound)?;
+        let mut versions = BTreeMap::new();
+        for v in self.0.store.key_versions(id).await? {
+            let key = self.0.root.unwrap_key(id, v.version, &v.wrapped).map_err(|_| {
+                tracing::error!(key_id = %id, version = v.version, "stored master key version fails to unwrap");
+                KmsError::Internal("a stored master key version is corrupt".into())
+            })?;
+            versions.insert(v.version, Arc::new(key));
+        }
+        let key = Arc::new(CachedKey::new(record, versions));
+        self.0.caches.put_key(epoch, key.clone());
+        Ok(key)
+    }
+
+    /// Refuses keys that may not encrypt or decrypt in their current state.
+    fn require_usable(state: KeyState) -> Result<(), KmsError> {
+        match state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::KeyDisabled),
+            KeyState::PendingDeletion => Err(KmsError::KeyPendingDeletion),
+            KeyState::Deleted => Err(KmsError::KeyDeleted),
+        }
+    }
+
+    /// One pass of background work: due rotations, then due deletions.
+    pub async fn run_maintenance(&self) -> Result<(), KmsError> {
+        let now = self.now();
+        let ctx = RequestContext::new("maintenance");
+        for (id, primary) in self.0.store.keys_due_rotation(now).await? {
+            if let Err(e) = self
+                .rotate_as_system(&ctx, id, primary, "RotationPeriod")
+                .await
+            {
+                tracing::warn!(key_id = %id, error = %e, "scheduled rotation failed");
+            }
+        }
+        for id in self.0.store.keys_due_deletion(now).await? {
+            let mut ev = self.begin_audit(Operation::DeleteKey, &ctx)?;
+            ev.key(id, None);
+            let result = self
+                .0
+                .store
+                .destroy_key(id, now)
+                .await
+                .map_err(KmsError::from);
+            self.0.caches.invalidate_key(id);
+            self.0.usage.forget_key(id);
+            match result {
+                Ok(false) => {} // another process did it
+                other => self.end_audit(ev, &other),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails when `root` is not the root key this database was initialised with
+/// (the first process to start records a check value).
+pub async fn verify_root_key(store: &dyn Store, root: &RootKey) -> Result<(), KmsError> {
+    let stored = store.root_key_check(&root.check_value(&mut OsRng)).await?;
+    if !root.verify_check_value(&stored) {
+        return Err(KmsError::RootKeyMismatch);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Storage behind a trait: SQL only, no rules and no cryptography.
+//! PostgreSQL is the production backend; an embedded one comes later and must
+//! pass the same test suite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::crypto::TokenDigest;
+use crate::model::{
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, VersionRecord,
+};
+
+pub mod postgres;
+
+pub use postgres::PgStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the alias is already in use")]
+    AliasExists,
+    /// An optimistic precondition failed (e.g. a concurrent rotation): re-read and retry.
+    #[error("a concurrent change won")]
+    Conflict,
+    #[error("database error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A new key with its first version.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub record: KeyRecord,
+    pub first_version: VersionRecord,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores `candidate` if no check value exists yet; returns the stored one.
+    async fn root_key_check(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    async fn create_key(&self, key: &NewKey) -> Result<(), StoreError>;
+    async fn key(&self, id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
+    async fn key_id_for_alias(&self, alias: &str) -> Result<Option<Uuid>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn key_versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>, StoreError>;
+
+    /// Adds `version` as the new primary if the key is Enabled and its primary is
+    /// still `expected_primary`; otherwise `Conflict`.
+    async fn add_version(
+        &self,
+        expected_primary: u32,
+        version: &VersionRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the key to `to` if its state is one of `from`. `None`: it was not.
+    async fn set_state(
+        &self,
+        id: Uuid,
+        from: &[KeyState],
+        to: KeyState,
+        deletion_date: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Reserves `count` more encryptions for a version unless that would pass
+    /// `limit`. `true` if granted.
+    async fn reserve_encryptions(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Enabled keys whose rotation period has passed, with their primary version.
+    async fn keys_due_rotation(&self, now: DateTime<Utc>) -> Result<Vec<(Uuid, u32)>, StoreError>;
+    async fn keys_due_deletion(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Destroys a key's versions and aliases and marks it Deleted, if it is
+    /// PendingDeletion with a deletion date not after `now`. `true` if done.
+    async fn destroy_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    async fn client_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<ClientRecord>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// `true` if the client existed and was active.
+    async fn revoke_client(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn any_active_admin(&self) -> Result<bool, StoreError>;
+
+    /// Appends records; idempotent by record id, so a retried batch is safe.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// Newest first, with each record's sequence number (for pagination).
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
+
+    /// Changes made by any process sharing this database.
+    async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError>;
+}

@@ -1,0 +1,625 @@
+//! PostgreSQL backend. Changes are announced with NOTIFY inside the same
+//! transaction, so other processes hear of them exactly when they commit.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{NewKey, Store, StoreError};
+use crate::crypto::TokenDigest;
+use crate::model::{
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
+    VersionRecord,
+};
+
+const CHANNEL: &str = "vodkms_changes";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the connection options: they may hold a password.
+        f.write_str("PgStore")
+    }
+}
+
+impl PgStore {
+    /// Connects and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        MIGRATOR.run(&pool).await.map_err(backend)?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.constraint() == Some("key_aliases_pkey") {
+            return StoreError::AliasExists;
+        }
+        if db.constraint() == Some("key_versions_pkey") {
+            return StoreError::Conflict;
+        }
+    }
+    backend(e)
+}
+
+async fn notify(tx: &mut Transaction<'_, Postgres>, change: Change) -> Result<(), StoreError> {
+    let payload = match change {
+        Change::Key(id) => format!("key:{id}"),
+        Change::Client(id) => format!("client:{id}"),
+        Change::Reset => "reset".to_owned(),
+    };
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+fn parse_change(payload: &str) -> Change {
+    let parsed = match payload.split_once(':') {
+        Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
+        Some(("client", id)) => Uuid::parse_str(id).ok().map(Change::Client),
+        _ => None,
+    };
+    parsed.unwrap_or(Change::Reset)
+}
+
+const KEY_COLUMNS: &str = "k.id, k.description, k.state, k.primary_version, k.rotation_period_days, \
+     k.last_rotated_at, k.deletion_date, k.created_at, \
+     COALESCE((SELECT array_agg(a.alias ORDER BY a.alias) FROM key_aliases a WHERE a.key_id = k.id), '{}') AS aliases";
+
+fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let state: String = row.try_get("state").map_err(map_err)?;
+    let primary: i32 = row.try_get("primary_version").map_err(map_err)?;
+    let period: Option<i32> = row.try_get("rotation_period_days").map_err(map_err)?;
+    Ok(KeyRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        aliases: row.try_get("aliases").map_err(map_err)?,
+        description: row.try_get("description").map_err(map_err)?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("keys.state"))?,
+        primary_version: u32::try_from(primary).map_err(|_| corrupt("keys.primary_version"))?,
+        rotation_period_days: period
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| corrupt("keys.rotation_period_days"))?,
+        last_rotated_at: row.try_get("last_rotated_at").map_err(map_err)?,
+        deletion_date: row.try_get("deletion_date").map_err(map_err)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+    })
+}
+
+fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
+    let role: String = row.try_get("role").map_err(map_err)?;
+    let digest: Vec<u8> = row.try_get("token_sha256").map_err(map_err)?;
+    let digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| corrupt("api_clients.token_sha256"))?;
+    Ok(ClientRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        name: row.try_get("name").map_err(map_err)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
+        key_ids: row.try_get("key_ids").map_err(map_err)?,
+        token_digest: TokenDigest(digest),
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+    })
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("unexpected value in {what}").into())
+}
+
+fn to_i32(v: u32) -> Result<i32, StoreError> {
+    i32::try_from(v).map_err(|_| StoreError::Backend("version number out of range".into()))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn root_key_check(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT INTO root_key_check (id, check_value) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query_scalar("SELECT check_value FROM root_key_check WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<(), StoreError> {
+        let k = &key.record;
+        let v = &key.first_version;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO keys (id, description, state, primary_version, rotation_period_days, \
+             last_rotated_at, deletion_date, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(k.id)
+        .bind(&k.description)
+        .bind(k.state.as_str())
+        .bind(to_i32(k.primary_version)?)
+        .bind(k.rotation_period_days.map(to_i32).transpose()?)
+        .bind(k.last_rotated_at)
+        .bind(k.deletion_date)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for alias in &k.aliases {
+            sqlx::query("INSERT INTO key_aliases (alias, key_id) VALUES ($1, $2)")
+                .bind(alias)
+                .bind(k.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query("INSERT INTO key_versions (key_id, version, wrapped_material, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(v.key_id)
+            .bind(to_i32(v.version)?)
+            .bind(&v.wrapped)
+            .bind(v.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn key(&self, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn key_id_for_alias(&self, alias: &str) -> Result<Option<Uuid>, StoreError> {
+        sqlx::query_scalar("SELECT key_id FROM key_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k ORDER BY k.created_at, k.id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn key_versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, wrapped_material, created_at FROM key_versions WHERE key_id = $1 ORDER BY version",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let version: i32 = row.try_get("version").map_err(map_err)?;
+                Ok(VersionRecord {
+                    key_id,
+                    version: u32::try_from(version).map_err(|_| corrupt("key_versions.version"))?,
+                    wrapped: row.try_get("wrapped_material").map_err(map_err)?,
+                    created_at: row.try_get("created_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_version(
+        &self,
+        expected_primary: u32,
+        v: &VersionRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let updated = sqlx::query(
+            "UPDATE keys SET primary_version = $3, last_rotated_at = $4 \
+             WHERE id = $1 AND primary_version = $2 AND state = 'Enabled'",
+        )
+        .bind(v.key_id)
+        .bind(to_i32(expected_primary)?)
+        .bind(to_i32(v.version)?)
+        .bind(v.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        sqlx::query("INSERT INTO key_versions (key_id, version, wrapped_material, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(v.key_id)
+            .bind(to_i32(v.version)?)
+            .bind(&v.wrapped)
+            .bind(v.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        notify(&mut tx, Change::Key(v.key_id)).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_state(
+        &self,
+        id: Uuid,
+        from: &[KeyState],
+        to: KeyState,
+        deletion_date: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let updated = sqlx::query(
+            "UPDATE keys SET state = $2, deletion_date = $3 WHERE id = $1 AND state = ANY($4)",
+        )
+        .bind(id)
+        .bind(to.as_str())
+        .bind(deletion_date)
+        .bind(&from)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() != 1 {
+            return Ok(None);
+        }
+        notify(&mut tx, Change::Key(id)).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let record = key_from_row(&row)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(record))
+    }
+
+    async fn reserve_encryptions(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let granted = sqlx::query(
+            "UPDATE key_versions SET encryptions_reserved = encryptions_reserved + $3 \
+             WHERE key_id = $1 AND version = $2 AND encryptions_reserved + $3 <= $4",
+        )
+        .bind(key_id)
+        .bind(to_i32(version)?)
+        .bind(to_i64(count))
+        .bind(to_i64(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(granted.rows_affected() == 1)
+    }
+
+    async fn keys_due_rotation(&self, now: DateTime<Utc>) -> Result<Vec<(Uuid, u32)>, StoreError> {
+        let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+            "SELECT id, primary_version FROM keys WHERE state = 'Enabled' AND rotation_period_days IS NOT NULL \
+             AND last_rotated_at + make_interval(days => rotation_period_days) <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(id, v)| {
+                Ok((
+                    id,
+                    u32::try_from(v).map_err(|_| corrupt("keys.primary_version"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn keys_due_deletion(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn destroy_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let updated = sqlx::query(
+            "UPDATE keys SET state = 'Deleted' WHERE id = $1 AND state = 'PendingDeletion' AND deletion_date <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM key_versions WHERE key_id = $1",
+            "DELETE FROM key_aliases WHERE key_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        notify(&mut tx, Change::Key(id)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_clients (id, name, role, key_ids, token_sha256, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.id)
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(&c.key_ids)
+        .bind(&c.token_digest.0[..])
+        .bind(c.created_at)
+        .bind(c.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn client_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_clients WHERE token_sha256 = $1")
+            .bind(&digest.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_clients ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn revoke_client(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let updated = sqlx::query(
+            "UPDATE api_clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        notify(&mut tx, Change::Client(id)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn any_active_admin(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_clients WHERE role = 'admin' AND revoked_at IS NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(records.len());
+        let mut times = Vec::with_capacity(records.len());
+        let mut clients = Vec::with_capacity(records.len());
+        let mut ops = Vec::with_capacity(records.len());
+        let mut keys = Vec::with_capacity(records.len());
+        let mut versions = Vec::with_capacity(records.len());
+        let mut contexts = Vec::with_capacity(records.len());
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut request_ids = Vec::with_capacity(records.len());
+        let mut details = Vec::with_capacity(records.len());
+        for r in records {
+            ids.push(r.id);
+            times.push(r.time);
+            clients.push(r.client_id);
+            ops.push(r.operation.as_str());
+            keys.push(r.key_id);
+            versions.push(r.key_version.map(to_i32).transpose()?);
+            contexts.push(
+                r.encryption_context
+                    .as_ref()
+                    .map(|c| serde_json::to_string(c).unwrap_or_default()),
+            );
+            outcomes.push(r.outcome.as_str());
+            request_ids.push(r.request_id.as_str());
+            details.push(r.detail.as_ref().map(|d| d.to_string()));
+        }
+        // One statement per batch: arrays unnested server-side.
+        sqlx::query(
+            "INSERT INTO audit_log (id, event_time, client_id, operation, key_id, key_version, \
+             encryption_context, outcome, request_id, detail) \
+             SELECT id, t, c, op, k, v, ctx::jsonb, o, rid, d::jsonb FROM UNNEST(\
+               $1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::uuid[], $6::int[], \
+               $7::text[], $8::text[], $9::text[], $10::text[]) AS u(id, t, c, op, k, v, ctx, o, rid, d) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .bind(&clients)
+        .bind(&ops)
+        .bind(&keys)
+        .bind(&versions)
+        .bind(&contexts)
+        .bind(&outcomes)
+        .bind(&request_ids)
+        .bind(&details)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
+             encryption_context::text AS ctx, outcome, request_id, detail::text AS detail \
+             FROM audit_log WHERE TRUE",
+        );
+        if let Some(k) = f.key_id {
+            q.push(" AND key_id = ").push_bind(k);
+        }
+        if let Some(c) = f.client_id {
+            q.push(" AND client_id = ").push_bind(c);
+        }
+        if let Some(op) = f.operation {
+            q.push(" AND operation = ").push_bind(op.as_str());
+        }
+        if let Some(t) = f.since {
+            q.push(" AND event_time >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            q.push(" AND event_time < ").push_bind(t);
+        }
+        if let Some(s) = f.before_seq {
+            q.push(" AND seq < ").push_bind(s);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let op: String = row.try_get("operation").map_err(map_err)?;
+                let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
+                let ctx: Option<String> = row.try_get("ctx").map_err(map_err)?;
+                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+                let record = AuditRecord {
+                    id: row.try_get("id").map_err(map_err)?,
+                    time: row.try_get("event_time").map_err(map_err)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    operation: Operation::parse(&op)
+                        .ok_or_else(|| corrupt("audit_log.operation"))?,
+                    key_id: row.try_get("key_id").map_err(map_err)?,
+                    key_version: version
+                        .map(u32::try_from)
+                        .transpose()
+                        .map_err(|_| corrupt("audit_log.key_version"))?,
+                    encryption_context: ctx
+                        .map(|c| serde_json::from_str(&c))
+                        .transpose()
+                        .map_err(backend)?,
+                    outcome: row.try_get("outcome").map_err(map_err)?,
+                    request_id: row.try_get("request_id").map_err(map_err)?,
+                    detail: detail
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(backend)?,
+                };
+                Ok((row.try_get("seq").map_err(map_err)?, record))
+            })
+            .collect()
+    }
+
+    async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
+        let pool = self.pool.clone();
+        let connect = move || {
+            let pool = pool.clone();
+            async move {
+                let mut l = PgListener::connect_with(&pool).await?;
+                l.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            }
+        };
+        let mut listener = Some(connect().await.map_err(map_err)?);
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let change = match listener.as_mut() {
+                    Some(l) => match l.try_recv().await {
+                        Ok(Some(n)) => parse_change(n.payload()),
+                        // Connection lost: keep serving what is cached (the
+                        // database is where changes happen) and reconnect.
+                        Ok(None) | Err(_) => {
+                            tracing::warn!("change listener lost the database; reconnecting");
+                            listener = None;
+                            continue;
+                        }
+                    },
+                    None => match connect().await {
+                        Ok(l) => {
+                            listener = Some(l);
+                            // Changes may have been missed while disconnected.
+                            Change::Reset
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    },
+                };
+                if tx.send(change).await.is_err() {
+                    return; // the service is gone
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
