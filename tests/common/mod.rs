@@ -1,0 +1,403 @@
+//! Test harness: a fresh database per test on the PostgreSQL that
+//! `scripts/test` started, real `vodkms` processes on 127.0.0.1, and a TCP
+//! proxy that can cut the database away from a server.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod proxy;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vodkms");
+
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is unset: run the tests through scripts/test")
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has no database path");
+    if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    }
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_database_url();
+    let name = format!("vodkms_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("connect to DATABASE_URL");
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    with_database(&admin, &name)
+}
+
+pub fn random_root_key() -> String {
+    let out = Command::new(BIN).arg("gen-root-key").output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_path(tag: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{tag}-{}.log", uuid::Uuid::new_v4().simple()))
+}
+
+/// A running `vodkms kms serve`; killed on drop.
+pub struct KmsProcess {
+    pub url: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl KmsProcess {
+    pub async fn start(db: &str, root_key: &str, env: &[(&str, &str)]) -> Self {
+        match Self::try_start(db, root_key, env).await {
+            Ok(p) => p,
+            Err(log) => panic!("KMS did not start:\n{log}"),
+        }
+    }
+
+    /// `Err(log)` if the process exits before answering /healthz.
+    pub async fn try_start(db: &str, root_key: &str, env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port();
+        let log = log_path("kms");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["kms", "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", db)
+            .env("VODKMS_ROOT_KEY", root_key)
+            .env("RUST_LOG", "info,kms=debug,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(_status) = child.try_wait().unwrap() {
+                return Err(std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+                if r.status().is_success() {
+                    return Ok(Self { url, log, child });
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "KMS did not answer /healthz in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "KMS did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for KmsProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `vodkms bootstrap` and returns the admin token.
+pub fn bootstrap(db: &str, root_key: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("bootstrap")
+        .env("DATABASE_URL", db)
+        .env("VODKMS_ROOT_KEY", root_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bootstrap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("bootstrap prints JSON");
+    v["Token"]
+        .as_str()
+        .expect("bootstrap JSON has Token")
+        .to_owned()
+}
+
+/// A response: status, JSON body (Null if none), request id header.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub request_id: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["Code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an error reply with this status and code, in the documented shape.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "{:?}",
+            self.body
+        );
+        assert!(
+            self.body["Message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{:?}",
+            self.body
+        );
+        assert_eq!(
+            self.body["RequestId"].as_str(),
+            Some(self.request_id.as_str()),
+            "{:?}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert!(
+            (200..300).contains(&self.status),
+            "expected success, got {} {:?}",
+            self.status,
+            self.body
+        );
+        &self.body
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let request_id = headers
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = resp.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("non-JSON body: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            body,
+            request_id,
+            headers,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.raw(self.request(reqwest::Method::GET, path, Some(token)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.raw(
+            self.request(reqwest::Method::POST, path, Some(token))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.raw(self.request(reqwest::Method::DELETE, path, Some(token)))
+            .await
+    }
+
+    pub async fn create_key(&self, admin: &str, alias: &str) -> String {
+        let r = self
+            .post("/v1/keys", admin, json!({ "Alias": alias }))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["KeyId"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a client and returns `(ClientId, Token)`.
+    pub async fn create_client(
+        &self,
+        admin: &str,
+        role: &str,
+        key_ids: Option<Vec<&str>>,
+    ) -> (String, String) {
+        let mut body = json!({ "Name": format!("{role}-client"), "Role": role });
+        if let Some(ids) = key_ids {
+            body["KeyIds"] = json!(ids);
+        }
+        let r = self.post("/v1/clients", admin, body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        (
+            r.body["ClientId"].as_str().unwrap().to_owned(),
+            r.body["Token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn generate(&self, token: &str, key: &str, video: &str) -> Reply {
+        self.post(
+            "/v1/generate-data-key",
+            token,
+            json!({ "KeyId": key, "EncryptionContext": { "video_id": video } }),
+        )
+        .await
+    }
+
+    pub async fn decrypt(&self, token: &str, blob: &str, video: &str) -> Reply {
+        self.post(
+            "/v1/decrypt",
+            token,
+            json!({ "CiphertextBlob": blob, "EncryptionContext": { "video_id": video } }),
+        )
+        .await
+    }
+
+    /// Audit records matching `query`, polling until `pred` holds (records are
+    /// written in batches, a moment after the call).
+    pub async fn audit_until(
+        &self,
+        admin: &str,
+        query: &str,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.get(&format!("/v1/audit?{query}"), admin).await;
+            let records = r.ok()["Records"].as_array().unwrap().clone();
+            if pred(&records) {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "audit never matched; last: {records:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Polls `f` until it returns true, for at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server with an admin, a key `alias/vod`, and generate/decrypt clients.
+pub struct Setup {
+    pub db: String,
+    pub root_key: String,
+    pub kms: KmsProcess,
+    pub api: Api,
+    pub admin: String,
+    pub key_id: String,
+    pub generator: String,
+    pub decryptor: String,
+}
+
+impl Setup {
+    pub async fn new() -> Self {
+        Self::with_env(&[]).await
+    }
+
+    pub async fn with_env(env: &[(&str, &str)]) -> Self {
+        let db = fresh_database().await;
+        let root_key = random_root_key();
+        let kms = KmsProcess::start(&db, &root_key, env).await;
+        let admin = bootstrap(&db, &root_key);
+        let api = kms.api();
+        let key_id = api.create_key(&admin, "alias/vod").await;
+        let (_, generator) = api.create_client(&admin, "generate", None).await;
+        let (_, decryptor) = api.create_client(&admin, "decrypt", None).await;
+        Self {
+            db,
+            root_key,
+            kms,
+            api,
+            admin,
+            key_id,
+            generator,
+            decryptor,
+        }
+    }
+}
