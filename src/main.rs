@@ -76,6 +76,9 @@ struct ServeArgs {
     /// Unflushed audit records past which key operations answer 503.
     #[arg(long, env = "VODKMS_AUDIT_BUFFER", default_value_t = 200_000)]
     audit_buffer: usize,
+    /// Milliseconds between audit batch writes (a full batch is written at once).
+    #[arg(long, env = "VODKMS_AUDIT_FLUSH_MS", default_value_t = 100)]
+    audit_flush_ms: u64,
     /// Seconds between passes that carry out due rotations and deletions.
     #[arg(long, env = "VODKMS_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
@@ -139,6 +142,7 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
     let config = KmsConfig {
         cache_ttl: Duration::from_secs(args.cache_ttl_secs),
         audit_buffer_capacity: args.audit_buffer,
+        audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
         maintenance_interval: Duration::from_secs(args.maintenance_interval_secs.max(1)),
         max_encryptions_per_version: args.max_encryptions_per_version.clamp(1, 1 << 32),
         ..KmsConfig::default()
