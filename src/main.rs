@@ -51,14 +51,6 @@ struct DbArgs {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// Root key, base64 of 32 bytes.
-    #[arg(
-        long = "root-key",
-        env = "VODKMS_ROOT_KEY",
-        hide_env_values = true,
-        hide = true
-    )]
-    root_key: Option<String>,
     /// File holding the root key (base64 text, or 32 raw bytes).
     #[arg(long, env = "VODKMS_ROOT_KEY_FILE")]
     root_key_file: Option<PathBuf>,
@@ -88,14 +80,19 @@ struct ServeArgs {
 }
 
 impl DbArgs {
+    /// The root key comes from VODKMS_ROOT_KEY (never a flag: command lines
+    /// are visible to every user of the machine) or from a file.
     fn root_key(&self) -> Result<RootKey> {
-        match (&self.root_key, &self.root_key_file) {
+        let from_env = std::env::var("VODKMS_ROOT_KEY")
+            .ok()
+            .map(zeroize::Zeroizing::new);
+        match (&from_env, &self.root_key_file) {
             (Some(_), Some(_)) => bail!("give VODKMS_ROOT_KEY or VODKMS_ROOT_KEY_FILE, not both"),
             (None, None) => bail!(
                 "no root key: set VODKMS_ROOT_KEY (base64 of 32 bytes; `vodkms gen-root-key` makes one) \
                  or VODKMS_ROOT_KEY_FILE"
             ),
-            (Some(text), None) => Ok(RootKey::from_base64(text).context("VODKMS_ROOT_KEY")?),
+            (Some(text), None) => Ok(RootKey::from_base64(text.as_str()).context("VODKMS_ROOT_KEY")?),
             (None, Some(path)) => {
                 let bytes = zeroize::Zeroizing::new(
                     std::fs::read(path).with_context(|| format!("reading root key file {}", path.display()))?,
@@ -188,6 +185,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
