@@ -305,18 +305,7 @@ impl Kms {
         ctx: &RequestContext,
         key: &str,
     ) -> Result<KeyView, KmsError> {
-        self.admin_key_op(caller, ctx, Operation::DisableKey, key, |id| async move {
-            let view = self
-                .transition(
-                    id,
-                    &[KeyState::Enabled, KeyState::Disabled],
-                    KeyState::Disabled,
-                    None,
-                )
-                .await?;
-            Ok((view, None))
-        })
-        .await
+        self.set_enabled(caller, ctx, key, false).await
     }
 
     pub async fn enable_key(
@@ -325,16 +314,25 @@ impl Kms {
         ctx: &RequestContext,
         key: &str,
     ) -> Result<KeyView, KmsError> {
-        self.admin_key_op(caller, ctx, Operation::EnableKey, key, |id| async move {
-            let view = self
-                .transition(
-                    id,
-                    &[KeyState::Enabled, KeyState::Disabled],
-                    KeyState::Enabled,
-                    None,
-                )
-                .await?;
-            Ok((view, None))
+        self.set_enabled(caller, ctx, key, true).await
+    }
+
+    /// Enable or disable; both are idempotent between the two states.
+    async fn set_enabled(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        key: &str,
+        enable: bool,
+    ) -> Result<KeyView, KmsError> {
+        let (op, to) = if enable {
+            (Operation::EnableKey, KeyState::Enabled)
+        } else {
+            (Operation::DisableKey, KeyState::Disabled)
+        };
+        self.admin_key_op(caller, ctx, op, key, |id| async move {
+            let from = [KeyState::Enabled, KeyState::Disabled];
+            Ok((self.transition(id, &from, to, None).await?, None))
         })
         .await
     }
@@ -381,28 +379,11 @@ impl Kms {
             Operation::CancelKeyDeletion,
             key,
             |id| async move {
-                let view = match self
-                    .0
-                    .store
-                    .set_state(id, &[KeyState::PendingDeletion], KeyState::Disabled, None)
-                    .await?
-                {
-                    Some(_) => {
-                        self.0.caches.invalidate_key(id);
-                        self.key_view(id).await?
-                    }
-                    None => {
-                        let current = self.0.store.key(id).await?.ok_or(KmsError::KeyNotFound)?;
-                        return Err(match current.state {
-                            KeyState::Deleted => KmsError::KeyDeleted,
-                            s => KmsError::InvalidKeyState(format!(
-                                "the key is {}, not PendingDeletion",
-                                s.as_str()
-                            )),
-                        });
-                    }
-                };
-                Ok((view, None))
+                let from = [KeyState::PendingDeletion];
+                Ok((
+                    self.transition(id, &from, KeyState::Disabled, None).await?,
+                    None,
+                ))
             },
         )
         .await
