@@ -95,12 +95,17 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(valid_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Only pay for the log fields when the event will be written.
+    let log_fields = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned());
+        (
+            req.method().clone(),
+            route.unwrap_or_else(|| "unmatched".to_owned()),
+        )
+    });
 
     let mut resp = next.run(req).await;
 
@@ -116,10 +121,12 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
-    tracing::debug!(
-        request_id = %id, %method, route, status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64, "request"
-    );
+    if let Some((method, route)) = log_fields {
+        tracing::debug!(
+            request_id = %id, %method, route, status = resp.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64, "request"
+        );
+    }
     resp
 }
 

@@ -168,7 +168,7 @@ pub async fn bootstrap_admin(
     let created = new_client(name, Role::Admin, None, clock);
     store.create_client(&created.client).await?;
     let record = AuditRecord {
-        id: Uuid::new_v4(),
+        id: Uuid::now_v7(),
         time: clock.now(),
         client_id: None,
         operation: Operation::CreateClient,
