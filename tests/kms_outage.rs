@@ -40,7 +40,11 @@ async fn outage_setup(env: &[(&str, &str)]) -> OutageSetup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_operations_survive_an_outage_and_lose_no_audit_record() {
-    let o = outage_setup(&[]).await;
+    // A 1 s cache TTL, so the outage outlasts it: expired entries must keep
+    // serving without waiting on the database (whose pool gives up after 5 s;
+    // the 3 s client timeout below would catch a request that waited).
+    let o = outage_setup(&[("VODKMS_CACHE_TTL_SECS", "1")]).await;
+    let impatient = Api::with_timeout(&o.api.base, Duration::from_secs(3));
     // Warm: one of each.
     let g = o
         .api
@@ -55,16 +59,15 @@ async fn key_operations_survive_an_outage_and_lose_no_audit_record() {
     o.api.get("/v1/audit?Limit=1", &o.admin).await.ok();
 
     o.proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past the TTL
     let mut request_ids = Vec::new();
     for i in 0..20 {
-        let r = o
-            .api
+        let r = impatient
             .generate(&o.generator, "alias/vod", &format!("o{i}"))
             .await;
         r.ok();
         request_ids.push(r.request_id.clone());
-        let d = o
-            .api
+        let d = impatient
             .decrypt(
                 &o.decryptor,
                 r.body["CiphertextBlob"].as_str().unwrap(),

@@ -227,6 +227,14 @@ impl Api {
         }
     }
 
+    /// Requests that take longer than `timeout` fail the test.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
+        }
+    }
+
     pub async fn raw(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("request failed");
         let status = resp.status().as_u16();

@@ -2,15 +2,15 @@
 //!
 //! Entries are dropped when a change notification names them and all at once
 //! on `Change::Reset` (sent when the change listener reconnects). Past `ttl`
-//! an entry is reloaded, but kept: if the database cannot be reached, the
-//! stale entry is served (stale-if-error), since every change goes through
-//! the database. Loads that raced with an invalidation are not inserted
-//! (epoch check), so a stale read never outlives the notification that should
-//! have removed it.
+//! an entry is still served while one background refresh re-reads it, so the
+//! hot path never waits on the database, also during an outage (every change
+//! goes through the database, so none can be missed meanwhile). Loads that
+//! raced with an invalidation are not inserted (epoch check), so a stale read
+//! never outlives the notification that should have removed it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -39,6 +39,14 @@ impl CachedKey {
 
 type CachedClient = (Arc<ClientRecord>, Instant);
 
+/// An entry being re-read in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Refresh {
+    Key(Uuid),
+    Client([u8; 32]),
+    Alias(String),
+}
+
 /// Snapshot of the invalidation counter, taken before a load.
 #[derive(Debug, Clone, Copy)]
 pub struct Epoch(u64);
@@ -51,6 +59,7 @@ pub struct Caches {
     aliases: RwLock<HashMap<String, (Uuid, Instant)>>,
     /// By token digest.
     clients: RwLock<HashMap<[u8; 32], CachedClient>>,
+    refreshing: Mutex<HashSet<Refresh>>,
 }
 
 // Lock poisoning only follows a panic in a critical section that cannot panic;
@@ -74,6 +83,7 @@ impl Caches {
             keys: RwLock::default(),
             aliases: RwLock::default(),
             clients: RwLock::default(),
+            refreshing: Mutex::default(),
         }
     }
 
@@ -127,6 +137,29 @@ impl Caches {
         if self.unchanged_since(e) {
             clients.insert(client.token_digest.0, (client, Instant::now()));
         }
+    }
+
+    /// `false` if a refresh of this entry is already under way.
+    pub fn begin_refresh(&self, what: &Refresh) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(what.clone())
+    }
+
+    pub fn end_refresh(&self, what: &Refresh) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(what);
+    }
+
+    pub fn forget_client(&self, digest: &TokenDigest) {
+        write!(self.clients).remove(&digest.0);
+    }
+
+    pub fn forget_alias(&self, alias: &str) {
+        write!(self.aliases).remove(alias);
     }
 
     pub fn invalidate_key(&self, id: Uuid) {

@@ -24,10 +24,10 @@ pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
 pub use error::KmsError;
 pub use keys::{KeyView, NewKeyRequest};
 
-use crate::crypto::{ApiToken, EncryptionContext, RootKey};
+use crate::crypto::{ApiToken, EncryptionContext, RootKey, TokenDigest};
 use crate::model::{AuditRecord, Change, ClientRecord, KeyState, Operation, Role, OUTCOME_SUCCESS};
 use crate::store::Store;
-use cache::{CachedKey, Caches};
+use cache::{CachedKey, Caches, Refresh};
 use usage::UsageLeases;
 
 /// Limits and intervals, with production defaults.
@@ -261,21 +261,17 @@ impl Kms {
     pub async fn authenticate(&self, token: Option<&ApiToken>) -> Result<Caller, KmsError> {
         let token = token.ok_or(KmsError::Unauthenticated)?;
         let digest = token.digest();
-        let cached = self.0.caches.client(&digest);
-        let client = match cached {
-            Some((c, true)) => c,
-            stale => {
-                let epoch = self.0.caches.epoch();
-                match self.0.store.client_by_digest(&digest).await {
-                    Ok(Some(found)) => {
-                        let client = Arc::new(found);
-                        self.0.caches.put_client(epoch, client.clone());
-                        client
-                    }
-                    Ok(None) => return Err(KmsError::Unauthenticated),
-                    Err(e) => stale.map(|(c, _)| c).ok_or(e)?,
+        let client = match self.0.caches.client(&digest) {
+            Some((client, fresh)) => {
+                if !fresh {
+                    self.refresh_in_background(Refresh::Client(digest.0));
                 }
+                client
             }
+            None => self
+                .fetch_client(&digest)
+                .await?
+                .ok_or(KmsError::Unauthenticated)?,
         };
         // The store looked the digest up by index; compare again in constant time.
         if client.token_digest != digest || client.revoked_at.is_some() {
@@ -286,38 +282,78 @@ impl Kms {
 
     /// Accepts a key id (UUID) or an alias (`alias/...`).
     async fn resolve_key_id(&self, key: &str) -> Result<Uuid, KmsError> {
-        if key.starts_with("alias/") {
-            let cached = self.0.caches.alias(key);
-            if let Some((id, true)) = cached {
-                return Ok(id);
-            }
-            let epoch = self.0.caches.epoch();
-            return match self.0.store.key_id_for_alias(key).await {
-                Ok(Some(id)) => {
-                    self.0.caches.put_alias(epoch, key, id);
-                    Ok(id)
-                }
-                Ok(None) => Err(KmsError::KeyNotFound),
-                Err(e) => Ok(cached.map(|(id, _)| id).ok_or(e)?),
-            };
+        if !key.starts_with("alias/") {
+            return Uuid::parse_str(key).map_err(|_| {
+                KmsError::invalid("KeyId must be a key id (UUID) or an alias (alias/...)")
+            });
         }
-        Uuid::parse_str(key)
-            .map_err(|_| KmsError::invalid("KeyId must be a key id (UUID) or an alias (alias/...)"))
+        match self.0.caches.alias(key) {
+            Some((id, fresh)) => {
+                if !fresh {
+                    self.refresh_in_background(Refresh::Alias(key.to_owned()));
+                }
+                Ok(id)
+            }
+            None => self.fetch_alias(key).await?.ok_or(KmsError::KeyNotFound),
+        }
     }
 
-    /// A key with its unwrapped versions, from the cache or the database.
+    /// A key with its unwrapped versions: from the cache once loaded, so the
+    /// hot path never waits on the database (see `cache`).
     async fn load_key(&self, id: Uuid) -> Result<Arc<CachedKey>, KmsError> {
-        let cached = self.0.caches.key(&id);
-        if let Some((k, true)) = cached {
-            return Ok(k);
+        match self.0.caches.key(&id) {
+            Some((key, fresh)) => {
+                if !fresh {
+                    self.refresh_in_background(Refresh::Key(id));
+                }
+                Ok(key)
+            }
+            None => self.fetch_key(id).await,
         }
-        match self.fetch_key(id).await {
-            Err(KmsError::StoreUnavailable(e)) => match cached {
-                Some((stale, _)) => Ok(stale), // stale-if-error: see `cache`
-                None => Err(KmsError::StoreUnavailable(e)),
-            },
-            other => other,
+    }
+
+    /// Re-reads a stale entry without making the request wait; one refresh
+    /// per entry at a time. While the database is down the stale entry keeps
+    /// serving: every change goes through the database, so none is missed.
+    fn refresh_in_background(&self, what: Refresh) {
+        if !self.0.caches.begin_refresh(&what) {
+            return;
         }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = match &what {
+                Refresh::Key(id) => this.fetch_key(*id).await.map(drop),
+                Refresh::Client(digest) => this.fetch_client(&TokenDigest(*digest)).await.map(drop),
+                Refresh::Alias(alias) => this.fetch_alias(alias).await.map(drop),
+            };
+            this.0.caches.end_refresh(&what);
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "cache refresh failed; serving the cached entry meanwhile");
+            }
+        });
+    }
+
+    async fn fetch_client(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<Arc<ClientRecord>>, KmsError> {
+        let epoch = self.0.caches.epoch();
+        let found = self.0.store.client_by_digest(digest).await?.map(Arc::new);
+        match &found {
+            Some(client) => self.0.caches.put_client(epoch, client.clone()),
+            None => self.0.caches.forget_client(digest),
+        }
+        Ok(found)
+    }
+
+    async fn fetch_alias(&self, alias: &str) -> Result<Option<Uuid>, KmsError> {
+        let epoch = self.0.caches.epoch();
+        let found = self.0.store.key_id_for_alias(alias).await?;
+        match found {
+            Some(id) => self.0.caches.put_alias(epoch, alias, id),
+            None => self.0.caches.forget_alias(alias),
+        }
+        Ok(found)
     }
 
     async fn fetch_key(&self, id: Uuid) -> Result<Arc<CachedKey>, KmsError> {
