@@ -252,6 +252,28 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .await
         .assert_error(400, "MalformedRequest");
 
+    // NUL cannot be stored by PostgreSQL: refused up front, and it must not
+    // poison the audit batch that records the refusal (regression).
+    let nul =
+        gen(json!({ "KeyId": "alias/vod", "EncryptionContext": { "video_id": "a\u{0}b" } })).await;
+    nul.assert_error(400, "InvalidParameter");
+    let desc = api
+        .post("/v1/keys", &s.admin, json!({ "Description": "a\u{0}b" }))
+        .await;
+    desc.assert_error(400, "InvalidParameter");
+    let after_nul =
+        gen(json!({ "KeyId": "alias/vod", "EncryptionContext": { "video_id": "after-nul" } }))
+            .await;
+    let after_id = after_nul.request_id.clone();
+    after_nul.ok();
+    api.audit_until(&s.admin, "Operation=GenerateDataKey&Limit=1000", |rs| {
+        rs.iter().any(|r| r["RequestId"] == after_id.as_str())
+            && rs.iter().any(|r| {
+                r["RequestId"] == nul.request_id.as_str() && r["Outcome"] == "InvalidParameter"
+            })
+    })
+    .await;
+
     // Oversized body.
     let huge = format!(r#"{{"CiphertextBlob":"{}"}}"#, "A".repeat(1 << 20));
     let r = api

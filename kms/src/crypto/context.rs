@@ -20,6 +20,8 @@ pub enum ContextError {
     BadKeyLength,
     #[error("EncryptionContext values must be at most {MAX_CONTEXT_VALUE_BYTES} bytes")]
     BadValueLength,
+    #[error("EncryptionContext keys and values may not contain NUL characters")]
+    NulCharacter,
 }
 
 pub fn validate_context(ctx: &EncryptionContext) -> Result<(), ContextError> {
@@ -32,6 +34,10 @@ pub fn validate_context(ctx: &EncryptionContext) -> Result<(), ContextError> {
         }
         if v.len() > MAX_CONTEXT_VALUE_BYTES {
             return Err(ContextError::BadValueLength);
+        }
+        // Storable everywhere (PostgreSQL text and jsonb reject NUL).
+        if k.contains('\0') || v.contains('\0') {
+            return Err(ContextError::NulCharacter);
         }
     }
     Ok(())
@@ -88,6 +94,10 @@ mod tests {
         assert_eq!(validate_context(&c), Err(ContextError::BadKeyLength));
         let c: EncryptionContext = (0..65).map(|i| (i.to_string(), String::new())).collect();
         assert_eq!(validate_context(&c), Err(ContextError::TooManyPairs));
+        let c: EncryptionContext = [("k".to_string(), "a\0b".to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(validate_context(&c), Err(ContextError::NulCharacter));
     }
 
     proptest! {

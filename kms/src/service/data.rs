@@ -63,11 +63,11 @@ impl Kms {
             Operation::GenerateDataKeyWithoutPlaintext
         };
         let mut ev = self.begin_audit(op, ctx)?;
-        ev.context(&req.context);
         let result = async {
             let caller = &self.authenticate(token).await?;
             ev.caller(caller);
             check_context(&req.context)?;
+            ev.context(&req.context);
             let key_id = self.resolve_key_id(&req.key_id).await?;
             ev.key(key_id, None);
             caller.require(Role::Generate, Some(key_id))?;
@@ -95,11 +95,11 @@ impl Kms {
         context: EncryptionContext,
     ) -> Result<Decrypted, KmsError> {
         let mut ev = self.begin_audit(Operation::Decrypt, ctx)?;
-        ev.context(&context);
         let result = async {
             let caller = &self.authenticate(token).await?;
             ev.caller(caller);
             check_context(&context)?;
+            ev.context(&context);
             let blob = Blob::from_text(blob_text)?;
             let BlobHeader { key_id, version } = blob.header;
             ev.key(key_id, Some(version));
@@ -128,12 +128,12 @@ impl Kms {
     ) -> Result<ReEncrypted, KmsError> {
         let mut ev = self.begin_audit(Operation::ReEncrypt, ctx)?;
         let dest_context = destination_context.unwrap_or_else(|| source_context.clone());
-        ev.context(&dest_context);
         let result = async {
             let caller = &self.authenticate(token).await?;
             ev.caller(caller);
             check_context(&source_context)?;
             check_context(&dest_context)?;
+            ev.context(&dest_context);
             let blob = Blob::from_text(blob_text)?;
             let source = blob.header;
             ev.record.detail = Some(serde_json::json!({

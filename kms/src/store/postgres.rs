@@ -134,6 +134,17 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
     })
 }
 
+/// JSON for the audit log's jsonb column. PostgreSQL cannot store NUL in
+/// text or jsonb, and one unstorable record would block its whole batch (and
+/// so, with the audit buffer bound, every key release): NUL becomes U+FFFD.
+/// The service already refuses such contexts; this is the last line.
+fn storable_context_json(ctx: &crate::crypto::EncryptionContext) -> String {
+    let clean = |s: &String| s.replace('\0', "\u{FFFD}");
+    let map: std::collections::BTreeMap<String, String> =
+        ctx.iter().map(|(k, v)| (clean(k), clean(v))).collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Backend(format!("unexpected value in {what}").into())
 }
@@ -484,11 +495,7 @@ impl Store for PgStore {
             ops.push(r.operation.as_str());
             keys.push(r.key_id);
             versions.push(r.key_version.map(to_i32).transpose()?);
-            contexts.push(
-                r.encryption_context
-                    .as_ref()
-                    .map(|c| serde_json::to_string(c).unwrap_or_default()),
-            );
+            contexts.push(r.encryption_context.as_ref().map(storable_context_json));
             outcomes.push(r.outcome.as_str());
             request_ids.push(r.request_id.as_str());
             details.push(r.detail.as_ref().map(|d| d.to_string()));

@@ -1,0 +1,381 @@
+//! The storage contract, written against `dyn Store` so every backend runs the
+//! same suite (PostgreSQL now; the embedded backend joins it later).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kms::crypto::TokenDigest;
+use kms::model::{
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
+    VersionRecord,
+};
+use kms::store::{NewKey, PgStore, Store, StoreError};
+use uuid::Uuid;
+
+async fn pg() -> Arc<dyn Store> {
+    Arc::new(
+        PgStore::connect(&common::fresh_database().await)
+            .await
+            .unwrap(),
+    )
+}
+
+fn now() -> DateTime<Utc> {
+    // Databases keep microseconds.
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn new_key(alias: Option<&str>) -> NewKey {
+    let id = Uuid::new_v4();
+    let t = now();
+    NewKey {
+        record: KeyRecord {
+            id,
+            aliases: alias.into_iter().map(str::to_owned).collect(),
+            description: "d".into(),
+            state: KeyState::Enabled,
+            primary_version: 1,
+            rotation_period_days: Some(1),
+            last_rotated_at: t,
+            deletion_date: None,
+            created_at: t,
+        },
+        first_version: VersionRecord {
+            key_id: id,
+            version: 1,
+            wrapped: vec![1, 2, 3],
+            created_at: t,
+        },
+    }
+}
+
+fn audit(op: Operation, key: Option<Uuid>) -> AuditRecord {
+    AuditRecord {
+        id: Uuid::now_v7(),
+        time: now(),
+        client_id: None,
+        operation: op,
+        key_id: key,
+        key_version: Some(1),
+        encryption_context: Some(
+            [("video_id".to_owned(), "v".to_owned())]
+                .into_iter()
+                .collect(),
+        ),
+        outcome: "Success".into(),
+        request_id: "r".into(),
+        detail: Some(serde_json::json!({ "Reason": "test" })),
+    }
+}
+
+async fn keys_versions_and_states(store: Arc<dyn Store>) {
+    let k = new_key(Some("alias/a"));
+    store.create_key(&k).await.unwrap();
+    assert_eq!(store.key(k.record.id).await.unwrap().unwrap(), k.record);
+    assert_eq!(
+        store.key_id_for_alias("alias/a").await.unwrap(),
+        Some(k.record.id)
+    );
+    assert!(matches!(
+        store.create_key(&new_key(Some("alias/a"))).await,
+        Err(StoreError::AliasExists)
+    ));
+    assert_eq!(
+        store.list_keys().await.unwrap().len(),
+        1,
+        "a failed create leaves nothing behind"
+    );
+
+    // Versions: only on top of the expected primary.
+    let v2 = VersionRecord {
+        key_id: k.record.id,
+        version: 2,
+        wrapped: vec![4],
+        created_at: now(),
+    };
+    store.add_version(1, &v2).await.unwrap();
+    assert!(matches!(
+        store.add_version(1, &v2).await,
+        Err(StoreError::Conflict)
+    ));
+    let versions = store.key_versions(k.record.id).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(versions[1], v2);
+    assert_eq!(
+        store
+            .key(k.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .primary_version,
+        2
+    );
+
+    // Conditional state changes.
+    let disabled = store
+        .set_state(k.record.id, &[KeyState::Enabled], KeyState::Disabled, None)
+        .await
+        .unwrap();
+    assert_eq!(disabled.unwrap().state, KeyState::Disabled);
+    assert!(store
+        .set_state(k.record.id, &[KeyState::Enabled], KeyState::Disabled, None)
+        .await
+        .unwrap()
+        .is_none());
+    let v3 = VersionRecord {
+        key_id: k.record.id,
+        version: 3,
+        wrapped: vec![5],
+        created_at: now(),
+    };
+    assert!(
+        matches!(store.add_version(2, &v3).await, Err(StoreError::Conflict)),
+        "no rotation while disabled"
+    );
+
+    // Due work.
+    let later = now() + chrono::Duration::days(2);
+    store
+        .set_state(k.record.id, &[KeyState::Disabled], KeyState::Enabled, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.keys_due_rotation(later).await.unwrap(),
+        vec![(k.record.id, 2)]
+    );
+    assert!(store.keys_due_rotation(now()).await.unwrap().is_empty());
+    let when = now() + chrono::Duration::days(7);
+    store
+        .set_state(
+            k.record.id,
+            &[KeyState::Enabled],
+            KeyState::PendingDeletion,
+            Some(when),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.keys_due_rotation(later).await.unwrap().is_empty(),
+        "only Enabled keys rotate"
+    );
+    assert!(store.keys_due_deletion(later).await.unwrap().is_empty());
+    assert!(
+        !store.destroy_key(k.record.id, later).await.unwrap(),
+        "not before the date"
+    );
+    let after = when + chrono::Duration::seconds(1);
+    assert_eq!(
+        store.keys_due_deletion(after).await.unwrap(),
+        vec![k.record.id]
+    );
+    assert!(store.destroy_key(k.record.id, after).await.unwrap());
+    assert!(
+        !store.destroy_key(k.record.id, after).await.unwrap(),
+        "only once"
+    );
+    let gone = store.key(k.record.id).await.unwrap().unwrap();
+    assert_eq!(gone.state, KeyState::Deleted);
+    assert!(gone.aliases.is_empty());
+    assert!(store.key_versions(k.record.id).await.unwrap().is_empty());
+    assert_eq!(store.key_id_for_alias("alias/a").await.unwrap(), None);
+}
+
+async fn encryption_reservations_never_pass_the_limit(store: Arc<dyn Store>) {
+    let k = new_key(None);
+    store.create_key(&k).await.unwrap();
+    // 40 concurrent reservations of 3 against a limit of 100: exactly 33 win.
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let store = store.clone();
+            let id = k.record.id;
+            tokio::spawn(async move { store.reserve_encryptions(id, 1, 3, 100).await.unwrap() })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        granted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 33);
+    assert!(
+        store
+            .reserve_encryptions(k.record.id, 1, 1, 100)
+            .await
+            .unwrap(),
+        "one left"
+    );
+    assert!(!store
+        .reserve_encryptions(k.record.id, 1, 1, 100)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .reserve_encryptions(k.record.id, 9, 1, 100)
+            .await
+            .unwrap(),
+        "unknown version"
+    );
+}
+
+async fn clients(store: Arc<dyn Store>) {
+    let c = ClientRecord {
+        id: Uuid::new_v4(),
+        name: "c".into(),
+        role: Role::Decrypt,
+        key_ids: Some(vec![Uuid::new_v4()]),
+        token_digest: TokenDigest([7; 32]),
+        created_at: now(),
+        revoked_at: None,
+    };
+    assert!(!store.any_active_admin().await.unwrap());
+    store.create_client(&c).await.unwrap();
+    assert_eq!(
+        store.client_by_digest(&TokenDigest([7; 32])).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.client_by_digest(&TokenDigest([8; 32])).await.unwrap(),
+        None
+    );
+    assert!(store.revoke_client(c.id, now()).await.unwrap());
+    assert!(!store.revoke_client(c.id, now()).await.unwrap());
+    assert!(store
+        .client_by_digest(&TokenDigest([7; 32]))
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert_eq!(store.list_clients().await.unwrap().len(), 1);
+}
+
+async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
+    let key = Uuid::new_v4();
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            audit(
+                if i < 3 {
+                    Operation::Decrypt
+                } else {
+                    Operation::RotateKey
+                },
+                Some(key),
+            )
+        })
+        .collect();
+    store.append_audit(&batch).await.unwrap();
+    store.append_audit(&batch).await.unwrap(); // a retried batch
+    store.append_audit(&batch[..2]).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
+    let all = store
+        .query_audit(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5, "retries never duplicate");
+    assert_eq!(all[0].1, batch[4], "newest first, stored exactly");
+    let decrypts = AuditFilter {
+        operation: Some(Operation::Decrypt),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.query_audit(&decrypts).await.unwrap().len(), 3);
+    let page = store
+        .query_audit(&AuditFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rest = AuditFilter {
+        limit: 100,
+        before_seq: Some(page[1].0),
+        ..Default::default()
+    };
+    assert_eq!(store.query_audit(&rest).await.unwrap().len(), 3);
+    let other = AuditFilter {
+        key_id: Some(Uuid::new_v4()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(store.query_audit(&other).await.unwrap().is_empty());
+
+    // A record the database could not store as given must not block its batch.
+    let mut odd = audit(Operation::Decrypt, Some(key));
+    odd.encryption_context = Some([("k\0".to_owned(), "v\0".to_owned())].into_iter().collect());
+    store
+        .append_audit(&[odd, audit(Operation::Decrypt, Some(key))])
+        .await
+        .unwrap();
+    let newest = AuditFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    let stored = store.query_audit(&newest).await.unwrap();
+    let ctx = stored[1].1.encryption_context.clone().unwrap();
+    assert_eq!(ctx.get("k\u{FFFD}").map(String::as_str), Some("v\u{FFFD}"));
+}
+
+async fn changes_are_announced(store: Arc<dyn Store>) {
+    let mut feed = store.watch_changes().await.unwrap();
+    let k = new_key(None);
+    store.create_key(&k).await.unwrap();
+    store
+        .set_state(k.record.id, &[KeyState::Enabled], KeyState::Disabled, None)
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(change, Change::Key(k.record.id));
+    let c = ClientRecord {
+        id: Uuid::new_v4(),
+        name: "c".into(),
+        role: Role::Admin,
+        key_ids: None,
+        token_digest: TokenDigest([9; 32]),
+        created_at: now(),
+        revoked_at: None,
+    };
+    store.create_client(&c).await.unwrap();
+    store.revoke_client(c.id, now()).await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(change, Change::Client(c.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_keys_versions_and_states() {
+    keys_versions_and_states(pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_encryption_reservations_never_pass_the_limit() {
+    encryption_reservations_never_pass_the_limit(pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_clients() {
+    clients(pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_audit_appends_are_idempotent_and_queryable() {
+    audit_appends_are_idempotent_and_queryable(pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_changes_are_announced() {
+    changes_are_announced(pg().await).await;
+}
