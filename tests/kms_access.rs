@@ -283,6 +283,10 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         )
         .await;
     r.assert_error(413, "PayloadTooLarge");
+    assert_eq!(
+        r.headers.get("connection").map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
 
     // Routing and methods.
     api.get("/v1/nothing", &s.admin)

@@ -96,6 +96,12 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was left unread, so this connection cannot carry another
+            // request: say so, or clients reuse it and see it drop.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
