@@ -10,6 +10,7 @@ use common::*;
 use std::time::Duration;
 
 struct OutageSetup {
+    db: String,
     proxy: DbProxy,
     kms: KmsProcess,
     api: Api,
@@ -29,6 +30,7 @@ async fn outage_setup(env: &[(&str, &str)]) -> OutageSetup {
     let (_, generator) = api.create_client(&admin, "generate", None).await;
     let (_, decryptor) = api.create_client(&admin, "decrypt", None).await;
     OutageSetup {
+        db,
         proxy,
         kms,
         api,
@@ -165,4 +167,42 @@ async fn past_the_audit_buffer_bound_key_releases_are_refused() {
             == 200
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_outage_waits_for_the_database_to_write_the_audit() {
+    // Records stay buffered (no timed flush) until shutdown.
+    let o = outage_setup(&[("VODKMS_AUDIT_FLUSH_MS", "600000")]).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = o
+            .api
+            .generate(&o.generator, "alias/vod", &format!("s{i}"))
+            .await;
+        r.ok();
+        ids.push(r.request_id.clone());
+    }
+    o.proxy.cut();
+    o.kms.signal_term();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    o.proxy.restore();
+    let status = tokio::task::spawn_blocking(move || o.kms.wait_exit())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&o.db)
+        .await
+        .unwrap();
+    let written: Vec<String> =
+        sqlx::query_scalar("SELECT request_id FROM audit_log WHERE operation = 'GenerateDataKey'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for id in &ids {
+        assert!(
+            written.contains(id),
+            "audit record of {id} lost at shutdown"
+        );
+    }
 }

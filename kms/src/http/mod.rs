@@ -130,7 +130,12 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Serves until `shutdown` resolves, then flushes the audit buffer.
+/// How long shutdown keeps trying to write buffered audit records.
+pub const SHUTDOWN_FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves until `shutdown` resolves (requests in flight finish), then writes
+/// every buffered audit record, retrying while the database is away. An error
+/// means records were lost, so the caller can exit non-zero.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     kms: Kms,
@@ -139,8 +144,21 @@ pub async fn serve(
     axum::serve(listener, app(kms.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
-    if let Err(e) = kms.flush_audit().await {
-        tracing::error!(error = %e, buffered = kms.audit_buffered(), "could not flush the audit log at shutdown");
+    let deadline = Instant::now() + SHUTDOWN_FLUSH_DEADLINE;
+    loop {
+        match kms.flush_audit().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, buffered = kms.audit_buffered(), "audit flush at shutdown failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                let lost = kms.audit_buffered();
+                tracing::error!(error = %e, lost, "audit records could not be written before shutdown");
+                return Err(std::io::Error::other(format!(
+                    "{lost} audit records could not be written"
+                )));
+            }
+        }
     }
-    Ok(())
 }
