@@ -4,7 +4,6 @@
 //! refuses audited operations (503) rather than release keys unaudited.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +19,6 @@ pub struct AuditLog {
     capacity: usize,
     batch_size: usize,
     wake: Notify,
-    flush_failures: AtomicU64,
 }
 
 impl AuditLog {
@@ -31,7 +29,6 @@ impl AuditLog {
             capacity: capacity.max(1),
             batch_size: batch_size.max(1),
             wake: Notify::new(),
-            flush_failures: AtomicU64::new(0),
         }
     }
 
@@ -63,10 +60,6 @@ impl AuditLog {
         self.lock().len()
     }
 
-    pub fn flush_failures(&self) -> u64 {
-        self.flush_failures.load(Ordering::Relaxed)
-    }
-
     /// Writes one batch. `Ok(n)`: n records committed (0 = buffer empty).
     async fn flush_batch(&self) -> Result<usize, KmsError> {
         let batch: Vec<AuditRecord> = {
@@ -85,7 +78,6 @@ impl AuditLog {
                 for r in batch.into_iter().rev() {
                     buf.push_front(r);
                 }
-                self.flush_failures.fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
             }
         }

@@ -226,10 +226,6 @@ impl Kms {
         Ok(self.0.store.ping().await?)
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
-    }
-
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.0.clock.now()
     }

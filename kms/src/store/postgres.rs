@@ -47,10 +47,6 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(backend)?;
         Ok(Self { pool })
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
