@@ -80,6 +80,16 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, change: Change) -> Result<()
     Ok(())
 }
 
+/// Runs a guarded UPDATE (its WHERE states the precondition of a transition);
+/// `true` if it changed exactly the one row it names.
+async fn changed_one(
+    tx: &mut Transaction<'_, Postgres>,
+    update: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<bool, StoreError> {
+    let done = update.execute(&mut **tx).await.map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 fn parse_change(payload: &str) -> Change {
     let parsed = match payload.split_once(':') {
         Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
@@ -267,18 +277,15 @@ impl Store for PgStore {
         v: &VersionRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let updated = sqlx::query(
+        let guarded = sqlx::query(
             "UPDATE keys SET primary_version = $3, last_rotated_at = $4 \
              WHERE id = $1 AND primary_version = $2 AND state = 'Enabled'",
         )
         .bind(v.key_id)
         .bind(to_i32(expected_primary)?)
         .bind(to_i32(v.version)?)
-        .bind(v.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if updated.rows_affected() != 1 {
+        .bind(v.created_at);
+        if !changed_one(&mut tx, guarded).await? {
             return Err(StoreError::Conflict);
         }
         sqlx::query("INSERT INTO key_versions (key_id, version, wrapped_material, created_at) VALUES ($1, $2, $3, $4)")
@@ -302,17 +309,14 @@ impl Store for PgStore {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let updated = sqlx::query(
+        let guarded = sqlx::query(
             "UPDATE keys SET state = $2, deletion_date = $3 WHERE id = $1 AND state = ANY($4)",
         )
         .bind(id)
         .bind(to.as_str())
         .bind(deletion_date)
-        .bind(&from)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if updated.rows_affected() != 1 {
+        .bind(&from);
+        if !changed_one(&mut tx, guarded).await? {
             return Ok(None);
         }
         notify(&mut tx, Change::Key(id)).await?;
@@ -379,15 +383,12 @@ impl Store for PgStore {
 
     async fn destroy_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let updated = sqlx::query(
+        let guarded = sqlx::query(
             "UPDATE keys SET state = 'Deleted' WHERE id = $1 AND state = 'PendingDeletion' AND deletion_date <= $2",
         )
         .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if updated.rows_affected() != 1 {
+        .bind(now);
+        if !changed_one(&mut tx, guarded).await? {
             return Ok(false);
         }
         for sql in [
@@ -445,15 +446,12 @@ impl Store for PgStore {
 
     async fn revoke_client(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let updated = sqlx::query(
+        let guarded = sqlx::query(
             "UPDATE api_clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if updated.rows_affected() != 1 {
+        .bind(now);
+        if !changed_one(&mut tx, guarded).await? {
             return Ok(false);
         }
         notify(&mut tx, Change::Client(id)).await?;
