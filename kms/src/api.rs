@@ -154,7 +154,7 @@ pub struct ReEncryptResponse {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateClientRequest {
     pub name: String,
-    /// admin | generate | decrypt
+    /// admin | generate | decrypt | issuer
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_ids: Option<Vec<String>>,

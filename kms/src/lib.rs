@@ -4,6 +4,7 @@
 //! (rules, no HTTP) → [`http`] (extract, call the service, map the error).
 
 pub mod api;
+pub mod client;
 pub mod crypto;
 pub mod http;
 pub mod model;

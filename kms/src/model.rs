@@ -84,6 +84,8 @@ pub enum Role {
     Generate,
     /// decrypt.
     Decrypt,
+    /// No KMS call: mints playback tokens at the broker for an app backend.
+    Issuer,
 }
 
 impl Role {
@@ -92,6 +94,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Generate => "generate",
             Self::Decrypt => "decrypt",
+            Self::Issuer => "issuer",
         }
     }
 
@@ -100,6 +103,7 @@ impl Role {
             "admin" => Self::Admin,
             "generate" => Self::Generate,
             "decrypt" => Self::Decrypt,
+            "issuer" => Self::Issuer,
             _ => return None,
         })
     }

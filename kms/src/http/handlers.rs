@@ -310,7 +310,7 @@ pub async fn create_client(
 ) -> ApiResult<(StatusCode, Json<CreateClientResponse>)> {
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::from(crate::service::KmsError::invalid(
-            "Role must be admin, generate or decrypt",
+            "Role must be admin, generate, decrypt or issuer",
         ))
     })?;
     let created = kms
@@ -331,6 +331,12 @@ pub async fn create_client(
             client: client_info(created.client),
         }),
     ))
+}
+
+/// The caller's own identity: lets the broker check admin and issuer tokens
+/// without reading KMS tables.
+pub async fn whoami(Authenticated(caller): Authenticated) -> Json<ClientInfo> {
+    Json(client_info(caller.client().clone()))
 }
 
 pub async fn list_clients(

@@ -52,6 +52,7 @@ pub fn app(kms: Kms) -> Router {
             "/v1/clients/{client_id}",
             axum::routing::delete(h::revoke_client),
         )
+        .route("/v1/whoami", get(h::whoami))
         .route("/v1/audit", get(h::audit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -144,21 +145,7 @@ pub async fn serve(
     axum::serve(listener, app(kms.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
-    let deadline = Instant::now() + SHUTDOWN_FLUSH_DEADLINE;
-    loop {
-        match kms.flush_audit().await {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(error = %e, buffered = kms.audit_buffered(), "audit flush at shutdown failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                let lost = kms.audit_buffered();
-                tracing::error!(error = %e, lost, "audit records could not be written before shutdown");
-                return Err(std::io::Error::other(format!(
-                    "{lost} audit records could not be written"
-                )));
-            }
-        }
-    }
+    kms.drain_audit(Instant::now() + SHUTDOWN_FLUSH_DEADLINE)
+        .await
+        .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))
 }

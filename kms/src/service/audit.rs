@@ -1,30 +1,50 @@
 //! Audit records are buffered in memory and written in batches off the request
 //! path. A record leaves the buffer only after the database committed it, so a
-//! database outage loses nothing; past `capacity` buffered records the service
-//! refuses audited operations (503) rather than release keys unaudited.
+//! database outage loses nothing; past `capacity` buffered records callers
+//! refuse audited operations (503) rather than release keys unaudited.
+//!
+//! Generic over the record type so the broker batches its own records the
+//! same way.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::KmsError;
 use crate::model::AuditRecord;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-pub struct AuditLog {
-    store: Arc<dyn Store>,
-    buffer: Mutex<VecDeque<AuditRecord>>,
+/// Where committed batches go. Must be idempotent by record id: a batch whose
+/// commit could not be confirmed is written again.
+#[async_trait]
+pub trait AuditSink<R>: Send + Sync + 'static {
+    async fn append(&self, records: &[R]) -> Result<(), StoreError>;
+}
+
+/// The KMS writes its records through its store.
+pub struct StoreSink(pub Arc<dyn Store>);
+
+#[async_trait]
+impl AuditSink<AuditRecord> for StoreSink {
+    async fn append(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        self.0.append_audit(records).await
+    }
+}
+
+pub struct AuditLog<R> {
+    sink: Arc<dyn AuditSink<R>>,
+    buffer: Mutex<VecDeque<R>>,
     capacity: usize,
     batch_size: usize,
     wake: Notify,
 }
 
-impl AuditLog {
-    pub fn new(store: Arc<dyn Store>, capacity: usize, batch_size: usize) -> Self {
+impl<R: Send + 'static> AuditLog<R> {
+    pub fn new(sink: Arc<dyn AuditSink<R>>, capacity: usize, batch_size: usize) -> Self {
         Self {
-            store,
+            sink,
             buffer: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             batch_size: batch_size.max(1),
@@ -32,20 +52,17 @@ impl AuditLog {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AuditRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<R>> {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Call before an audited operation. Concurrent requests may overshoot the
-    /// bound by at most the number in flight.
-    pub fn ensure_capacity(&self) -> Result<(), KmsError> {
-        if self.lock().len() >= self.capacity {
-            return Err(KmsError::AuditUnavailable);
-        }
-        Ok(())
+    /// Call before an audited operation; `false` means refuse it. Concurrent
+    /// requests may overshoot the bound by at most the number in flight.
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < self.capacity
     }
 
-    pub fn record(&self, record: AuditRecord) {
+    pub fn record(&self, record: R) {
         let len = {
             let mut buf = self.lock();
             buf.push_back(record);
@@ -61,8 +78,8 @@ impl AuditLog {
     }
 
     /// Writes one batch. `Ok(n)`: n records committed (0 = buffer empty).
-    async fn flush_batch(&self) -> Result<usize, KmsError> {
-        let batch: Vec<AuditRecord> = {
+    async fn flush_batch(&self) -> Result<usize, StoreError> {
+        let batch: Vec<R> = {
             let mut buf = self.lock();
             let n = buf.len().min(self.batch_size);
             buf.drain(..n).collect()
@@ -70,7 +87,7 @@ impl AuditLog {
         if batch.is_empty() {
             return Ok(0);
         }
-        match self.store.append_audit(&batch).await {
+        match self.sink.append(&batch).await {
             Ok(()) => Ok(batch.len()),
             Err(e) => {
                 // Put the batch back in front, in order; ids make a retry idempotent.
@@ -78,13 +95,13 @@ impl AuditLog {
                 for r in batch.into_iter().rev() {
                     buf.push_front(r);
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
     /// Writes until the buffer is empty or the database fails.
-    pub async fn flush(&self) -> Result<(), KmsError> {
+    pub async fn flush(&self) -> Result<(), StoreError> {
         while self.flush_batch().await? > 0 {}
         Ok(())
     }
@@ -103,6 +120,25 @@ impl AuditLog {
                 Err(e) => {
                     tracing::warn!(error = %e, buffered = self.buffered(), "audit flush failed; will retry");
                     backoff = (backoff * 2).clamp(interval, Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Flushes for graceful shutdown, retrying while the database is away
+    /// until `deadline`. `Err(n)`: n records could not be written.
+    pub async fn drain(&self, deadline: std::time::Instant) -> Result<(), usize> {
+        loop {
+            match self.flush().await {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, buffered = self.buffered(), "audit flush at shutdown failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    let lost = self.buffered();
+                    tracing::error!(error = %e, lost, "audit records could not be written before shutdown");
+                    return Err(lost);
                 }
             }
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rand::rngs::OsRng;
 use uuid::Uuid;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
@@ -142,7 +142,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: KmsConfig,
     caches: Caches,
-    audit: Arc<AuditLog>,
+    audit: Arc<AuditLog<AuditRecord>>,
     usage: Arc<UsageLeases>,
 }
 
@@ -161,7 +161,7 @@ impl Kms {
     ) -> Result<Self, KmsError> {
         verify_root_key(store.as_ref(), &root).await?;
         let audit = Arc::new(AuditLog::new(
-            store.clone(),
+            Arc::new(StoreSink(store.clone())),
             config.audit_buffer_capacity,
             config.audit_batch_size,
         ));
@@ -215,7 +215,13 @@ impl Kms {
 
     /// Writes out every buffered audit record (graceful shutdown).
     pub async fn flush_audit(&self) -> Result<(), KmsError> {
-        self.0.audit.flush().await
+        Ok(self.0.audit.flush().await?)
+    }
+
+    /// Flushes for graceful shutdown, retrying until `deadline`.
+    /// `Err(n)`: n records could not be written.
+    pub async fn drain_audit(&self, deadline: std::time::Instant) -> Result<(), usize> {
+        self.0.audit.drain(deadline).await
     }
 
     pub fn audit_buffered(&self) -> usize {
@@ -231,7 +237,9 @@ impl Kms {
     }
 
     fn begin_audit(&self, op: Operation, ctx: &RequestContext) -> Result<AuditEvent, KmsError> {
-        self.0.audit.ensure_capacity()?;
+        if !self.0.audit.has_room() {
+            return Err(KmsError::AuditUnavailable);
+        }
         Ok(AuditEvent {
             record: AuditRecord {
                 // Time-ordered: appends to the id index instead of random inserts.

@@ -20,7 +20,9 @@ use crate::model::{
 
 const CHANNEL: &str = "vodkms_changes";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// The whole system's schema (KMS and broker), so processes sharing one
+/// database agree on it whichever starts first.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -580,47 +582,60 @@ impl Store for PgStore {
     }
 
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
-        let pool = self.pool.clone();
-        let connect = move || {
-            let pool = pool.clone();
-            async move {
-                let mut l = PgListener::connect_with(&pool).await?;
-                l.listen(CHANNEL).await?;
-                Ok::<_, sqlx::Error>(l)
-            }
-        };
-        let mut listener = Some(connect().await.map_err(map_err)?);
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            loop {
-                let change = match listener.as_mut() {
-                    Some(l) => match l.try_recv().await {
-                        Ok(Some(n)) => parse_change(n.payload()),
-                        // Connection lost: keep serving what is cached (the
-                        // database is where changes happen) and reconnect.
-                        Ok(None) | Err(_) => {
-                            tracing::warn!("change listener lost the database; reconnecting");
-                            listener = None;
-                            continue;
-                        }
-                    },
-                    None => match connect().await {
-                        Ok(l) => {
-                            listener = Some(l);
-                            // Changes may have been missed while disconnected.
-                            Change::Reset
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    },
-                };
-                if tx.send(change).await.is_err() {
-                    return; // the service is gone
-                }
-            }
-        });
-        Ok(rx)
+        listen(self.pool.clone(), CHANNEL, |payload| match payload {
+            Some(p) => parse_change(p),
+            None => Change::Reset,
+        })
+        .await
     }
+}
+
+/// Listens on `channel` with its own connection, reconnecting when it drops.
+/// `map` turns each payload into a message; `None` after a reconnect, since
+/// notifications may have been missed meanwhile.
+pub async fn listen<T: Send + 'static>(
+    pool: PgPool,
+    channel: &'static str,
+    map: impl Fn(Option<&str>) -> T + Send + 'static,
+) -> Result<mpsc::Receiver<T>, StoreError> {
+    let connect = move || {
+        let pool = pool.clone();
+        async move {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(channel).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+    };
+    let mut listener = Some(connect().await.map_err(map_err)?);
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let message = match listener.as_mut() {
+                Some(l) => match l.try_recv().await {
+                    Ok(Some(n)) => map(Some(n.payload())),
+                    // Connection lost: keep serving what is cached (the
+                    // database is where changes happen) and reconnect.
+                    Ok(None) | Err(_) => {
+                        tracing::warn!(channel, "change listener lost the database; reconnecting");
+                        listener = None;
+                        continue;
+                    }
+                },
+                None => match connect().await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        map(None)
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            if tx.send(message).await.is_err() {
+                return; // the service is gone
+            }
+        }
+    });
+    Ok(rx)
 }

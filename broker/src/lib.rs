@@ -1,0 +1,10 @@
+//! vodkms key broker: turns an EDK from a playlist into the 16 raw key bytes,
+//! only for a viewer who may watch that video.
+//!
+//! Layers, top-down: [`token`] and [`password`] (pure) → [`store`] (SQL only)
+//! → [`service`] (rules, no HTTP) → [`http`] (extract, call, map the error).
+
+pub mod model;
+pub mod password;
+pub mod store;
+pub mod token;

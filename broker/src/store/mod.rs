@@ -1,0 +1,67 @@
+//! Broker storage behind a trait: SQL only, no rules. The error type is the
+//! KMS store's, so both backends report the same way.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+pub use kms::store::StoreError;
+
+use crate::model::{
+    BrokerAuditFilter, BrokerAuditRecord, Revocation, RevocationKind, SessionRecord, ViewerRecord,
+};
+
+pub mod postgres;
+
+pub use postgres::PgBrokerStore;
+
+/// A revocation changed somewhere: reload it. `Reset`: reload them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationChange {
+    One(RevocationKind, String),
+    Reset,
+}
+
+#[async_trait]
+pub trait BrokerStore: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// `Conflict` if the username is taken.
+    async fn create_viewer(&self, viewer: &ViewerRecord) -> Result<(), StoreError>;
+    async fn viewer(&self, username: &str) -> Result<Option<ViewerRecord>, StoreError>;
+    async fn list_viewers(&self) -> Result<Vec<ViewerRecord>, StoreError>;
+    /// Replaces the stored record; `false` if there was none.
+    async fn update_viewer(&self, viewer: &ViewerRecord) -> Result<bool, StoreError>;
+    async fn delete_viewer(&self, username: &str) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces, and tells every process sharing the database.
+    async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    /// `false` if there was none.
+    async fn delete_revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<bool, StoreError>;
+    async fn revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<Option<Revocation>, StoreError>;
+    /// Every revocation still in force at `now`.
+    async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError>;
+    /// Forgets revocations and sessions that can no longer matter.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError>;
+
+    /// Inserts sessions or moves their `last_used_at` forward.
+    async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError>;
+    async fn session(&self, jti: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Appends records; idempotent by record id.
+    async fn append_audit(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError>;
+    /// Newest first, with each record's sequence number.
+    async fn query_audit(
+        &self,
+        filter: &BrokerAuditFilter,
+    ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError>;
+}

@@ -1,0 +1,453 @@
+//! PostgreSQL backend of the broker store. It shares the system's migrations
+//! with the KMS, so both may use one database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use tokio::sync::mpsc;
+
+use super::{BrokerStore, RevocationChange, StoreError};
+use crate::model::{
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
+    SessionRecord, ViewerRecord,
+};
+
+const CHANNEL: &str = "vodkms_broker_changes";
+
+#[derive(Clone)]
+pub struct PgBrokerStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgBrokerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgBrokerStore")
+    }
+}
+
+impl PgBrokerStore {
+    /// Connects and applies the system's migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        kms::store::postgres::MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(backend)?;
+        Ok(Self { pool })
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.constraint() == Some("broker_viewers_pkey") {
+            return StoreError::Conflict;
+        }
+    }
+    backend(e)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("unreadable value in {what}").into())
+}
+
+fn viewer_from_row(row: &PgRow) -> Result<ViewerRecord, StoreError> {
+    let entitlements: String = row.try_get("entitlements").map_err(map_err)?;
+    Ok(ViewerRecord {
+        username: row.try_get("username").map_err(map_err)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+        entitlements: serde_json::from_str(&entitlements)
+            .map_err(|_| corrupt("broker_viewers.entitlements"))?,
+        enabled: row.try_get("enabled").map_err(map_err)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        updated_at: row.try_get("updated_at").map_err(map_err)?,
+    })
+}
+
+fn revocation_from_row(row: &PgRow) -> Result<Revocation, StoreError> {
+    let kind: String = row.try_get("kind").map_err(map_err)?;
+    Ok(Revocation {
+        kind: RevocationKind::parse(&kind).ok_or_else(|| corrupt("broker_revocations.kind"))?,
+        subject: row.try_get("subject").map_err(map_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+        expires_at: row.try_get("expires_at").map_err(map_err)?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        jti: row.try_get("jti").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        started_at: row.try_get("started_at").map_err(map_err)?,
+        last_used_at: row.try_get("last_used_at").map_err(map_err)?,
+        ends_at: row.try_get("ends_at").map_err(map_err)?,
+    })
+}
+
+/// PostgreSQL text cannot hold NUL; audit text is sanitized, never refused.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+const VIEWER_COLUMNS: &str =
+    "username, password_hash, entitlements::text AS entitlements, enabled, created_at, updated_at";
+
+#[async_trait]
+impl BrokerStore for PgBrokerStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_viewer(&self, v: &ViewerRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3::jsonb, $4, $5, $6)",
+        )
+        .bind(&v.username)
+        .bind(&v.password_hash)
+        .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
+        .bind(v.enabled)
+        .bind(v.created_at)
+        .bind(v.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn viewer(&self, username: &str) -> Result<Option<ViewerRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {VIEWER_COLUMNS} FROM broker_viewers WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(viewer_from_row).transpose()
+    }
+
+    async fn list_viewers(&self) -> Result<Vec<ViewerRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VIEWER_COLUMNS} FROM broker_viewers ORDER BY username"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(viewer_from_row).collect()
+    }
+
+    async fn update_viewer(&self, v: &ViewerRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE broker_viewers SET password_hash = $2, entitlements = $3::jsonb, enabled = $4, \
+             updated_at = $5 WHERE username = $1",
+        )
+        .bind(&v.username)
+        .bind(&v.password_hash)
+        .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
+        .bind(v.enabled)
+        .bind(v.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_viewer(&self, username: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_viewers WHERE username = $1")
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(r.kind.as_str())
+        .bind(&r.subject)
+        .bind(r.revoked_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        notify(&mut tx, r.kind, &r.subject).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query("DELETE FROM broker_revocations WHERE kind = $1 AND subject = $2")
+            .bind(kind.as_str())
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        notify(&mut tx, kind, subject).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<Option<Revocation>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations WHERE kind = $1 AND subject = $2",
+        )
+        .bind(kind.as_str())
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(revocation_from_row).transpose()
+    }
+
+    async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations \
+             WHERE expires_at IS NULL OR expires_at > $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM broker_revocations WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("DELETE FROM broker_sessions WHERE ends_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError> {
+        kms::store::postgres::listen(self.pool.clone(), CHANNEL, |payload| {
+            payload
+                .and_then(|p| {
+                    let (kind, subject) = p.split_once(':')?;
+                    Some(RevocationChange::One(
+                        RevocationKind::parse(kind)?,
+                        subject.to_owned(),
+                    ))
+                })
+                .unwrap_or(RevocationChange::Reset)
+        })
+        .await
+    }
+
+    async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let jtis: Vec<&str> = sessions.iter().map(|s| s.jti.as_str()).collect();
+        let viewers: Vec<&str> = sessions.iter().map(|s| s.viewer.as_str()).collect();
+        let started: Vec<DateTime<Utc>> = sessions.iter().map(|s| s.started_at).collect();
+        let used: Vec<DateTime<Utc>> = sessions.iter().map(|s| s.last_used_at).collect();
+        let ends: Vec<DateTime<Utc>> = sessions.iter().map(|s| s.ends_at).collect();
+        // DISTINCT ON: one batch may carry the same session twice.
+        sqlx::query(
+            "INSERT INTO broker_sessions (jti, viewer, started_at, last_used_at, ends_at) \
+             SELECT DISTINCT ON (j) j, v, s, u, e FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], \
+               $4::timestamptz[], $5::timestamptz[]) AS x(j, v, s, u, e) ORDER BY j, u DESC \
+             ON CONFLICT (jti) DO UPDATE SET last_used_at = GREATEST(broker_sessions.last_used_at, EXCLUDED.last_used_at)",
+        )
+        .bind(&jtis)
+        .bind(&viewers)
+        .bind(&started)
+        .bind(&used)
+        .bind(&ends)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, jti: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT jti, viewer, started_at, last_used_at, ends_at FROM broker_sessions WHERE jti = $1",
+        )
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn append_audit(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        let mut ops = Vec::with_capacity(n);
+        let mut outcomes = Vec::with_capacity(n);
+        let mut request_ids = Vec::with_capacity(n);
+        let mut viewers = Vec::with_capacity(n);
+        let mut videos = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut tokens = Vec::with_capacity(n);
+        let mut clients = Vec::with_capacity(n);
+        let mut addresses = Vec::with_capacity(n);
+        let mut details = Vec::with_capacity(n);
+        for r in records {
+            ids.push(r.id);
+            times.push(r.time);
+            ops.push(r.operation.as_str());
+            outcomes.push(storable(&r.outcome));
+            request_ids.push(storable(&r.request_id));
+            viewers.push(r.viewer.as_deref().map(storable));
+            videos.push(r.video_id.as_deref().map(storable));
+            keys.push(r.key_id);
+            versions.push(r.key_version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)));
+            tokens.push(r.token_id.as_deref().map(storable));
+            clients.push(r.client_id);
+            addresses.push(r.address.as_deref().map(storable));
+            details.push(r.detail.as_ref().map(|d| storable(&d.to_string())));
+        }
+        sqlx::query(
+            "INSERT INTO broker_audit (id, event_time, operation, outcome, request_id, viewer, video_id, \
+             key_id, key_version, token_id, client_id, address, detail) \
+             SELECT id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d::jsonb FROM UNNEST(\
+               $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+               $8::uuid[], $9::int[], $10::text[], $11::uuid[], $12::text[], $13::text[]) \
+               AS u(id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .bind(&ops)
+        .bind(&outcomes)
+        .bind(&request_ids)
+        .bind(&viewers)
+        .bind(&videos)
+        .bind(&keys)
+        .bind(&versions)
+        .bind(&tokens)
+        .bind(&clients)
+        .bind(&addresses)
+        .bind(&details)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn query_audit(
+        &self,
+        f: &BrokerAuditFilter,
+    ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT seq, id, event_time, operation, outcome, request_id, viewer, video_id, key_id, \
+             key_version, token_id, client_id, address, detail::text AS detail FROM broker_audit WHERE TRUE",
+        );
+        if let Some(v) = &f.viewer {
+            q.push(" AND viewer = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.video_id {
+            q.push(" AND video_id = ").push_bind(v.clone());
+        }
+        if let Some(op) = f.operation {
+            q.push(" AND operation = ").push_bind(op.as_str());
+        }
+        if let Some(o) = &f.outcome {
+            q.push(" AND outcome = ").push_bind(o.clone());
+        }
+        if let Some(t) = f.since {
+            q.push(" AND event_time >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            q.push(" AND event_time < ").push_bind(t);
+        }
+        if let Some(s) = f.before_seq {
+            q.push(" AND seq < ").push_bind(s);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let op: String = row.try_get("operation").map_err(map_err)?;
+                let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
+                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+                let record = BrokerAuditRecord {
+                    id: row.try_get("id").map_err(map_err)?,
+                    time: row.try_get("event_time").map_err(map_err)?,
+                    operation: BrokerOperation::parse(&op)
+                        .ok_or_else(|| corrupt("broker_audit.operation"))?,
+                    outcome: row.try_get("outcome").map_err(map_err)?,
+                    request_id: row.try_get("request_id").map_err(map_err)?,
+                    viewer: row.try_get("viewer").map_err(map_err)?,
+                    video_id: row.try_get("video_id").map_err(map_err)?,
+                    key_id: row.try_get("key_id").map_err(map_err)?,
+                    key_version: version.and_then(|v| u32::try_from(v).ok()),
+                    token_id: row.try_get("token_id").map_err(map_err)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    address: row.try_get("address").map_err(map_err)?,
+                    detail: detail
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(|_| corrupt("broker_audit.detail"))?,
+                };
+                Ok((row.try_get("seq").map_err(map_err)?, record))
+            })
+            .collect()
+    }
+}
+
+async fn notify(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    kind: RevocationKind,
+    subject: &str,
+) -> Result<(), StoreError> {
+    // NOTIFY payloads are limited to 8000 bytes; a longer subject makes
+    // everyone reload everything instead.
+    let payload = format!("{}:{subject}", kind.as_str());
+    let payload = if payload.len() < 7000 {
+        payload
+    } else {
+        "reset".to_owned()
+    };
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! Playback tokens: compact JWS JWTs (RFC 7515/7519), so any app backend can
+//! mint them with an ordinary JWT library.
+//!
+//! Only the algorithms configured are accepted, each with its own key type:
+//! `HS256` with the shared secret, `EdDSA` (Ed25519) with the public key. The
+//! header's `alg` picks between them and nothing else: no `none`, no `kid`
+//! lookups, no `crit` extensions, so an HMAC can never be checked against a
+//! public key (algorithm confusion). The signature is checked before the
+//! claims are even parsed.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use kms::crypto::SecretBytes;
+
+/// The `aud` every playback token must carry.
+pub const AUDIENCE: &str = "vodkms";
+/// Longest token accepted, in bytes (header, claims and signature).
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// `vids` entry meaning every video.
+pub const ALL_VIDEOS: &str = "*";
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_LEN: usize = 32;
+
+pub const MAX_SUBJECT_LEN: usize = 256;
+pub const MAX_VIDEO_ID_LEN: usize = 256;
+pub const MAX_VIDEOS: usize = 1000;
+pub const MAX_JTI_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The viewer.
+    pub sub: String,
+    /// Video ids, or `["*"]`.
+    pub vids: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub aud: Audience,
+}
+
+/// `aud` may be one string or an array of them (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, aud: &str) -> bool {
+        match self {
+            Self::One(a) => a == aud,
+            Self::Many(list) => list.iter().any(|a| a == aud),
+        }
+    }
+}
+
+impl Claims {
+    pub fn all_videos(&self) -> bool {
+        self.vids.iter().any(|v| v == ALL_VIDEOS)
+    }
+
+    pub fn allows(&self, video_id: &str) -> bool {
+        self.all_videos() || self.vids.iter().any(|v| v == video_id)
+    }
+
+    /// The one video this token names, if it names exactly one (not `*`).
+    pub fn single_video(&self) -> Option<&str> {
+        match self.vids.as_slice() {
+            [only] if only != ALL_VIDEOS => Some(only),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not accepted here")]
+    UnsupportedAlgorithm,
+    #[error("the token's signature is not valid")]
+    BadSignature,
+    #[error("the token is not for this service (aud)")]
+    WrongAudience,
+    #[error("the token's claims are missing or invalid: {0}")]
+    InvalidClaims(&'static str),
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token lives longer than this broker accepts")]
+    LifetimeTooLong,
+    /// Signature and claims are fine but `exp` has passed: the claims come
+    /// along so a playback session may still carry the token.
+    #[error("the token has expired")]
+    Expired(Box<Claims>),
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The keys and rules playback tokens are checked against.
+pub struct TokenKeys {
+    hs256: Option<SecretBytes>,
+    eddsa: Option<VerifyingKey>,
+    /// Allowed clock difference with the token's signer, seconds.
+    pub leeway: i64,
+    /// Longest `exp - iat` accepted, seconds. Bounds how long a revocation
+    /// must be remembered, whoever signed the token.
+    pub max_lifetime: i64,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("hs256", &self.hs256.as_ref().map(|_| "[REDACTED]"))
+            .field("eddsa", &self.eddsa.is_some())
+            .field("leeway", &self.leeway)
+            .field("max_lifetime", &self.max_lifetime)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyConfigError {
+    #[error("the HS256 secret must be base64 of at least {MIN_SECRET_LEN} bytes")]
+    WeakSecret,
+    #[error("the Ed25519 public key must be 32 bytes in base64, or a PEM `PUBLIC KEY`")]
+    BadPublicKey,
+    #[error("no token key configured: give an HS256 secret and/or an Ed25519 public key")]
+    NoKey,
+}
+
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+impl TokenKeys {
+    pub fn new(
+        hs256: Option<SecretBytes>,
+        eddsa: Option<VerifyingKey>,
+        leeway: i64,
+        max_lifetime: i64,
+    ) -> Result<Self, KeyConfigError> {
+        if hs256.is_none() && eddsa.is_none() {
+            return Err(KeyConfigError::NoKey);
+        }
+        if hs256.as_ref().is_some_and(|s| s.len() < MIN_SECRET_LEN) {
+            return Err(KeyConfigError::WeakSecret);
+        }
+        Ok(Self {
+            hs256,
+            eddsa,
+            leeway: leeway.max(0),
+            max_lifetime: max_lifetime.max(1),
+        })
+    }
+
+    /// Decodes an HS256 secret given as base64 (standard or URL-safe).
+    pub fn secret_from_base64(text: &str) -> Result<SecretBytes, KeyConfigError> {
+        let bytes =
+            kms::crypto::blob::decode_base64_any(text.trim()).ok_or(KeyConfigError::WeakSecret)?;
+        let secret = SecretBytes::from(Zeroizing::new(bytes));
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeyConfigError::WeakSecret);
+        }
+        Ok(secret)
+    }
+
+    /// Reads an Ed25519 public key: base64 of the 32 raw bytes, or PEM SPKI.
+    pub fn public_key_from_text(text: &str) -> Result<VerifyingKey, KeyConfigError> {
+        let text = text.trim();
+        let der_or_raw = if let Some(body) = text
+            .strip_prefix("-----BEGIN PUBLIC KEY-----")
+            .and_then(|r| r.trim_end().strip_suffix("-----END PUBLIC KEY-----"))
+        {
+            let b64: String = body.split_whitespace().collect();
+            kms::crypto::blob::decode_base64_any(&b64).ok_or(KeyConfigError::BadPublicKey)?
+        } else {
+            kms::crypto::blob::decode_base64_any(text).ok_or(KeyConfigError::BadPublicKey)?
+        };
+        let raw = match der_or_raw.len() {
+            32 => der_or_raw.as_slice(),
+            44 if der_or_raw.starts_with(&ED25519_SPKI_PREFIX) => &der_or_raw[12..],
+            _ => return Err(KeyConfigError::BadPublicKey),
+        };
+        let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyConfigError::BadPublicKey)?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| KeyConfigError::BadPublicKey)
+    }
+
+    pub fn can_sign(&self) -> bool {
+        self.hs256.is_some()
+    }
+
+    /// Signs with HS256 (the broker's own tokens). `None` if no secret is configured.
+    pub fn sign(&self, claims: &Claims) -> Option<String> {
+        let secret = self.hs256.as_ref()?;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?);
+        let signing_input = format!("{header}.{payload}");
+        let mut mac = hmac_for(secret)?;
+        mac.update(signing_input.as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Some(format!("{signing_input}.{sig}"))
+    }
+
+    /// Checks signature, audience and times; `now` in Unix seconds.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header = decode_json(h64)?;
+        if header.crit.is_some() {
+            // We understand no extensions, so we must refuse any marked critical.
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(TokenError::Malformed);
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(s64)
+            .map_err(|_| TokenError::Malformed)?;
+        let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+        match (header.alg.as_str(), &self.hs256, &self.eddsa) {
+            ("HS256", Some(secret), _) => {
+                let mut mac = hmac_for(secret).ok_or(TokenError::BadSignature)?;
+                mac.update(signing_input);
+                // Constant-time comparison.
+                mac.verify_slice(&signature)
+                    .map_err(|_| TokenError::BadSignature)?;
+            }
+            ("EdDSA", _, Some(public)) => {
+                let sig =
+                    Signature::from_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+                public
+                    .verify_strict(signing_input, &sig)
+                    .map_err(|_| TokenError::BadSignature)?;
+            }
+            _ => return Err(TokenError::UnsupportedAlgorithm),
+        }
+        let claims: Claims = decode_json(p64)
+            .map_err(|_| TokenError::InvalidClaims("sub, vids, exp, iat, jti, aud"))?;
+        self.check_claims(claims, now)
+    }
+
+    fn check_claims(&self, claims: Claims, now: i64) -> Result<Claims, TokenError> {
+        if !claims.aud.contains(AUDIENCE) {
+            return Err(TokenError::WrongAudience);
+        }
+        if claims.sub.is_empty() || claims.sub.len() > MAX_SUBJECT_LEN {
+            return Err(TokenError::InvalidClaims("sub"));
+        }
+        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
+            return Err(TokenError::InvalidClaims("jti"));
+        }
+        if claims.vids.is_empty()
+            || claims.vids.len() > MAX_VIDEOS
+            || claims.vids.iter().any(|v| !valid_video_id(v))
+        {
+            return Err(TokenError::InvalidClaims("vids"));
+        }
+        if claims.exp < claims.iat {
+            return Err(TokenError::InvalidClaims("exp"));
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        if claims.iat > now.saturating_add(self.leeway)
+            || claims
+                .nbf
+                .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        if now > claims.exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired(Box::new(claims)));
+        }
+        Ok(claims)
+    }
+}
+
+/// Video ids travel in URLs and EncryptionContexts: printable, no spaces.
+pub fn valid_video_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_VIDEO_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// HMAC takes keys of any length, so this is always `Some` in practice.
+fn hmac_for(secret: &SecretBytes) -> Option<Hmac<Sha256>> {
+    Hmac::<Sha256>::new_from_slice(secret.expose_secret()).ok()
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+/// Signs claims with EdDSA: what an app backend holding the private key does.
+/// Used by tests and tools; the broker itself only verifies EdDSA.
+pub fn sign_eddsa(key: &SigningKey, claims: &Claims) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let sig = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()).to_bytes());
+    format!("{signing_input}.{sig}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "alice".into(),
+            vids: vec!["v1".into()],
+            exp: NOW + 600,
+            iat: NOW,
+            jti: "t1".into(),
+            nbf: None,
+            aud: Audience::One(AUDIENCE.into()),
+        }
+    }
+
+    fn hs_keys() -> TokenKeys {
+        TokenKeys::new(Some(SecretBytes::new(vec![7u8; 32])), None, 60, 86_400).unwrap()
+    }
+
+    fn forge(header: &str, claims: &Claims, sig: &[u8]) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap()),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
+    }
+
+    #[test]
+    fn hs256_round_trip() {
+        let keys = hs_keys();
+        let token = keys.sign(&claims()).unwrap();
+        assert_eq!(keys.verify(&token, NOW).unwrap(), claims());
+    }
+
+    #[test]
+    fn matches_a_known_external_token() {
+        // Made by PyJWT-compatible code: HMAC-SHA256 over the standard encoding,
+        // key = 32 bytes of 0x07. Checks we interoperate, not just round-trip.
+        let keys = hs_keys();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"HS256"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(
+            br#"{"sub":"bob","vids":["*"],"exp":1800000600,"iat":1800000000,"jti":"x","aud":["other","vodkms"]}"#,
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).unwrap();
+        mac.update(format!("{header}.{payload}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let c = keys
+            .verify(&format!("{header}.{payload}.{sig}"), NOW)
+            .unwrap();
+        assert!(c.all_videos());
+        assert_eq!(c.single_video(), None);
+    }
+
+    #[test]
+    fn refuses_none_and_unknown_algorithms() {
+        let keys = hs_keys();
+        for alg in ["none", "None", "HS384", "RS256", "hs256", ""] {
+            let t = forge(&format!(r#"{{"alg":"{alg}"}}"#), &claims(), b"");
+            assert_eq!(
+                keys.verify(&t, NOW),
+                Err(TokenError::UnsupportedAlgorithm),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_algorithm_confusion() {
+        // An EdDSA-only broker must not accept an HMAC keyed with its public key.
+        let signing = SigningKey::from_bytes(&[9u8; 32]);
+        let public = signing.verifying_key();
+        let keys = TokenKeys::new(None, Some(public), 60, 86_400).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(public.as_bytes()).unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        mac.update(format!("{header}.{payload}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(
+            keys.verify(&format!("{header}.{payload}.{sig}"), NOW),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
+        // The genuine EdDSA token passes; a tampered one does not.
+        let good = sign_eddsa(&signing, &claims());
+        assert_eq!(keys.verify(&good, NOW).unwrap(), claims());
+        let mut other = claims();
+        other.vids = vec!["*".into()];
+        let (h, rest) = good.split_once('.').unwrap();
+        let sig = rest.split_once('.').unwrap().1;
+        let tampered = format!(
+            "{h}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap())
+        );
+        assert_eq!(keys.verify(&tampered, NOW), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn times_and_audience() {
+        let keys = hs_keys();
+        let sign = |c: &Claims| keys.sign(c).unwrap();
+        assert!(matches!(
+            keys.verify(&sign(&claims()), NOW + 600 + 61),
+            Err(TokenError::Expired(_))
+        ));
+        // Within the leeway it still passes.
+        assert!(keys.verify(&sign(&claims()), NOW + 600 + 59).is_ok());
+        assert_eq!(
+            keys.verify(&sign(&claims()), NOW - 61),
+            Err(TokenError::NotYetValid)
+        );
+        let mut c = claims();
+        c.aud = Audience::One("other".into());
+        assert_eq!(keys.verify(&sign(&c), NOW), Err(TokenError::WrongAudience));
+        let mut c = claims();
+        c.exp = c.iat + 86_401;
+        assert_eq!(
+            keys.verify(&sign(&c), NOW),
+            Err(TokenError::LifetimeTooLong)
+        );
+        let mut c = claims();
+        c.vids.clear();
+        assert_eq!(
+            keys.verify(&sign(&c), NOW),
+            Err(TokenError::InvalidClaims("vids"))
+        );
+        let mut c = claims();
+        c.nbf = Some(NOW + 120);
+        assert_eq!(keys.verify(&sign(&c), NOW), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn refuses_crit_and_wrong_typ_and_junk() {
+        let keys = hs_keys();
+        let t = forge(r#"{"alg":"HS256","crit":["x"]}"#, &claims(), b"");
+        assert_eq!(keys.verify(&t, NOW), Err(TokenError::UnsupportedAlgorithm));
+        let t = forge(r#"{"alg":"HS256","typ":"at+jwt"}"#, &claims(), b"");
+        assert_eq!(keys.verify(&t, NOW), Err(TokenError::Malformed));
+        for junk in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b.c.d",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(keys.verify(junk, NOW).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn key_config() {
+        assert!(matches!(
+            TokenKeys::secret_from_base64("c2hvcnQ="),
+            Err(KeyConfigError::WeakSecret)
+        ));
+        let signing = SigningKey::from_bytes(&[3u8; 32]);
+        let raw = signing.verifying_key().to_bytes();
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&raw);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        assert_eq!(
+            TokenKeys::public_key_from_text(&pem).unwrap(),
+            signing.verifying_key()
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        assert_eq!(
+            TokenKeys::public_key_from_text(&b64).unwrap(),
+            signing.verifying_key()
+        );
+        assert!(TokenKeys::public_key_from_text("bm9wZQ==").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_garbage(s in ".{0,600}") {
+            let _ = hs_keys().verify(&s, NOW);
+        }
+
+        #[test]
+        fn any_bit_flip_is_refused(pos in 0usize..200, bit in 0u8..8) {
+            let keys = hs_keys();
+            let token = keys.sign(&claims()).unwrap();
+            let mut bytes = token.into_bytes();
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(t) = String::from_utf8(bytes) {
+                // A flip may land on base64 padding bits that decode the same;
+                // then the token is unchanged in meaning, and that is fine.
+                if let Ok(c) = keys.verify(&t, NOW) {
+                    proptest::prop_assert_eq!(c, claims());
+                }
+            }
+        }
+    }
+}
