@@ -6,5 +6,6 @@
 
 pub mod model;
 pub mod password;
+pub mod service;
 pub mod store;
 pub mod token;

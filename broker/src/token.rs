@@ -36,7 +36,7 @@ pub const MAX_JTI_LEN: usize = 128;
 pub struct Claims {
     /// The viewer.
     pub sub: String,
-    /// Video ids, or `["*"]`.
+    /// Video ids, or `["*"]`; empty: none.
     pub vids: Vec<String>,
     pub exp: i64,
     pub iat: i64,
@@ -277,8 +277,8 @@ impl TokenKeys {
         if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
             return Err(TokenError::InvalidClaims("jti"));
         }
-        if claims.vids.is_empty()
-            || claims.vids.len() > MAX_VIDEOS
+        // An empty list is valid: entitled to nothing.
+        if claims.vids.len() > MAX_VIDEOS
             || claims.vids.iter().any(|v| !valid_video_id(v))
         {
             return Err(TokenError::InvalidClaims("vids"));
@@ -453,7 +453,7 @@ mod tests {
             Err(TokenError::LifetimeTooLong)
         );
         let mut c = claims();
-        c.vids.clear();
+        c.vids = vec!["has space".into()];
         assert_eq!(
             keys.verify(&sign(&c), NOW),
             Err(TokenError::InvalidClaims("vids"))

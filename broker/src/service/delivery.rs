@@ -1,0 +1,297 @@
+//! Key delivery: token → revocation → entitlement → (cache | KMS Decrypt with
+//! `{"video_id": VIDEO}`) → 16 bytes. The EDK is bound to its video by the
+//! EncryptionContext, so a forged `vid` only makes the KMS refuse.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use kms::api::DecryptRequest;
+use kms::crypto::{Blob, SecretBytes};
+
+use super::sessions::Lookup;
+use super::{Broker, BrokerError, CachedKey, RequestContext};
+use crate::model::{BrokerAuditRecord, BrokerOperation};
+use crate::token::{valid_video_id, Claims, TokenError};
+
+/// The HLS AES-128 key size: all the key endpoint ever releases.
+pub const HLS_KEY_LEN: usize = 16;
+/// A v1 blob of a 16-byte key is 87 characters; anything far longer is junk.
+const MAX_CIPHERTEXT_LEN: usize = 2048;
+
+/// A key request as the player sent it.
+#[derive(Debug, Default)]
+pub struct KeyRequest {
+    /// Playback tokens found in the request, in order of precedence; the first
+    /// one that verifies is used.
+    pub tokens: Vec<String>,
+    pub video_id: Option<String>,
+    pub ciphertext: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ReleasedKey {
+    pub key: Arc<SecretBytes>,
+    /// For `Cache-Control: private, max-age=N`: never past the token's life.
+    pub max_age_secs: u64,
+}
+
+/// Identical key releases within one flush interval become one audit record
+/// with a count, so a hot key (or a flood of refusals) cannot outrun the
+/// audit writer. Every release is still counted.
+#[derive(Default)]
+pub(super) struct ReleaseAggregator {
+    pending: Mutex<HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct AggregateKey {
+    outcome: String,
+    viewer: Option<String>,
+    video_id: Option<String>,
+    key_version: Option<(uuid::Uuid, u32)>,
+    token_id: Option<String>,
+    address: Option<String>,
+}
+
+/// Distinct pending aggregates past which releases are refused (503).
+const MAX_PENDING_AGGREGATES: usize = 50_000;
+
+impl ReleaseAggregator {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>>
+    {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn has_room(&self) -> bool {
+        self.lock().len() < MAX_PENDING_AGGREGATES
+    }
+
+    fn add(&self, record: BrokerAuditRecord) {
+        let key = AggregateKey {
+            outcome: record.outcome.clone(),
+            viewer: record.viewer.clone(),
+            video_id: record.video_id.clone(),
+            key_version: record.key_id.zip(record.key_version),
+            token_id: record.token_id.clone(),
+            address: record.address.clone(),
+        };
+        let time = record.time;
+        self.lock()
+            .entry(key)
+            .and_modify(|(_, count, last)| {
+                *count += 1;
+                *last = time;
+            })
+            .or_insert((record, 1, time));
+    }
+
+    /// Takes every pending aggregate as an audit record.
+    pub(super) fn take(&self) -> Vec<BrokerAuditRecord> {
+        let pending = std::mem::take(&mut *self.lock());
+        pending
+            .into_values()
+            .map(|(mut r, count, last)| {
+                if count > 1 {
+                    r.detail = Some(serde_json::json!({ "Count": count, "LastTime": last }));
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+impl Broker {
+    /// Releases the key of `req`, or says exactly why not. Audited either way.
+    pub async fn release_key(
+        &self,
+        ctx: &RequestContext,
+        req: KeyRequest,
+    ) -> Result<ReleasedKey, BrokerError> {
+        if !self.0.releases.has_room() {
+            return Err(BrokerError::AuditUnavailable);
+        }
+        let mut record = self.begin_audit(BrokerOperation::ReleaseKey, ctx)?;
+        let result = self.release(ctx, req, &mut record).await;
+        record.outcome = match &result {
+            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        self.0.releases.add(record);
+        result
+    }
+
+    async fn release(
+        &self,
+        ctx: &RequestContext,
+        req: KeyRequest,
+        record: &mut BrokerAuditRecord,
+    ) -> Result<ReleasedKey, BrokerError> {
+        let mono = Instant::now();
+        if !ctx.address.is_empty() {
+            self.0
+                .address_limits
+                .acquire(&ctx.address, mono)
+                .map_err(BrokerError::RateLimited)?;
+        }
+        let (claims, via_session) = self.verify_playback(&req.tokens, mono).await?;
+        record.viewer = Some(claims.sub.clone());
+        record.token_id = Some(claims.jti.clone());
+        self.0
+            .token_limits
+            .acquire(&claims.jti, mono)
+            .map_err(BrokerError::RateLimited)?;
+        if self.0.revoked.token_refused(&claims) {
+            return Err(BrokerError::TokenRevoked);
+        }
+
+        let video_id = match req.video_id {
+            Some(v) if valid_video_id(&v) => v,
+            Some(_) => {
+                return Err(BrokerError::invalid(
+                    "vid must be 1 to 256 printable characters without spaces",
+                ))
+            }
+            None => claims
+                .single_video()
+                .ok_or(BrokerError::MissingVideoId)?
+                .to_owned(),
+        };
+        record.video_id = Some(video_id.clone());
+        if !claims.allows(&video_id) {
+            return Err(BrokerError::NotEntitled);
+        }
+        if self.0.revoked.video_revoked(&video_id) {
+            return Err(BrokerError::VideoRevoked);
+        }
+
+        let ciphertext = req
+            .ciphertext
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| BrokerError::invalid("Ciphertext (the EDK) is required"))?;
+        if ciphertext.len() > MAX_CIPHERTEXT_LEN {
+            return Err(BrokerError::InvalidCiphertext("too long".into()));
+        }
+        let blob = Blob::from_text(&ciphertext)
+            .map_err(|e| BrokerError::InvalidCiphertext(e.to_string()))?;
+        record.key_id = Some(blob.header.key_id);
+        record.key_version = Some(blob.header.version);
+
+        let key = match self.0.keys.get(&video_id, &ciphertext, mono) {
+            Some(hit) => hit,
+            None => {
+                let fetched = self.decrypt(&video_id, &ciphertext).await?;
+                self.0
+                    .keys
+                    .insert(&video_id, &ciphertext, fetched.clone(), Instant::now());
+                fetched
+            }
+        };
+        if key.key.len() != HLS_KEY_LEN {
+            return Err(BrokerError::NotAnHlsKey);
+        }
+        record.key_id = Some(key.key_id);
+        record.key_version = Some(key.key_version);
+
+        let now = self.now();
+        if let Some(write) = self.0.sessions.touch(&claims, now) {
+            self.0.session_writes.record(write);
+        }
+        let max_age_secs = if via_session {
+            0
+        } else {
+            let left = claims.exp.saturating_sub(now.timestamp()).max(0);
+            u64::try_from(left)
+                .unwrap_or(0)
+                .min(self.0.config.key_max_age.as_secs())
+        };
+        Ok(ReleasedKey {
+            key: key.key,
+            max_age_secs,
+        })
+    }
+
+    /// The first token that verifies, or the first one's error. An expired
+    /// token still passes while its playback session is alive (`true`).
+    async fn verify_playback(
+        &self,
+        tokens: &[String],
+        mono: Instant,
+    ) -> Result<(Claims, bool), BrokerError> {
+        let now = self.now();
+        let mut first_error = None;
+        for token in tokens {
+            let error = match self.0.tokens.verify(token, now.timestamp()) {
+                Ok(claims) => return Ok((claims, false)),
+                Err(TokenError::Expired(claims)) => {
+                    if self.session_alive(&claims, now, mono).await? {
+                        return Ok((*claims, true));
+                    }
+                    BrokerError::TokenExpired
+                }
+                Err(e) => BrokerError::from(e),
+            };
+            first_error.get_or_insert(error);
+        }
+        Err(first_error.unwrap_or(BrokerError::MissingToken))
+    }
+
+    async fn session_alive(
+        &self,
+        claims: &Claims,
+        now: DateTime<Utc>,
+        mono: Instant,
+    ) -> Result<bool, BrokerError> {
+        let sessions = &self.0.sessions;
+        if !sessions.enabled()
+            || now.timestamp() > claims.iat.saturating_add(sessions.max.num_seconds())
+        {
+            return Ok(false);
+        }
+        match sessions.lookup(&claims.jti, now, mono) {
+            Lookup::Alive => Ok(true),
+            Lookup::Dead => Ok(false),
+            Lookup::Unknown => {
+                // Rare path (an expired token this process has not seen).
+                let found = self.0.store.session(&claims.jti).await?;
+                Ok(sessions.learn(&claims.jti, found, now, mono))
+            }
+        }
+    }
+
+    async fn decrypt(&self, video_id: &str, ciphertext: &str) -> Result<CachedKey, BrokerError> {
+        let req = DecryptRequest {
+            ciphertext_blob: ciphertext.to_owned(),
+            encryption_context: Some([("video_id".to_owned(), video_id.to_owned())].into()),
+        };
+        match self.0.kms.decrypt(&req).await {
+            Ok(out) => Ok(CachedKey {
+                key: Arc::new(out.plaintext.0),
+                key_id: out.key_id,
+                key_version: out.key_version_id,
+            }),
+            Err(e) => Err(match (e.status(), e.code()) {
+                // The blob parsed, so failing authentication means it was sealed
+                // for another video's context (or tampered with).
+                (Some(400), Some("InvalidCiphertext")) => BrokerError::KeyNotForVideo,
+                (Some(404 | 410), _) => BrokerError::KeyNotFound,
+                (Some(409), _) => BrokerError::KeyDisabled,
+                (Some(401 | 403), _) => {
+                    tracing::error!(error = %e, "the KMS refused the broker's own token: check VODKMS_KMS_TOKEN (a `decrypt` client)");
+                    BrokerError::KmsUnavailable(e.to_string())
+                }
+                _ => BrokerError::KmsUnavailable(e.to_string()),
+            }),
+        }
+    }
+
+    /// Moves aggregated key-release records into the audit buffer.
+    pub(super) fn flush_releases(&self) {
+        for r in self.0.releases.take() {
+            self.0.audit.record(r);
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Token issuing for app backends, revocation, and the broker's audit trail.
+
+use chrono::{DateTime, Duration, Utc};
+use zeroize::Zeroizing;
+
+use super::viewers::check_videos;
+use super::{Broker, BrokerError, Client, RequestContext};
+use crate::model::{
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
+};
+use crate::token::{valid_video_id, Audience, Claims, AUDIENCE, MAX_SUBJECT_LEN};
+
+/// A freshly minted playback token. The token is a bearer credential.
+pub struct IssuedToken {
+    pub token: Zeroizing<String>,
+    pub token_id: String,
+    pub expires_at: DateTime<Utc>,
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[REDACTED]")
+            .field("token_id", &self.token_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RevocationView(pub Revocation);
+
+#[derive(Debug)]
+pub struct AuditPage {
+    pub records: Vec<BrokerAuditRecord>,
+    /// Pass back as `before_seq` for the next (older) page.
+    pub next: Option<i64>,
+}
+
+impl Broker {
+    /// How long a Token or Viewer revocation must be remembered: until every
+    /// token it covers is past its longest life, playback sessions included.
+    pub(super) fn revocation_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let secs = self
+            .0
+            .tokens
+            .max_lifetime
+            .saturating_add(self.0.tokens.leeway)
+            .saturating_add(self.0.sessions.max.num_seconds());
+        now + Duration::seconds(secs)
+    }
+
+    /// Signs a token for `viewer`. After a viewer revocation in this same
+    /// second, `iat` moves one second on so the new token is not caught by it.
+    pub(super) fn mint(
+        &self,
+        viewer: &str,
+        vids: Vec<String>,
+        ttl_secs: u64,
+    ) -> Result<IssuedToken, BrokerError> {
+        let mut iat = self.now().timestamp();
+        if let Some(revoked) = self.0.revoked.viewer_revoked_at(viewer) {
+            if iat <= revoked {
+                iat = revoked + 1;
+            }
+        }
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX).min(self.0.tokens.max_lifetime);
+        let claims = Claims {
+            sub: viewer.to_owned(),
+            vids,
+            iat,
+            exp: iat + ttl,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            nbf: None,
+            aud: Audience::One(AUDIENCE.to_owned()),
+        };
+        let token = self
+            .0
+            .tokens
+            .sign(&claims)
+            .ok_or(BrokerError::SigningNotConfigured)?;
+        Ok(IssuedToken {
+            token: Zeroizing::new(token),
+            token_id: claims.jti,
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+            ttl_secs: u64::try_from(ttl).unwrap_or(0),
+        })
+    }
+
+    /// `POST /v1/tokens`: an app backend (issuer) mints a token for its viewer.
+    pub async fn issue_token(
+        &self,
+        client: &Client,
+        ctx: &RequestContext,
+        viewer: &str,
+        video_ids: Vec<String>,
+        ttl_secs: Option<u64>,
+    ) -> Result<IssuedToken, BrokerError> {
+        let mut rec = self.begin_audit(BrokerOperation::IssueToken, ctx)?;
+        rec.client_id = Some(client.0.client_id);
+        rec.viewer = Some(viewer.chars().take(MAX_SUBJECT_LEN).collect());
+        rec.video_id = video_ids.first().cloned().filter(|_| video_ids.len() == 1);
+        let result = async {
+            client.require_issuer()?;
+            if viewer.is_empty()
+                || viewer.len() > MAX_SUBJECT_LEN
+                || viewer.chars().any(char::is_control)
+            {
+                return Err(BrokerError::invalid(format!(
+                    "Viewer must be 1 to {MAX_SUBJECT_LEN} bytes without control characters"
+                )));
+            }
+            check_videos("VideoIds", &video_ids, false)?;
+            let max = u64::try_from(self.0.tokens.max_lifetime).unwrap_or(0);
+            let ttl = ttl_secs.unwrap_or(self.0.config.default_token_ttl.as_secs());
+            if !(1..=max).contains(&ttl) {
+                return Err(BrokerError::invalid(format!(
+                    "TtlSeconds must be 1 to {max}"
+                )));
+            }
+            self.mint(viewer, video_ids, ttl)
+        }
+        .await;
+        if let Ok(t) = &result {
+            rec.token_id = Some(t.token_id.clone());
+        }
+        self.end_audit(rec, &result);
+        result
+    }
+
+    /// Revokes a token (`jti`), a viewer's tokens so far, or a whole video.
+    /// In force in this process at once, in others when they hear of it.
+    pub async fn revoke(
+        &self,
+        client: &Client,
+        ctx: &RequestContext,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<RevocationView, BrokerError> {
+        let mut rec = self.begin_audit(BrokerOperation::Revoke, ctx)?;
+        rec.client_id = Some(client.0.client_id);
+        fill_subject(&mut rec, kind, subject);
+        let result = async {
+            client.require_admin_or_issuer()?;
+            check_subject(kind, subject)?;
+            let now = self.now();
+            let r = Revocation {
+                kind,
+                subject: subject.to_owned(),
+                revoked_at: now,
+                expires_at: (kind != RevocationKind::Video).then(|| self.revocation_expiry(now)),
+            };
+            self.0.store.put_revocation(&r).await?;
+            self.0.revoked.apply(kind, subject, Some(&r));
+            Ok(RevocationView(r))
+        }
+        .await;
+        self.end_audit(rec, &result);
+        result
+    }
+
+    pub async fn lift_revocation(
+        &self,
+        client: &Client,
+        ctx: &RequestContext,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<(), BrokerError> {
+        let mut rec = self.begin_audit(BrokerOperation::LiftRevocation, ctx)?;
+        rec.client_id = Some(client.0.client_id);
+        fill_subject(&mut rec, kind, subject);
+        let result = async {
+            client.require_admin()?;
+            check_subject(kind, subject)?;
+            if !self.0.store.delete_revocation(kind, subject).await? {
+                return Err(BrokerError::RevocationNotFound);
+            }
+            self.0.revoked.apply(kind, subject, None);
+            Ok(())
+        }
+        .await;
+        self.end_audit(rec, &result);
+        result
+    }
+
+    pub async fn list_revocations(&self, client: &Client) -> Result<Vec<RevocationView>, BrokerError> {
+        client.require_admin()?;
+        let list = self.0.store.revocations(self.now()).await?;
+        Ok(list.into_iter().map(RevocationView).collect())
+    }
+
+    pub async fn query_audit(
+        &self,
+        client: &Client,
+        mut filter: BrokerAuditFilter,
+    ) -> Result<AuditPage, BrokerError> {
+        client.require_admin()?;
+        filter.limit = filter.limit.clamp(1, 1000);
+        let rows = self.0.store.query_audit(&filter).await?;
+        let next = (rows.len() == filter.limit as usize)
+            .then(|| rows.last().map(|(seq, _)| *seq))
+            .flatten();
+        Ok(AuditPage {
+            records: rows.into_iter().map(|(_, r)| r).collect(),
+            next,
+        })
+    }
+}
+
+fn check_subject(kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
+    let ok = match kind {
+        RevocationKind::Video => valid_video_id(subject),
+        RevocationKind::Token => !subject.is_empty() && subject.len() <= crate::token::MAX_JTI_LEN,
+        RevocationKind::Viewer => {
+            !subject.is_empty()
+                && subject.len() <= MAX_SUBJECT_LEN
+                && !subject.chars().any(char::is_control)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::invalid(format!(
+            "Id is not a valid {} id",
+            kind.as_str().to_lowercase()
+        )))
+    }
+}
+
+fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str) {
+    let shown: String = subject.chars().take(256).collect();
+    match kind {
+        RevocationKind::Token => rec.token_id = Some(shown),
+        RevocationKind::Viewer => rec.viewer = Some(shown),
+        RevocationKind::Video => rec.video_id = Some(shown),
+    }
+    rec.detail = Some(serde_json::json!({ "Type": kind.as_str() }));
+}

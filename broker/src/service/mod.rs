@@ -1,0 +1,394 @@
+//! The broker's rules: who may have which key, and everything around that
+//! (viewer accounts, token issuing, revocation, audit). No HTTP types here.
+
+mod cache;
+mod delivery;
+mod error;
+mod limits;
+mod management;
+mod revocations;
+mod sessions;
+mod viewers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kms::api::ClientInfo;
+use kms::client::KmsClient;
+use kms::crypto::ApiToken;
+use kms::model::Role;
+use kms::service::{AuditLog, AuditSink, Clock};
+use kms::store::StoreError;
+use uuid::Uuid;
+
+pub use cache::{CachedKey, KeyCache};
+pub use delivery::{KeyRequest, ReleasedKey};
+pub use error::BrokerError;
+pub use limits::{Rate, RateLimiter};
+pub use management::{AuditPage, IssuedToken, RevocationView};
+pub use viewers::{NewViewer, ViewerUpdate, ViewerView};
+
+use crate::model::{BrokerAuditRecord, BrokerOperation, RevocationKind, SessionRecord};
+use crate::store::{BrokerStore, RevocationChange};
+use crate::token::TokenKeys;
+use revocations::RevocationSet;
+use sessions::Sessions;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// How long a decrypted key is reused without asking the KMS; 0 = never.
+    pub key_cache_ttl: Duration,
+    pub key_cache_capacity: usize,
+    /// Upper bound of the key response's `Cache-Control: max-age`.
+    pub key_max_age: Duration,
+    /// Lifetime of tokens minted by `/v1/tokens` when none is asked for.
+    pub default_token_ttl: Duration,
+    /// Lifetime of tokens minted by `/v1/login`.
+    pub login_token_ttl: Duration,
+    /// Playback sessions (see `sessions`): 0 turns them off.
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    pub rate_per_token: Rate,
+    pub rate_per_address: Rate,
+    /// Sign-in attempts per address, and failed ones per account.
+    pub login_rate_per_address: Rate,
+    pub login_failures_per_account: Rate,
+    pub audit_buffer_capacity: usize,
+    pub audit_batch_size: usize,
+    pub audit_flush_interval: Duration,
+    /// How long an admin or issuer identity from the KMS is trusted.
+    pub identity_ttl: Duration,
+    /// Full reload of revocations, a backstop for missed notifications.
+    pub revocation_refresh: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            key_cache_ttl: Duration::from_secs(300),
+            key_cache_capacity: 100_000,
+            key_max_age: Duration::from_secs(60),
+            default_token_ttl: Duration::from_secs(600),
+            login_token_ttl: Duration::from_secs(3600),
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            rate_per_token: Rate::new(10.0, 100.0),
+            rate_per_address: Rate::new(200.0, 1000.0),
+            login_rate_per_address: Rate::new(0.5, 20.0),
+            login_failures_per_account: Rate::new(1.0 / 12.0, 5.0),
+            audit_buffer_capacity: 200_000,
+            audit_batch_size: 2000,
+            audit_flush_interval: Duration::from_millis(100),
+            identity_ttl: Duration::from_secs(5),
+            revocation_refresh: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Who made a management call, as the KMS knows them.
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientInfo);
+
+impl Client {
+    fn role(&self) -> Option<Role> {
+        Role::parse(&self.0.role)
+    }
+
+    /// Broker administration needs an admin not limited to some keys.
+    fn require_admin(&self) -> Result<(), BrokerError> {
+        if self.role() == Some(Role::Admin) && self.0.key_ids.is_none() {
+            Ok(())
+        } else {
+            Err(BrokerError::AccessDenied(
+                "this call needs an admin API client not limited to some keys".into(),
+            ))
+        }
+    }
+
+    fn require_issuer(&self) -> Result<(), BrokerError> {
+        if self.role() == Some(Role::Issuer) {
+            Ok(())
+        } else {
+            Err(BrokerError::AccessDenied(
+                "this call needs an API client of role `issuer`".into(),
+            ))
+        }
+    }
+
+    fn require_admin_or_issuer(&self) -> Result<(), BrokerError> {
+        self.require_admin().or_else(|_| self.require_issuer())
+    }
+}
+
+/// Per-request facts the service records.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// The caller's address (never used as an identity, only for limits and audit).
+    pub address: String,
+}
+
+struct Inner {
+    store: Arc<dyn BrokerStore>,
+    kms: KmsClient,
+    tokens: TokenKeys,
+    clock: Arc<dyn Clock>,
+    config: BrokerConfig,
+    keys: KeyCache,
+    revoked: RevocationSet,
+    sessions: Sessions,
+    token_limits: RateLimiter,
+    address_limits: RateLimiter,
+    login_address_limits: RateLimiter,
+    login_account_limits: RateLimiter,
+    audit: Arc<AuditLog<BrokerAuditRecord>>,
+    releases: delivery::ReleaseAggregator,
+    session_writes: Arc<AuditLog<SessionRecord>>,
+    identities: Mutex<HashMap<[u8; 32], (ClientInfo, Instant)>>,
+    /// Checked against when a username is unknown, so that costs the same.
+    dummy_hash: String,
+    /// Bounds concurrent argon2 work (memory and CPU).
+    hashing: tokio::sync::Semaphore,
+}
+
+/// The key broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker(Arc<Inner>);
+
+struct StoreAudit(Arc<dyn BrokerStore>);
+
+#[async_trait::async_trait]
+impl AuditSink<BrokerAuditRecord> for StoreAudit {
+    async fn append(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError> {
+        self.0.append_audit(records).await
+    }
+}
+
+struct StoreSessions(Arc<dyn BrokerStore>);
+
+#[async_trait::async_trait]
+impl AuditSink<SessionRecord> for StoreSessions {
+    async fn append(&self, records: &[SessionRecord]) -> Result<(), StoreError> {
+        self.0.upsert_sessions(records).await
+    }
+}
+
+impl Broker {
+    /// Loads revocations (refusing to start without them: deny by default)
+    /// and starts the background work.
+    pub async fn start(
+        store: Arc<dyn BrokerStore>,
+        kms: KmsClient,
+        tokens: TokenKeys,
+        clock: Arc<dyn Clock>,
+        config: BrokerConfig,
+    ) -> Result<Self, BrokerError> {
+        let audit = Arc::new(AuditLog::new(
+            Arc::new(StoreAudit(store.clone())),
+            config.audit_buffer_capacity,
+            config.audit_batch_size,
+        ));
+        let session_writes = Arc::new(AuditLog::new(
+            Arc::new(StoreSessions(store.clone())),
+            config.audit_buffer_capacity,
+            config.audit_batch_size,
+        ));
+        let dummy_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let broker = Broker(Arc::new(Inner {
+            keys: KeyCache::new(config.key_cache_capacity, config.key_cache_ttl),
+            revoked: RevocationSet::default(),
+            sessions: Sessions::new(
+                chrono::Duration::from_std(config.session_idle).unwrap_or_default(),
+                chrono::Duration::from_std(config.session_max).unwrap_or_default(),
+            ),
+            token_limits: RateLimiter::new(config.rate_per_token),
+            address_limits: RateLimiter::new(config.rate_per_address),
+            login_address_limits: RateLimiter::new(config.login_rate_per_address),
+            login_account_limits: RateLimiter::new(config.login_failures_per_account),
+            identities: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(parallelism),
+            dummy_hash,
+            store,
+            kms,
+            tokens,
+            clock,
+            config,
+            audit,
+            session_writes,
+            releases: delivery::ReleaseAggregator::default(),
+        }));
+        broker.reload_revocations().await?;
+        broker.spawn_background().await?;
+        Ok(broker)
+    }
+
+    async fn spawn_background(&self) -> Result<(), BrokerError> {
+        let interval = self.0.config.audit_flush_interval;
+        tokio::spawn(self.0.audit.clone().run(interval));
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Broker(inner).flush_releases();
+            }
+        });
+        tokio::spawn(self.0.session_writes.clone().run(interval.max(Duration::from_secs(1))));
+
+        let mut changes = self.0.store.watch_revocations().await?;
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                let broker = Broker(inner);
+                let result = match change {
+                    RevocationChange::One(kind, subject) => broker.reload_one(kind, &subject).await,
+                    RevocationChange::Reset => broker.reload_revocations().await,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "reloading revocations failed; the periodic reload will retry");
+                }
+            }
+        });
+
+        let weak = Arc::downgrade(&self.0);
+        let every = self.0.config.revocation_refresh;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Broker(inner).housekeeping().await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Periodic: reload revocations, forget what expired, wipe stale keys.
+    async fn housekeeping(&self) {
+        let now = self.now();
+        if let Err(e) = self.0.store.purge_expired(now).await {
+            tracing::warn!(error = %e, "purging expired revocations and sessions failed");
+        }
+        if let Err(e) = self.reload_revocations().await {
+            tracing::warn!(error = %e, "reloading revocations failed; keeping the ones in memory");
+        }
+        let mono = Instant::now();
+        self.0.keys.sweep(mono);
+        self.0.sessions.sweep(now, mono);
+        for l in [
+            &self.0.token_limits,
+            &self.0.address_limits,
+            &self.0.login_address_limits,
+            &self.0.login_account_limits,
+        ] {
+            l.sweep(mono);
+        }
+        self.0
+            .identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, at)| mono.duration_since(*at) < self.0.config.identity_ttl);
+    }
+
+    async fn reload_revocations(&self) -> Result<(), BrokerError> {
+        let list = self.0.store.revocations(self.now()).await?;
+        self.0.revoked.replace_all(&list);
+        Ok(())
+    }
+
+    async fn reload_one(&self, kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
+        let current = self.0.store.revocation(kind, subject).await?;
+        self.0.revoked.apply(kind, subject, current.as_ref());
+        Ok(())
+    }
+
+    pub async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(self.0.store.ping().await?)
+    }
+
+    /// Writes out every buffered audit record and session (graceful shutdown).
+    pub async fn drain(&self, deadline: std::time::Instant) -> Result<(), usize> {
+        self.flush_releases();
+        let sessions = self.0.session_writes.drain(deadline).await;
+        let audit = self.0.audit.drain(deadline).await;
+        audit.and(sessions)
+    }
+
+    pub fn audit_buffered(&self) -> usize {
+        self.0.audit.buffered()
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
+    }
+
+    fn begin_audit(
+        &self,
+        op: BrokerOperation,
+        ctx: &RequestContext,
+    ) -> Result<BrokerAuditRecord, BrokerError> {
+        if !self.0.audit.has_room() {
+            return Err(BrokerError::AuditUnavailable);
+        }
+        Ok(BrokerAuditRecord {
+            id: Uuid::now_v7(),
+            time: self.now(),
+            operation: op,
+            outcome: String::new(),
+            request_id: ctx.request_id.clone(),
+            viewer: None,
+            video_id: None,
+            key_id: None,
+            key_version: None,
+            token_id: None,
+            client_id: None,
+            address: (!ctx.address.is_empty()).then(|| ctx.address.clone()),
+            detail: None,
+        })
+    }
+
+    fn end_audit<T>(&self, mut record: BrokerAuditRecord, result: &Result<T, BrokerError>) {
+        record.outcome = match result {
+            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        self.0.audit.record(record);
+    }
+
+    /// Resolves an API client token through the KMS (`/v1/whoami`), trusting
+    /// the answer for `identity_ttl`. Unknown and revoked look the same.
+    pub async fn authenticate(&self, token: Option<&ApiToken>) -> Result<Client, BrokerError> {
+        let token = token.ok_or(BrokerError::Unauthenticated)?;
+        let digest = token.digest().0;
+        let ttl = self.0.config.identity_ttl;
+        if let Some((info, at)) = self
+            .0
+            .identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+        {
+            if at.elapsed() < ttl {
+                return Ok(Client(info.clone()));
+            }
+        }
+        match self.0.kms.identify(token).await {
+            Ok(info) if info.revoked_date.is_none() => {
+                self.0
+                    .identities
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(digest, (info.clone(), Instant::now()));
+                Ok(Client(info))
+            }
+            Ok(_) => Err(BrokerError::Unauthenticated),
+            Err(e) if e.status() == Some(401) => Err(BrokerError::Unauthenticated),
+            Err(e) => Err(BrokerError::KmsUnavailable(e.to_string())),
+        }
+    }
+}
