@@ -25,6 +25,11 @@ enum Command {
         #[command(subcommand)]
         command: KmsCommand,
     },
+    /// The key broker: playback tokens, viewer sign-in, HLS key delivery.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
     /// Create the first admin API client and print its token (once) as JSON.
     Bootstrap {
         #[command(flatten)]
@@ -44,6 +49,99 @@ enum Command {
 enum KmsCommand {
     /// Serve the KMS HTTP API.
     Serve(ServeArgs),
+}
+
+#[derive(Subcommand)]
+enum BrokerCommand {
+    /// Serve the broker HTTP API.
+    Serve(Box<BrokerArgs>),
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    #[arg(long, env = "VODKMS_BROKER_LISTEN", default_value = "127.0.0.1:8300")]
+    listen: SocketAddr,
+    /// Base URL of the KMS, e.g. http://127.0.0.1:8200.
+    #[arg(long, env = "VODKMS_KMS_URL")]
+    kms_url: String,
+    /// PostgreSQL URL (may be the KMS's database).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// File holding the broker's KMS token (a `decrypt` client), instead of VODKMS_KMS_TOKEN.
+    #[arg(long, env = "VODKMS_KMS_TOKEN_FILE")]
+    kms_token_file: Option<PathBuf>,
+    /// File holding the HS256 token secret (base64), instead of VODKMS_TOKEN_SECRET.
+    #[arg(long, env = "VODKMS_TOKEN_SECRET_FILE")]
+    token_secret_file: Option<PathBuf>,
+    /// File holding an Ed25519 public key (PEM or base64) for EdDSA tokens,
+    /// instead of VODKMS_TOKEN_PUBLIC_KEY.
+    #[arg(long, env = "VODKMS_TOKEN_PUBLIC_KEY_FILE")]
+    token_public_key_file: Option<PathBuf>,
+    /// Page origins allowed to fetch keys cross-origin, comma-separated (or *).
+    #[arg(long, env = "VODKMS_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
+    /// Mark the sign-in cookie Secure (turn off only for plain-HTTP development).
+    #[arg(long, env = "VODKMS_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    cookie_secure: bool,
+    /// SameSite of the sign-in cookie: Lax, Strict or None.
+    #[arg(long, env = "VODKMS_COOKIE_SAMESITE", default_value = "Lax")]
+    cookie_same_site: String,
+    /// Take the caller's address from this header set by your proxy (e.g. X-Forwarded-For).
+    #[arg(long, env = "VODKMS_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
+    /// Seconds a decrypted key is reused without asking the KMS (0: never).
+    #[arg(long, env = "VODKMS_KEY_CACHE_TTL_SECS", default_value_t = 300)]
+    key_cache_ttl_secs: u64,
+    /// Upper bound of the key response's Cache-Control max-age.
+    #[arg(long, env = "VODKMS_KEY_MAX_AGE_SECS", default_value_t = 60)]
+    key_max_age_secs: u64,
+    /// Clock difference allowed with token signers.
+    #[arg(long, env = "VODKMS_TOKEN_LEEWAY_SECS", default_value_t = 60)]
+    token_leeway_secs: u64,
+    /// Longest token lifetime (exp - iat) accepted or issued.
+    #[arg(long, env = "VODKMS_MAX_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
+    max_token_lifetime_secs: u64,
+    /// Lifetime of tokens from /v1/login.
+    #[arg(long, env = "VODKMS_LOGIN_TOKEN_TTL_SECS", default_value_t = 3600)]
+    login_token_ttl_secs: u64,
+    /// Playback sessions: an expired token that released a key keeps working
+    /// while keys are fetched at least this often (0: no sessions).
+    #[arg(long, env = "VODKMS_SESSION_IDLE_SECS", default_value_t = 1800)]
+    session_idle_secs: u64,
+    /// ...and at most this long after the token was issued.
+    #[arg(long, env = "VODKMS_SESSION_MAX_SECS", default_value_t = 43_200)]
+    session_max_secs: u64,
+    /// Key requests per second per token (0: unlimited), and the burst.
+    #[arg(long, env = "VODKMS_TOKEN_RATE", default_value_t = 10.0)]
+    token_rate: f64,
+    #[arg(long, env = "VODKMS_TOKEN_BURST", default_value_t = 100.0)]
+    token_burst: f64,
+    /// Key requests per second per address (0: unlimited), and the burst.
+    #[arg(long, env = "VODKMS_ADDRESS_RATE", default_value_t = 200.0)]
+    address_rate: f64,
+    #[arg(long, env = "VODKMS_ADDRESS_BURST", default_value_t = 1000.0)]
+    address_burst: f64,
+    /// Unflushed audit records past which audited calls answer 503.
+    #[arg(long, env = "VODKMS_AUDIT_BUFFER", default_value_t = 200_000)]
+    audit_buffer: usize,
+    #[arg(long, env = "VODKMS_AUDIT_FLUSH_MS", default_value_t = 100)]
+    audit_flush_ms: u64,
+}
+
+/// A secret from an environment variable or a file, never from a flag
+/// (command lines are visible to every user of the machine).
+fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let from_env = std::env::var(var).ok().map(zeroize::Zeroizing::new);
+    match (from_env, file) {
+        (Some(_), Some(_)) => bail!("give {var} or {var}_FILE, not both"),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok(Some(zeroize::Zeroizing::new(text.trim().to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 #[derive(Args)]
@@ -153,6 +251,86 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+async fn serve_broker(args: BrokerArgs) -> Result<()> {
+    use broker::service::{Broker, BrokerConfig, Rate};
+    use broker::token::TokenKeys;
+
+    let kms_token = secret_from("VODKMS_KMS_TOKEN", args.kms_token_file.as_ref())?
+        .context("no KMS token: set VODKMS_KMS_TOKEN (an API client of role `decrypt`) or VODKMS_KMS_TOKEN_FILE")?;
+    let secret = secret_from("VODKMS_TOKEN_SECRET", args.token_secret_file.as_ref())?
+        .map(|s| TokenKeys::secret_from_base64(&s))
+        .transpose()
+        .context("VODKMS_TOKEN_SECRET")?;
+    let public = secret_from(
+        "VODKMS_TOKEN_PUBLIC_KEY",
+        args.token_public_key_file.as_ref(),
+    )?
+    .map(|s| TokenKeys::public_key_from_text(&s))
+    .transpose()
+    .context("VODKMS_TOKEN_PUBLIC_KEY")?;
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let tokens = TokenKeys::new(
+        secret,
+        public,
+        to_i64(args.token_leeway_secs),
+        to_i64(args.max_token_lifetime_secs),
+    )
+    .context("playback token keys (set VODKMS_TOKEN_SECRET and/or VODKMS_TOKEN_PUBLIC_KEY)")?;
+    let cors = broker::http::CorsOrigins::parse(&args.cors_origins)
+        .map_err(anyhow::Error::msg)
+        .context("VODKMS_CORS_ORIGINS")?;
+    let same_site = match args.cookie_same_site.to_ascii_lowercase().as_str() {
+        "lax" => "Lax",
+        "strict" => "Strict",
+        "none" if args.cookie_secure => "None",
+        "none" => bail!("VODKMS_COOKIE_SAMESITE=None needs VODKMS_COOKIE_SECURE=true (browsers refuse it otherwise)"),
+        other => bail!("VODKMS_COOKIE_SAMESITE must be Lax, Strict or None, not {other:?}"),
+    };
+    let client_ip_header = args
+        .client_ip_header
+        .as_deref()
+        .map(axum::http::HeaderName::try_from)
+        .transpose()
+        .context("VODKMS_CLIENT_IP_HEADER")?;
+    let kms = kms::client::KmsClient::new(
+        &args.kms_url,
+        kms::crypto::ApiToken::from_presented(&kms_token),
+        kms::client::ClientConfig::default(),
+    )?;
+    let store = broker::store::PgBrokerStore::connect(&args.database_url)
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
+    let config = BrokerConfig {
+        key_cache_ttl: Duration::from_secs(args.key_cache_ttl_secs),
+        key_max_age: Duration::from_secs(args.key_max_age_secs),
+        login_token_ttl: Duration::from_secs(
+            args.login_token_ttl_secs
+                .clamp(1, args.max_token_lifetime_secs.max(1)),
+        ),
+        session_idle: Duration::from_secs(args.session_idle_secs),
+        session_max: Duration::from_secs(args.session_max_secs),
+        rate_per_token: Rate::new(args.token_rate, args.token_burst),
+        rate_per_address: Rate::new(args.address_rate, args.address_burst),
+        audit_buffer_capacity: args.audit_buffer,
+        audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
+        ..BrokerConfig::default()
+    };
+    let service =
+        Broker::start(Arc::new(store), kms, tokens, Arc::new(SystemClock), config).await?;
+    let http = broker::http::HttpConfig {
+        cors,
+        cookie_secure: args.cookie_secure,
+        cookie_same_site: same_site.to_owned(),
+        client_ip_header,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, kms = %args.kms_url, "vodkms broker listening");
+    broker::http::serve(listener, service, http, shutdown_signal()).await?;
+    Ok(())
+}
+
 async fn bootstrap(db: DbArgs, name: String, force: bool) -> Result<()> {
     let root = db.root_key()?;
     let store = db.store().await?;
@@ -192,6 +370,9 @@ async fn main() -> std::process::ExitCode {
         Command::Kms {
             command: KmsCommand::Serve(args),
         } => serve_kms(args).await,
+        Command::Broker {
+            command: BrokerCommand::Serve(args),
+        } => serve_broker(*args).await,
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
         Command::GenRootKey => {
             gen_root_key();

@@ -4,6 +4,8 @@
 //! Layers, top-down: [`token`] and [`password`] (pure) → [`store`] (SQL only)
 //! → [`service`] (rules, no HTTP) → [`http`] (extract, call, map the error).
 
+pub mod api;
+pub mod http;
 pub mod model;
 pub mod password;
 pub mod service;

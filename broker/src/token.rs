@@ -278,9 +278,7 @@ impl TokenKeys {
             return Err(TokenError::InvalidClaims("jti"));
         }
         // An empty list is valid: entitled to nothing.
-        if claims.vids.len() > MAX_VIDEOS
-            || claims.vids.iter().any(|v| !valid_video_id(v))
-        {
+        if claims.vids.len() > MAX_VIDEOS || claims.vids.iter().any(|v| !valid_video_id(v)) {
             return Err(TokenError::InvalidClaims("vids"));
         }
         if claims.exp < claims.iat {

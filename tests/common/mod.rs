@@ -3,6 +3,7 @@
 //! proxy that can cut the database away from a server.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod brokers;
 pub mod proxy;
 
 use std::path::PathBuf;
@@ -65,14 +66,18 @@ fn log_path(tag: &str) -> PathBuf {
         .join(format!("{tag}-{}.log", uuid::Uuid::new_v4().simple()))
 }
 
-/// A running `vodkms kms serve`; killed on drop.
-pub struct KmsProcess {
+/// A running `vodkms` server (KMS or broker); killed on drop.
+pub struct ServerProcess {
     pub url: String,
+    pub port: u16,
     pub log: PathBuf,
     child: Child,
 }
 
-impl KmsProcess {
+pub type KmsProcess = ServerProcess;
+pub type BrokerProcess = ServerProcess;
+
+impl ServerProcess {
     pub async fn start(db: &str, root_key: &str, env: &[(&str, &str)]) -> Self {
         match Self::try_start(db, root_key, env).await {
             Ok(p) => p,
@@ -82,13 +87,54 @@ impl KmsProcess {
 
     /// `Err(log)` if the process exits before answering /healthz.
     pub async fn try_start(db: &str, root_key: &str, env: &[(&str, &str)]) -> Result<Self, String> {
-        let port = free_port();
-        let log = log_path("kms");
+        Self::try_start_kms_on(free_port(), db, root_key, env).await
+    }
+
+    pub async fn try_start_kms_on(
+        port: u16,
+        db: &str,
+        root_key: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let mut all = vec![("DATABASE_URL", db), ("VODKMS_ROOT_KEY", root_key)];
+        all.extend_from_slice(env);
+        Self::spawn(&["kms", "serve"], port, &all, "kms").await
+    }
+
+    /// `vodkms broker serve` against `kms_url`, with `kms_token` (a decrypt
+    /// client) and the HS256 `secret` (base64).
+    pub async fn start_broker(
+        db: &str,
+        kms_url: &str,
+        kms_token: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut all = vec![
+            ("DATABASE_URL", db),
+            ("VODKMS_KMS_TOKEN", kms_token),
+            ("VODKMS_TOKEN_SECRET", secret),
+            ("VODKMS_KMS_URL", kms_url),
+        ];
+        all.extend_from_slice(env);
+        match Self::spawn(&["broker", "serve"], free_port(), &all, "broker").await {
+            Ok(p) => p,
+            Err(log) => panic!("broker did not start:\n{log}"),
+        }
+    }
+
+    /// Runs `vodkms ARGS --listen 127.0.0.1:PORT` until it answers /healthz.
+    pub async fn spawn(
+        args: &[&str],
+        port: u16,
+        env: &[(&str, &str)],
+        tag: &str,
+    ) -> Result<Self, String> {
+        let log = log_path(tag);
         let mut cmd = Command::new(BIN);
-        cmd.args(["kms", "serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db)
-            .env("VODKMS_ROOT_KEY", root_key)
-            .env("RUST_LOG", "info,kms=debug,sqlx=warn")
+        cmd.args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info,kms=debug,broker=debug,sqlx=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
@@ -104,12 +150,17 @@ impl KmsProcess {
             }
             if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
                 if r.status().is_success() {
-                    return Ok(Self { url, log, child });
+                    return Ok(Self {
+                        url,
+                        port,
+                        log,
+                        child,
+                    });
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "KMS did not answer /healthz in time"
+                "{tag} did not answer /healthz in time"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -141,13 +192,16 @@ impl KmsProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "KMS did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-impl Drop for KmsProcess {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -265,6 +319,17 @@ impl Api {
             request_id,
             headers,
         }
+    }
+
+    /// A response whose body is not JSON (key bytes).
+    pub async fn raw_bytes(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.bytes().await.unwrap().to_vec())
     }
 
     pub fn request(

@@ -150,7 +150,10 @@ mod tests {
         let c = KeyCache::new(100, Duration::from_secs(10));
         let t0 = Instant::now();
         c.insert("v1", "edk", value(1), t0);
-        assert_eq!(c.get("v1", "edk", t0).unwrap().key.expose_secret(), &[1; 16]);
+        assert_eq!(
+            c.get("v1", "edk", t0).unwrap().key.expose_secret(),
+            &[1; 16]
+        );
         // Same EDK, other video: a miss, so the KMS checks the binding.
         assert!(c.get("v2", "edk", t0).is_none());
         assert!(c.get("v1", "edk", t0 + Duration::from_secs(11)).is_none());

@@ -40,9 +40,12 @@ pub struct ReleasedKey {
 /// Identical key releases within one flush interval become one audit record
 /// with a count, so a hot key (or a flood of refusals) cannot outrun the
 /// audit writer. Every release is still counted.
+/// The first record of a kind, how many there were, and the last one's time.
+type Pending = HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>;
+
 #[derive(Default)]
 pub(super) struct ReleaseAggregator {
-    pending: Mutex<HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>>,
+    pending: Mutex<Pending>,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -59,10 +62,7 @@ struct AggregateKey {
 const MAX_PENDING_AGGREGATES: usize = 50_000;
 
 impl ReleaseAggregator {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -65,7 +65,9 @@ impl Broker {
                 iat = revoked + 1;
             }
         }
-        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX).min(self.0.tokens.max_lifetime);
+        let ttl = i64::try_from(ttl_secs)
+            .unwrap_or(i64::MAX)
+            .min(self.0.tokens.max_lifetime);
         let claims = Claims {
             sub: viewer.to_owned(),
             vids,
@@ -184,7 +186,10 @@ impl Broker {
         result
     }
 
-    pub async fn list_revocations(&self, client: &Client) -> Result<Vec<RevocationView>, BrokerError> {
+    pub async fn list_revocations(
+        &self,
+        client: &Client,
+    ) -> Result<Vec<RevocationView>, BrokerError> {
         client.require_admin()?;
         let list = self.0.store.revocations(self.now()).await?;
         Ok(list.into_iter().map(RevocationView).collect())
@@ -236,4 +241,37 @@ fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str
         RevocationKind::Video => rec.video_id = Some(shown),
     }
     rec.detail = Some(serde_json::json!({ "Type": kind.as_str() }));
+}
+
+impl Broker {
+    /// Sign-out: revokes the presented token (its signature must be valid;
+    /// expired is fine). `Ok(false)`: there was no valid token to revoke.
+    pub async fn sign_out(&self, ctx: &RequestContext, token: &str) -> Result<bool, BrokerError> {
+        let claims = match self.0.tokens.verify(token, self.now().timestamp()) {
+            Ok(c) => c,
+            Err(crate::token::TokenError::Expired(c)) => *c,
+            Err(_) => return Ok(false),
+        };
+        let mut rec = self.begin_audit(BrokerOperation::Revoke, ctx)?;
+        fill_subject(&mut rec, RevocationKind::Token, &claims.jti);
+        rec.viewer = Some(claims.sub.clone());
+        let now = self.now();
+        let r = Revocation {
+            kind: RevocationKind::Token,
+            subject: claims.jti.clone(),
+            revoked_at: now,
+            expires_at: Some(self.revocation_expiry(now)),
+        };
+        let result = self
+            .0
+            .store
+            .put_revocation(&r)
+            .await
+            .map_err(BrokerError::from);
+        if result.is_ok() {
+            self.0.revoked.apply(r.kind, &r.subject, Some(&r));
+        }
+        self.end_audit(rec, &result);
+        result.map(|()| true)
+    }
 }

@@ -238,7 +238,12 @@ impl Broker {
                 Broker(inner).flush_releases();
             }
         });
-        tokio::spawn(self.0.session_writes.clone().run(interval.max(Duration::from_secs(1))));
+        tokio::spawn(
+            self.0
+                .session_writes
+                .clone()
+                .run(interval.max(Duration::from_secs(1))),
+        );
 
         let mut changes = self.0.store.watch_revocations().await?;
         let weak = Arc::downgrade(&self.0);

@@ -72,7 +72,11 @@ fn check_password(p: &Password) -> Result<(), BrokerError> {
     }
 }
 
-pub(super) fn check_videos(field: &str, ids: &[String], allow_empty: bool) -> Result<(), BrokerError> {
+pub(super) fn check_videos(
+    field: &str,
+    ids: &[String],
+    allow_empty: bool,
+) -> Result<(), BrokerError> {
     if (ids.is_empty() && !allow_empty) || ids.len() > MAX_VIDEOS {
         return Err(BrokerError::invalid(format!(
             "{field} must hold 1 to {MAX_VIDEOS} video ids, or [\"{ALL_VIDEOS}\"]"
@@ -206,9 +210,7 @@ impl Broker {
                 end_tokens = true;
             }
             if let Some(e) = update.entitlements {
-                let covered = |vid: &String| {
-                    e.iter().any(|x| x == ALL_VIDEOS || x == vid)
-                };
+                let covered = |vid: &String| e.iter().any(|x| x == ALL_VIDEOS || x == vid);
                 end_tokens |= !v.entitlements.iter().all(covered);
                 v.entitlements = e;
             }

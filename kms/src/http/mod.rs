@@ -1,7 +1,7 @@
 //! The KMS HTTP API: `app(kms)` builds the router; `serve` runs it.
 
 mod error;
-mod extract;
+pub mod extract;
 mod handlers;
 
 use std::time::Instant;
@@ -13,10 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use error::{status_of, ApiError};
+pub use error::{render, status_of, ApiError, ErrorInfo};
 
 use crate::service::Kms;
-use error::{render, ErrorInfo};
 use handlers as h;
 
 /// Largest request body accepted (the biggest legitimate request is a
@@ -88,7 +87,7 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 
 /// Sets the request id, echoes it in a header and in error bodies, and writes
 /// one log event per request (never a credential).
-async fn request_id(mut req: Request, next: Next) -> Response {
+pub async fn request_id(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()

@@ -1,0 +1,134 @@
+//! Errors become `{Code, Message, RequestId}` with one status per code, the
+//! same shape as the KMS's. 5xx bodies say nothing internal.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kms::http::{render, ErrorInfo};
+
+use crate::service::BrokerError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Broker(BrokerError),
+    /// Errors found before the service is called (routing, body parsing).
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        Self::Broker(e)
+    }
+}
+
+impl From<kms::http::ApiError> for ApiError {
+    fn from(e: kms::http::ApiError) -> Self {
+        match e {
+            kms::http::ApiError::Http {
+                status,
+                code,
+                message,
+            } => Self::Http {
+                status,
+                code,
+                message,
+            },
+            kms::http::ApiError::Kms(e) => Self::Http {
+                status: kms::http::status_of(&e),
+                code: e.code(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Broker(BrokerError::invalid(message))
+    }
+}
+
+pub fn status_of(e: &BrokerError) -> StatusCode {
+    use BrokerError::*;
+    match e {
+        MissingToken | InvalidToken(_) | TokenExpired | TokenRevoked | InvalidCredentials
+        | Unauthenticated => StatusCode::UNAUTHORIZED,
+        NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | AccessDenied(_) => {
+            StatusCode::FORBIDDEN
+        }
+        KeyNotFound | ViewerNotFound | RevocationNotFound => StatusCode::NOT_FOUND,
+        MissingVideoId | InvalidParameter(_) | InvalidCiphertext(_) | NotAnHlsKey => {
+            StatusCode::BAD_REQUEST
+        }
+        RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        ViewerExists | SigningNotConfigured => StatusCode::CONFLICT,
+        KmsUnavailable(_) | StoreUnavailable(_) | AuditUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut retry_after = None;
+        let (status, code, message, log_detail) = match self {
+            ApiError::Broker(e) => {
+                let status = status_of(&e);
+                if let BrokerError::RateLimited(wait) = &e {
+                    retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+                }
+                if status.is_server_error() {
+                    let public = match &e {
+                        BrokerError::Internal(_) => {
+                            "internal error; see the server log for this request id".to_owned()
+                        }
+                        // Says which dependency is away, not its internals.
+                        _ => e.to_string(),
+                    };
+                    let detail = match &e {
+                        BrokerError::KmsUnavailable(d) => d.clone(),
+                        _ => format!("{e}: {:?}", std::error::Error::source(&e)),
+                    };
+                    (status, e.code(), public, Some(detail))
+                } else {
+                    (status, e.code(), e.to_string(), None)
+                }
+            }
+            ApiError::Http {
+                status,
+                code,
+                message,
+            } => (status, code, message, None),
+        };
+        let info = ErrorInfo {
+            code,
+            message,
+            log_detail,
+        };
+        let mut resp = (status, render(&info, "")).into_response();
+        let headers = resp.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            retry_after = Some(5);
+        }
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vodkms\""),
+            );
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        // Errors are never cached, whatever sits between us and the player.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp.extensions_mut().insert(info);
+        resp
+    }
+}

@@ -1,0 +1,141 @@
+//! The broker HTTP API: `app(state)` builds the router; `serve` runs it.
+
+mod cors;
+mod error;
+mod extract;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use cors::CorsOrigins;
+pub use error::{status_of, ApiError};
+
+use crate::service::Broker;
+use handlers as h;
+
+/// The cookie `/v1/login` sets and key requests read.
+pub const COOKIE_NAME: &str = "vodkms_token";
+/// Management bodies are small; key requests have none.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub cors: CorsOrigins,
+    /// `Secure` on the sign-in cookie (off only for plain-HTTP development).
+    pub cookie_secure: bool,
+    /// `Lax`, `Strict` or `None` (`None` needs `Secure`; browsers say so).
+    pub cookie_same_site: String,
+    /// Take the caller's address from this header (its last entry), when a
+    /// proxy of ours sets it. Otherwise the TCP peer address.
+    pub client_ip_header: Option<HeaderName>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            cors: CorsOrigins::None,
+            cookie_secure: true,
+            cookie_same_site: "Lax".into(),
+            client_ip_header: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// A `Set-Cookie` value; `max_age` 0 clears the cookie.
+    fn cookie(&self, token: &str, max_age: u64) -> String {
+        let mut c = format!(
+            "{COOKIE_NAME}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={}",
+            self.cookie_same_site
+        );
+        if self.cookie_secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    pub http: Arc<HttpConfig>,
+}
+
+pub fn app(broker: Broker, http: HttpConfig) -> Router {
+    let cors = Arc::new(http.cors.clone());
+    let state = AppState {
+        broker,
+        http: Arc::new(http),
+    };
+    Router::new()
+        .route("/healthz", get(h::healthz))
+        .route("/readyz", get(h::readyz))
+        .route("/v1/hls/key", get(h::hls_key))
+        // Alibaba-style key URI: `https://host/?Ciphertext=EDK&MtsHlsUriToken=T`.
+        .route("/", get(h::hls_key))
+        .route("/v1/login", post(h::login))
+        .route("/v1/logout", post(h::logout))
+        .route("/v1/tokens", post(h::issue_token))
+        .route("/v1/viewers", post(h::create_viewer).get(h::list_viewers))
+        .route(
+            "/v1/viewers/{username}",
+            get(h::get_viewer)
+                .patch(h::update_viewer)
+                .delete(h::delete_viewer),
+        )
+        .route(
+            "/v1/revocations",
+            post(h::revoke)
+                .get(h::list_revocations)
+                .delete(h::lift_revocation),
+        )
+        .route("/v1/audit", get(h::audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(kms::http::request_id))
+        .layer(middleware::from_fn_with_state(cors, cors::cors))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::NOT_FOUND,
+        code: "NotFound",
+        message: "no such route".into(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Http {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "MethodNotAllowed",
+        message: "this route does not take this method".into(),
+    }
+}
+
+/// Serves until `shutdown` resolves (requests in flight finish), then writes
+/// every buffered audit record, retrying while the database is away.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    http: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(broker.clone(), http).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    broker
+        .drain(Instant::now() + kms::http::SHUTDOWN_FLUSH_DEADLINE)
+        .await
+        .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))
+}
