@@ -51,6 +51,18 @@ impl Broker {
         now + Duration::seconds(secs)
     }
 
+    /// When a new Viewer revocation takes effect: now, but never at or before
+    /// an earlier one, because `mint` may have moved tokens issued after that
+    /// one a second on (see there), and this one must still cover them.
+    pub(super) fn viewer_revocation_time(&self, viewer: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.0.revoked.viewer_revoked_at(viewer) {
+            Some(prev) if prev >= now.timestamp() => {
+                DateTime::from_timestamp(prev + 1, 0).unwrap_or(now)
+            }
+            _ => now,
+        }
+    }
+
     /// Signs a token for `viewer`. After a viewer revocation in this same
     /// second, `iat` moves one second on so the new token is not caught by it.
     pub(super) fn mint(
@@ -147,10 +159,14 @@ impl Broker {
             client.require_admin_or_issuer()?;
             check_subject(kind, subject)?;
             let now = self.now();
+            let revoked_at = match kind {
+                RevocationKind::Viewer => self.viewer_revocation_time(subject, now),
+                _ => now,
+            };
             let r = Revocation {
                 kind,
                 subject: subject.to_owned(),
-                revoked_at: now,
+                revoked_at,
                 expires_at: (kind != RevocationKind::Video).then(|| self.revocation_expiry(now)),
             };
             self.0.store.put_revocation(&r).await?;

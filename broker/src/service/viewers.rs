@@ -123,7 +123,7 @@ impl Broker {
         let r = Revocation {
             kind: RevocationKind::Viewer,
             subject: viewer.to_owned(),
-            revoked_at: now,
+            revoked_at: self.viewer_revocation_time(viewer, now),
             expires_at: Some(self.revocation_expiry(now)),
         };
         self.0.store.put_revocation(&r).await?;
