@@ -82,13 +82,22 @@ impl RateLimiter {
             return Ok(());
         }
         let mut shard = self.shard(key);
-        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(key) {
-            self.drop_idle(&mut shard, now);
+        if !shard.contains_key(key) {
+            if shard.len() >= MAX_PER_SHARD {
+                self.drop_idle(&mut shard, now);
+            }
+            shard.insert(
+                key.to_owned(),
+                Bucket {
+                    tokens: self.rate.burst,
+                    at: now,
+                },
+            );
         }
-        let b = shard.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.rate.burst,
-            at: now,
-        });
+        // Present: just inserted if it was not (no key copy on the hot path).
+        let Some(b) = shard.get_mut(key) else {
+            return Err(Duration::from_secs(1));
+        };
         self.refill(b, now);
         if b.tokens >= 1.0 {
             if consume {
