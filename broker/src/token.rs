@@ -271,10 +271,12 @@ impl TokenKeys {
         if !claims.aud.contains(AUDIENCE) {
             return Err(TokenError::WrongAudience);
         }
-        if claims.sub.is_empty() || claims.sub.len() > MAX_SUBJECT_LEN {
+        // No control characters: these are stored (sessions, revocations) and
+        // PostgreSQL text cannot hold NUL, so one token must not poison a batch.
+        if !valid_id(&claims.sub, MAX_SUBJECT_LEN) {
             return Err(TokenError::InvalidClaims("sub"));
         }
-        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
+        if !valid_id(&claims.jti, MAX_JTI_LEN) {
             return Err(TokenError::InvalidClaims("jti"));
         }
         // An empty list is valid: entitled to nothing.
@@ -299,6 +301,11 @@ impl TokenKeys {
         }
         Ok(claims)
     }
+}
+
+/// A viewer or token id: 1..=max bytes, no control characters.
+pub fn valid_id(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
 }
 
 /// Video ids travel in URLs and EncryptionContexts: printable, no spaces.
@@ -455,6 +462,18 @@ mod tests {
         assert_eq!(
             keys.verify(&sign(&c), NOW),
             Err(TokenError::InvalidClaims("vids"))
+        );
+        let mut c = claims();
+        c.jti = "a\u{0}b".into();
+        assert_eq!(
+            keys.verify(&sign(&c), NOW),
+            Err(TokenError::InvalidClaims("jti"))
+        );
+        let mut c = claims();
+        c.sub = "a\nb".into();
+        assert_eq!(
+            keys.verify(&sign(&c), NOW),
+            Err(TokenError::InvalidClaims("sub"))
         );
         let mut c = claims();
         c.nbf = Some(NOW + 120);

@@ -8,7 +8,7 @@ use super::{Broker, BrokerError, Client, RequestContext};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
 };
-use crate::token::{valid_video_id, Audience, Claims, AUDIENCE, MAX_SUBJECT_LEN};
+use crate::token::{valid_id, valid_video_id, Audience, Claims, AUDIENCE, MAX_SUBJECT_LEN};
 
 /// A freshly minted playback token. The token is a bearer credential.
 pub struct IssuedToken {
@@ -117,10 +117,7 @@ impl Broker {
         rec.video_id = video_ids.first().cloned().filter(|_| video_ids.len() == 1);
         let result = async {
             client.require_issuer()?;
-            if viewer.is_empty()
-                || viewer.len() > MAX_SUBJECT_LEN
-                || viewer.chars().any(char::is_control)
-            {
+            if !valid_id(viewer, MAX_SUBJECT_LEN) {
                 return Err(BrokerError::invalid(format!(
                     "Viewer must be 1 to {MAX_SUBJECT_LEN} bytes without control characters"
                 )));
@@ -232,12 +229,8 @@ impl Broker {
 fn check_subject(kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
     let ok = match kind {
         RevocationKind::Video => valid_video_id(subject),
-        RevocationKind::Token => !subject.is_empty() && subject.len() <= crate::token::MAX_JTI_LEN,
-        RevocationKind::Viewer => {
-            !subject.is_empty()
-                && subject.len() <= MAX_SUBJECT_LEN
-                && !subject.chars().any(char::is_control)
-        }
+        RevocationKind::Token => valid_id(subject, crate::token::MAX_JTI_LEN),
+        RevocationKind::Viewer => valid_id(subject, MAX_SUBJECT_LEN),
     };
     if ok {
         Ok(())
