@@ -1,0 +1,210 @@
+//! The broker storage contract, written against `dyn BrokerStore` so every
+//! backend runs the same suite (PostgreSQL now; the embedded one joins later).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::model::*;
+use broker::store::{BrokerStore, PgBrokerStore, RevocationChange, StoreError};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+async fn pg() -> Arc<dyn BrokerStore> {
+    Arc::new(
+        PgBrokerStore::connect(&common::fresh_database().await)
+            .await
+            .unwrap(),
+    )
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn viewer(name: &str) -> ViewerRecord {
+    ViewerRecord {
+        username: name.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        entitlements: vec!["A".into(), "B".into()],
+        enabled: true,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+#[tokio::test]
+async fn viewers() {
+    let s = pg().await;
+    let v = viewer("vera");
+    s.create_viewer(&v).await.unwrap();
+    assert!(matches!(
+        s.create_viewer(&v).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.viewer("vera").await.unwrap(), Some(v.clone()));
+    assert_eq!(s.viewer("Vera").await.unwrap(), None);
+    let mut changed = v.clone();
+    changed.entitlements = vec!["*".into()];
+    changed.enabled = false;
+    changed.updated_at = now();
+    assert!(s.update_viewer(&changed).await.unwrap());
+    assert_eq!(s.viewer("vera").await.unwrap(), Some(changed));
+    assert!(!s.update_viewer(&viewer("nobody")).await.unwrap());
+    s.create_viewer(&viewer("abe")).await.unwrap();
+    let names: Vec<String> = s
+        .list_viewers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.username)
+        .collect();
+    assert_eq!(names, ["abe", "vera"]);
+    assert!(s.delete_viewer("vera").await.unwrap());
+    assert!(!s.delete_viewer("vera").await.unwrap());
+}
+
+#[tokio::test]
+async fn revocations_are_announced_and_expire() {
+    let s = pg().await;
+    let mut changes = s.watch_revocations().await.unwrap();
+    let t = now();
+    let video = Revocation {
+        kind: RevocationKind::Video,
+        subject: "film".into(),
+        revoked_at: t,
+        expires_at: None,
+    };
+    let token = Revocation {
+        kind: RevocationKind::Token,
+        subject: "jti-1".into(),
+        revoked_at: t,
+        expires_at: Some(t + chrono::Duration::seconds(60)),
+    };
+    s.put_revocation(&video).await.unwrap();
+    s.put_revocation(&token).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        heard,
+        RevocationChange::One(RevocationKind::Video, "film".into())
+    );
+    // Put again: replaced, not duplicated.
+    s.put_revocation(&video).await.unwrap();
+    assert_eq!(s.revocations(t).await.unwrap().len(), 2);
+    assert_eq!(
+        s.revocation(RevocationKind::Token, "jti-1").await.unwrap(),
+        Some(token.clone())
+    );
+    // Past its expiry a token revocation is no longer listed, then purged.
+    let later = t + chrono::Duration::seconds(61);
+    assert_eq!(s.revocations(later).await.unwrap(), vec![video.clone()]);
+    s.purge_expired(later).await.unwrap();
+    assert_eq!(
+        s.revocation(RevocationKind::Token, "jti-1").await.unwrap(),
+        None
+    );
+    assert!(s
+        .delete_revocation(RevocationKind::Video, "film")
+        .await
+        .unwrap());
+    assert!(!s
+        .delete_revocation(RevocationKind::Video, "film")
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn sessions_only_move_forward() {
+    let s = pg().await;
+    let t = now();
+    let rec = |used: DateTime<Utc>| SessionRecord {
+        jti: "j".into(),
+        viewer: "v".into(),
+        started_at: t,
+        last_used_at: used,
+        ends_at: t + chrono::Duration::hours(1),
+    };
+    let later = t + chrono::Duration::seconds(30);
+    // One batch may carry the same session twice.
+    s.upsert_sessions(&[rec(t), rec(later)]).await.unwrap();
+    assert_eq!(s.session("j").await.unwrap(), Some(rec(later)));
+    s.upsert_sessions(&[rec(t)]).await.unwrap();
+    assert_eq!(s.session("j").await.unwrap().unwrap().last_used_at, later);
+    s.purge_expired(t + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(s.session("j").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn audit_is_idempotent_and_filtered() {
+    let s = pg().await;
+    let record = |op: BrokerOperation, viewer: &str, outcome: &str| BrokerAuditRecord {
+        id: Uuid::now_v7(),
+        time: now(),
+        operation: op,
+        outcome: outcome.into(),
+        request_id: "r".into(),
+        viewer: Some(viewer.into()),
+        video_id: Some("A".into()),
+        key_id: Some(Uuid::new_v4()),
+        key_version: Some(2),
+        token_id: Some("t\u{0}nul".into()),
+        client_id: None,
+        address: Some("127.0.0.1".into()),
+        detail: Some(serde_json::json!({ "Count": 3 })),
+    };
+    let a = record(BrokerOperation::ReleaseKey, "alice", "Success");
+    let b = record(BrokerOperation::ReleaseKey, "bob", "NotEntitled");
+    let c = record(BrokerOperation::Login, "alice", "Success");
+    s.append_audit(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    s.append_audit(std::slice::from_ref(&a)).await.unwrap(); // a retried batch
+    let all = s
+        .query_audit(&BrokerAuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].1.id, c.id, "newest first");
+    // NUL cannot be stored in PostgreSQL text; it is replaced, never refused.
+    assert_eq!(all[0].1.token_id.as_deref(), Some("t\u{fffd}nul"));
+    let alice_releases = s
+        .query_audit(&BrokerAuditFilter {
+            viewer: Some("alice".into()),
+            operation: Some(BrokerOperation::ReleaseKey),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice_releases.len(), 1);
+    assert_eq!(alice_releases[0].1.key_version, Some(2));
+    let refused = s
+        .query_audit(&BrokerAuditFilter {
+            outcome: Some("NotEntitled".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused[0].1.viewer.as_deref(), Some("bob"));
+    let page = s
+        .query_audit(&BrokerAuditFilter {
+            before_seq: Some(all[1].0),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].1.id, a.id);
+}
