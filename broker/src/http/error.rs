@@ -1,9 +1,9 @@
 //! Errors become `{Code, Message, RequestId}` with one status per code, the
 //! same shape as the KMS's. 5xx bodies say nothing internal.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kms::http::{render, ErrorInfo};
+use kms::http::ErrorInfo;
 
 use crate::service::BrokerError;
 
@@ -109,26 +109,6 @@ impl IntoResponse for ApiError {
             message,
             log_detail,
         };
-        let mut resp = (status, render(&info, "")).into_response();
-        let headers = resp.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            retry_after = Some(5);
-        }
-        if let Some(secs) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"vodkms\""),
-            );
-        }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        // Errors are never cached, whatever sits between us and the player.
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp.extensions_mut().insert(info);
-        resp
+        kms::http::error_response(status, info, retry_after)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
@@ -98,28 +98,12 @@ pub fn app(broker: Broker, http: HttpConfig) -> Router {
                 .delete(h::lift_revocation),
         )
         .route("/v1/audit", get(h::audit))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(kms::http::not_found)
+        .method_not_allowed_fallback(kms::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(kms::http::request_id))
         .layer(middleware::from_fn_with_state(cors, cors::cors))
         .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::Http {
-        status: StatusCode::NOT_FOUND,
-        code: "NotFound",
-        message: "no such route".into(),
-    }
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::Http {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "MethodNotAllowed",
-        message: "this route does not take this method".into(),
-    }
 }
 
 /// Serves until `shutdown` resolves (requests in flight finish), then writes

@@ -86,31 +86,42 @@ impl IntoResponse for ApiError {
                 message,
             } => (status, code, message, None),
         };
-        let info = ErrorInfo {
-            code,
-            message,
-            log_detail,
-        };
-        let mut resp = (status, render(&info, "")).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The body was left unread, so this connection cannot carry another
-            // request: say so, or clients reuse it and see it drop.
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"vodkms\""),
-            );
-        }
-        resp.extensions_mut().insert(info);
-        resp
+        error_response(
+            status,
+            ErrorInfo {
+                code,
+                message,
+                log_detail,
+            },
+            None,
+        )
     }
+}
+
+/// The error answer both servers give: the JSON body (the request-id
+/// middleware adds the id), `Retry-After` on 503 (5 s) or as given (429),
+/// `WWW-Authenticate` on 401, `Connection: close` on 413, never cached.
+pub fn error_response(status: StatusCode, info: ErrorInfo, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, render(&info, "")).into_response();
+    let headers = resp.headers_mut();
+    let retry_after = retry_after.or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(5));
+    if let Some(secs) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was left unread, so this connection cannot carry another
+        // request: say so, or clients reuse it and see it drop.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"vodkms\""),
+        );
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.extensions_mut().insert(info);
+    resp
 }
 
 pub fn render(info: &ErrorInfo, request_id: &str) -> axum::Json<ErrorBody> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use error::{render, status_of, ApiError, ErrorInfo};
+pub use error::{error_response, render, status_of, ApiError, ErrorInfo};
 
 use crate::service::Kms;
 use handlers as h;
@@ -60,7 +60,8 @@ pub fn app(kms: Kms) -> Router {
         .with_state(kms)
 }
 
-async fn not_found() -> ApiError {
+/// Fallback for unknown routes (shared with the broker).
+pub async fn not_found() -> ApiError {
     ApiError::Http {
         status: StatusCode::NOT_FOUND,
         code: "NotFound",
@@ -68,7 +69,7 @@ async fn not_found() -> ApiError {
     }
 }
 
-async fn method_not_allowed() -> ApiError {
+pub async fn method_not_allowed() -> ApiError {
     ApiError::Http {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "MethodNotAllowed",
