@@ -297,6 +297,20 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         kms::crypto::ApiToken::from_presented(&kms_token),
         kms::client::ClientConfig::default(),
     )?;
+    // Say at once when the token is wrong; a KMS that is not up yet is fine.
+    match kms.whoami().await {
+        Ok(me) if me.role == "decrypt" => {}
+        Ok(me) => bail!(
+            "VODKMS_KMS_TOKEN belongs to a `{}` client; the broker needs one of role `decrypt`",
+            me.role
+        ),
+        Err(e) if e.status() == Some(401) => {
+            bail!("the KMS does not know VODKMS_KMS_TOKEN (unknown or revoked client token)")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach the KMS yet; key requests answer 503 until it is up")
+        }
+    }
     let store = broker::store::PgBrokerStore::connect(&args.database_url)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;

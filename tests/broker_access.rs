@@ -523,3 +523,61 @@ impl BrokerFetcher {
             .await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_refuses_to_start_with_a_wrong_kms_token() {
+    let s = Setup::new().await;
+    let secret = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+    for (token, expected) in [
+        (s.generator.as_str(), "needs one of role `decrypt`"),
+        ("vkms_unknown", "does not know VODKMS_KMS_TOKEN"),
+    ] {
+        let env = [
+            ("DATABASE_URL", s.db.as_str()),
+            ("VODKMS_KMS_TOKEN", token),
+            ("VODKMS_TOKEN_SECRET", secret),
+            ("VODKMS_KMS_URL", s.kms.url.as_str()),
+        ];
+        let log =
+            match ServerProcess::spawn(&["broker", "serve"], free_port(), &env, "broker").await {
+                Ok(_) => panic!("started with {expected}"),
+                Err(log) => log,
+            };
+        assert!(log.contains(expected), "{log}");
+    }
+    // A short HS256 secret is refused too, naming the variable.
+    let env = [
+        ("DATABASE_URL", s.db.as_str()),
+        ("VODKMS_KMS_TOKEN", s.decryptor.as_str()),
+        ("VODKMS_TOKEN_SECRET", "c2hvcnQ="),
+        ("VODKMS_KMS_URL", s.kms.url.as_str()),
+    ];
+    let Err(log) = ServerProcess::spawn(&["broker", "serve"], free_port(), &env, "broker").await
+    else {
+        panic!("started with a short secret");
+    };
+    assert!(log.contains("VODKMS_TOKEN_SECRET"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_buffered_audit_records_before_exit() {
+    // Batches would only be written every 10 minutes: shutdown must write them.
+    let b = BrokerSetup::with_env(&[("VODKMS_AUDIT_FLUSH_MS", "600000")]).await;
+    let (_, edk) = b.data_key("A").await;
+    let token = b.token("alice", &["A"]).await;
+    let query = format!("vid=A&Ciphertext={}&token={}", q(&edk), q(&token));
+    assert_eq!(b.key_status(&query).await.0, 200);
+    let BrokerSetup {
+        kms,
+        broker,
+        secret_b64,
+        ..
+    } = b;
+    assert!(broker.terminate().success());
+    let next = BrokerSetup::start_broker(&kms, &secret_b64, &[]).await;
+    let records = Api::new(&next.url)
+        .audit_until(&kms.admin, "Operation=ReleaseKey", |rs| !rs.is_empty())
+        .await;
+    assert_eq!(records[0]["Viewer"], "alice");
+    assert_eq!(records[0]["Outcome"], "Success");
+}
