@@ -37,32 +37,48 @@ pub struct ReleasedKey {
     pub max_age_secs: u64,
 }
 
+/// The first record of a kind, how many there were, and the last one's time.
+type Aggregate = (BrokerAuditRecord, u64, DateTime<Utc>);
+
 /// Identical key releases within one flush interval become one audit record
 /// with a count, so a hot key (or a flood of refusals) cannot outrun the
-/// audit writer. Every release is still counted.
-/// The first record of a kind, how many there were, and the last one's time.
-type Pending = HashMap<AggregateKey, (BrokerAuditRecord, u64, DateTime<Utc>)>;
-
+/// audit writer. Every release is still counted. Keyed by a hash of the
+/// fields that make records "identical", compared in full on a hit, so the
+/// hot path copies no strings.
 #[derive(Default)]
 pub(super) struct ReleaseAggregator {
-    pending: Mutex<Pending>,
-}
-
-#[derive(Hash, PartialEq, Eq)]
-struct AggregateKey {
-    outcome: String,
-    viewer: Option<String>,
-    video_id: Option<String>,
-    key_version: Option<(uuid::Uuid, u32)>,
-    token_id: Option<String>,
-    address: Option<String>,
+    pending: Mutex<HashMap<u64, Vec<Aggregate>>>,
+    hasher: std::hash::RandomState,
 }
 
 /// Distinct pending aggregates past which releases are refused (503).
 const MAX_PENDING_AGGREGATES: usize = 50_000;
 
+/// What makes two release records "identical": outcome, viewer, video, key
+/// version, token and address.
+#[derive(Hash, PartialEq, Eq)]
+struct Identity<'a> {
+    outcome: &'a str,
+    viewer: Option<&'a str>,
+    video_id: Option<&'a str>,
+    key_version: Option<(uuid::Uuid, u32)>,
+    token_id: Option<&'a str>,
+    address: Option<&'a str>,
+}
+
+fn identity(r: &BrokerAuditRecord) -> Identity<'_> {
+    Identity {
+        outcome: &r.outcome,
+        viewer: r.viewer.as_deref(),
+        video_id: r.video_id.as_deref(),
+        key_version: r.key_id.zip(r.key_version),
+        token_id: r.token_id.as_deref(),
+        address: r.address.as_deref(),
+    }
+}
+
 impl ReleaseAggregator {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Aggregate>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -71,22 +87,21 @@ impl ReleaseAggregator {
     }
 
     fn add(&self, record: BrokerAuditRecord) {
-        let key = AggregateKey {
-            outcome: record.outcome.clone(),
-            viewer: record.viewer.clone(),
-            video_id: record.video_id.clone(),
-            key_version: record.key_id.zip(record.key_version),
-            token_id: record.token_id.clone(),
-            address: record.address.clone(),
-        };
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(identity(&record));
         let time = record.time;
-        self.lock()
-            .entry(key)
-            .and_modify(|(_, count, last)| {
+        let mut pending = self.lock();
+        let bucket = pending.entry(hash).or_default();
+        match bucket
+            .iter_mut()
+            .find(|(r, _, _)| identity(r) == identity(&record))
+        {
+            Some((_, count, last)) => {
                 *count += 1;
                 *last = time;
-            })
-            .or_insert((record, 1, time));
+            }
+            None => bucket.push((record, 1, time)),
+        }
     }
 
     /// Takes every pending aggregate as an audit record.
@@ -94,6 +109,7 @@ impl ReleaseAggregator {
         let pending = std::mem::take(&mut *self.lock());
         pending
             .into_values()
+            .flatten()
             .map(|(mut r, count, last)| {
                 if count > 1 {
                     r.detail = Some(serde_json::json!({ "Count": count, "LastTime": last }));
