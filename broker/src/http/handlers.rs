@@ -2,13 +2,14 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use kms::http::extract::JsonBody;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 use super::error::ApiError;
 use super::extract::{Admin, Ctx, PlaybackTokens};
@@ -30,14 +31,68 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Val
     Ok(Json(serde_json::json!({ "Status": "ready" })))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct KeyQuery {
-    vid: Option<String>,
-    #[serde(rename = "Ciphertext")]
-    ciphertext: Option<String>,
-    #[serde(rename = "MtsHlsUriToken")]
-    mts_hls_uri_token: Option<String>,
-    token: Option<String>,
+/// The key request's query parameters, borrowed from the URL when they need
+/// no decoding (base64url EDKs and JWTs never do): the hot path copies nothing.
+#[derive(Debug, Default)]
+struct KeyQuery<'a> {
+    vid: Option<Cow<'a, str>>,
+    ciphertext: Option<Cow<'a, str>>,
+    mts_hls_uri_token: Option<Cow<'a, str>>,
+    token: Option<Cow<'a, str>>,
+}
+
+impl<'a> KeyQuery<'a> {
+    /// Unknown parameters are ignored (players add cache busters); a repeated
+    /// one is refused, since which copy counts would be a guess.
+    fn parse(raw: &'a str) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                "vid" => &mut q.vid,
+                "Ciphertext" => &mut q.ciphertext,
+                "MtsHlsUriToken" => &mut q.mts_hls_uri_token,
+                "token" => &mut q.token,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::invalid(format!(
+                    "the query string repeats {name}"
+                )));
+            }
+            *slot = Some(form_decode(value).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "the query parameter {name} is not valid URL encoding"
+                ))
+            })?);
+        }
+        Ok(q)
+    }
+}
+
+/// `application/x-www-form-urlencoded` value decoding: `+` is a space, `%XX`
+/// a byte; the result must be UTF-8.
+fn form_decode(value: &str) -> Option<Cow<'_, str>> {
+    if !value.contains(['%', '+']) {
+        return Some(Cow::Borrowed(value));
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 fn query_error(e: QueryRejection) -> ApiError {
@@ -49,16 +104,17 @@ fn query_error(e: QueryRejection) -> ApiError {
 pub async fn hls_key(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-    query: Result<Query<KeyQuery>, QueryRejection>,
+    RawQuery(raw): RawQuery,
     PlaybackTokens(from_headers): PlaybackTokens,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(query_error)?;
+    let raw = raw.unwrap_or_default();
+    let q = KeyQuery::parse(&raw)?;
     // The query string first: it is what the playlist carried.
     let tokens = [q.mts_hls_uri_token, q.token]
         .into_iter()
         .flatten()
         .filter(|t| !t.is_empty())
-        .chain(from_headers)
+        .chain(from_headers.into_iter().map(Cow::Owned))
         .collect();
     let released = s
         .broker
@@ -359,4 +415,24 @@ pub async fn audit(
         records: page.records.into_iter().map(audit_entry).collect(),
         next_token: page.next.map(|n| n.to_string()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_query_parsing() {
+        let q = KeyQuery::parse("vid=a%2Fb&Ciphertext=AZ-_x&token=t.u.v&x=1&&junk").unwrap();
+        assert_eq!(q.vid.as_deref(), Some("a/b"));
+        assert!(matches!(q.ciphertext, Some(Cow::Borrowed("AZ-_x"))));
+        assert_eq!(q.token.as_deref(), Some("t.u.v"));
+        assert_eq!(q.mts_hls_uri_token, None);
+        assert!(KeyQuery::parse("vid=a&vid=b").is_err());
+        assert!(KeyQuery::parse("vid=%zz").is_err());
+        assert!(KeyQuery::parse("vid=%ff").is_err(), "not UTF-8");
+        assert!(KeyQuery::parse("vid=%4").is_err());
+        assert_eq!(form_decode("a+b%20c").as_deref(), Some("a b c"));
+        assert_eq!(form_decode("%C3%BC").as_deref(), Some("ü"));
+    }
 }

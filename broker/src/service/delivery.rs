@@ -2,6 +2,7 @@
 //! `{"video_id": VIDEO}`) → 16 bytes. The EDK is bound to its video by the
 //! EncryptionContext, so a forged `vid` only makes the KMS refuse.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,12 +23,12 @@ const MAX_CIPHERTEXT_LEN: usize = 2048;
 
 /// A key request as the player sent it.
 #[derive(Debug, Default)]
-pub struct KeyRequest {
+pub struct KeyRequest<'a> {
     /// Playback tokens found in the request, in order of precedence; the first
     /// one that verifies is used.
-    pub tokens: Vec<String>,
-    pub video_id: Option<String>,
-    pub ciphertext: Option<String>,
+    pub tokens: Vec<Cow<'a, str>>,
+    pub video_id: Option<Cow<'a, str>>,
+    pub ciphertext: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug)]
@@ -125,7 +126,7 @@ impl Broker {
     pub async fn release_key(
         &self,
         ctx: &RequestContext,
-        req: KeyRequest,
+        req: KeyRequest<'_>,
     ) -> Result<ReleasedKey, BrokerError> {
         if !self.0.releases.has_room() {
             return Err(BrokerError::AuditUnavailable);
@@ -143,7 +144,7 @@ impl Broker {
     async fn release(
         &self,
         ctx: &RequestContext,
-        req: KeyRequest,
+        req: KeyRequest<'_>,
         record: &mut BrokerAuditRecord,
     ) -> Result<ReleasedKey, BrokerError> {
         let mono = Instant::now();
@@ -165,7 +166,7 @@ impl Broker {
         }
 
         let video_id = match req.video_id {
-            Some(v) if valid_video_id(&v) => v,
+            Some(v) if valid_video_id(&v) => v.into_owned(),
             Some(_) => {
                 return Err(BrokerError::invalid(
                     "vid must be 1 to 256 printable characters without spaces",
@@ -234,7 +235,7 @@ impl Broker {
     /// token still passes while its playback session is alive (`true`).
     async fn verify_playback(
         &self,
-        tokens: &[String],
+        tokens: &[Cow<'_, str>],
         mono: Instant,
     ) -> Result<(Claims, bool), BrokerError> {
         let now = self.now();
