@@ -23,10 +23,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::Http {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
                     code: "PayloadTooLarge",
-                    message: format!(
-                        "the request body is larger than {} bytes",
-                        super::MAX_BODY_BYTES
-                    ),
+                    // Shared by servers with different limits: say so without a number.
+                    message: "the request body is larger than this server accepts".to_owned(),
                 }
             } else {
                 ApiError::malformed("could not read the request body")
