@@ -22,7 +22,7 @@ async fn revocations_take_effect_at_once_even_from_the_cache() {
     let other_status = |query: String| {
         let api = Api::new(&other.url);
         async move {
-            api.raw_bytes(api.request(reqwest::Method::GET, &format!("/v1/hls/key?{query}"), None))
+            fetch_from(&api, &format!("/v1/hls/key?{query}"), None, None)
                 .await
                 .0
         }
@@ -448,12 +448,7 @@ async fn long_playback_outlives_the_token_in_the_playlist() {
     eventually(10, "the other broker continues the session", || {
         let api = api.clone();
         let path = format!("/v1/hls/key?{}", query(&playing));
-        async move {
-            api.raw_bytes(api.request(reqwest::Method::GET, &path, None))
-                .await
-                .0
-                == 200
-        }
+        async move { fetch_from(&api, &path, None, None).await.0 == 200 }
     })
     .await;
     // Revoking the viewer ends the session too.
@@ -494,8 +489,7 @@ async fn kms_outage_answers_503_then_recovers_without_a_restart() {
     } = kms;
     let port = kms_process.port;
     drop(kms_process); // killed
-    let broker = BrokerFetcher(api);
-    let (status, headers, body) = broker.get(&path).await;
+    let (status, headers, body) = fetch_from(&api, &path, None, None).await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers["retry-after"], "5");
     assert_eq!(headers["access-control-allow-origin"], ORIGIN);
@@ -506,22 +500,8 @@ async fn kms_outage_answers_503_then_recovers_without_a_restart() {
     let _kms = ServerProcess::try_start_kms_on(port, &db, &root_key, &[])
         .await
         .unwrap();
-    let (status, _, body) = broker.get(&path).await;
+    let (status, _, body) = fetch_from(&api, &path, None, None).await;
     assert_eq!((status, body), (200, key));
-}
-
-struct BrokerFetcher(Api);
-
-impl BrokerFetcher {
-    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        self.0
-            .raw_bytes(
-                self.0
-                    .request(reqwest::Method::GET, path, None)
-                    .header("Origin", ORIGIN),
-            )
-            .await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

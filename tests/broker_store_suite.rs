@@ -50,9 +50,9 @@ async fn viewers() {
     changed.entitlements = vec!["*".into()];
     changed.enabled = false;
     changed.updated_at = now();
-    assert!(s.update_viewer(&changed).await.unwrap());
+    assert!(s.update_viewer(&changed, None).await.unwrap());
     assert_eq!(s.viewer("vera").await.unwrap(), Some(changed));
-    assert!(!s.update_viewer(&viewer("nobody")).await.unwrap());
+    assert!(!s.update_viewer(&viewer("nobody"), None).await.unwrap());
     s.create_viewer(&viewer("abe")).await.unwrap();
     let names: Vec<String> = s
         .list_viewers()
@@ -62,8 +62,14 @@ async fn viewers() {
         .map(|v| v.username)
         .collect();
     assert_eq!(names, ["abe", "vera"]);
-    assert!(s.delete_viewer("vera").await.unwrap());
-    assert!(!s.delete_viewer("vera").await.unwrap());
+    let end = Revocation {
+        kind: RevocationKind::Viewer,
+        subject: "vera".into(),
+        revoked_at: now(),
+        expires_at: None,
+    };
+    assert!(s.delete_viewer("vera", &end).await.unwrap());
+    assert!(!s.delete_viewer("vera", &end).await.unwrap());
 }
 
 #[tokio::test]

@@ -209,9 +209,7 @@ impl TokenKeys {
     /// Signs with HS256 (the broker's own tokens). `None` if no secret is configured.
     pub fn sign(&self, claims: &Claims) -> Option<String> {
         let secret = self.hs256.as_ref()?;
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?);
-        let signing_input = format!("{header}.{payload}");
+        let signing_input = signing_input("HS256", claims)?;
         let mut mac = hmac_for(secret)?;
         mac.update(signing_input.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -325,12 +323,20 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenErr
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
+/// `base64url(header) . base64url(claims)`: what the signature covers.
+fn signing_input(alg: &str, claims: &Claims) -> Option<String> {
+    let header = serde_json::json!({ "alg": alg, "typ": "JWT" });
+    Some(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?)
+    ))
+}
+
 /// Signs claims with EdDSA: what an app backend holding the private key does.
 /// Used by tests and tools; the broker itself only verifies EdDSA.
 pub fn sign_eddsa(key: &SigningKey, claims: &Claims) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let signing_input = format!("{header}.{payload}");
+    let signing_input = signing_input("EdDSA", claims).unwrap_or_default();
     let sig = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()).to_bytes());
     format!("{signing_input}.{sig}")
 }

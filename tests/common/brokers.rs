@@ -112,14 +112,7 @@ impl BrokerSetup {
         bearer: Option<&str>,
         cookie: Option<&str>,
     ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        let mut req = self
-            .api
-            .request(reqwest::Method::GET, path, bearer)
-            .header("Origin", ORIGIN);
-        if let Some(c) = cookie {
-            req = req.header("Cookie", format!("vodkms_token={c}"));
-        }
-        self.api.raw_bytes(req).await
+        fetch_from(&self.api, path, bearer, cookie).await
     }
 
     /// `(status, Code)` of a key request with a query-string token.
@@ -137,6 +130,23 @@ impl BrokerSetup {
         };
         (status, code)
     }
+}
+
+/// GET `path` on any broker (`api`) with optional bearer, cookie, and the
+/// allowed Origin: `(status, headers, body bytes)`.
+pub async fn fetch_from(
+    api: &Api,
+    path: &str,
+    bearer: Option<&str>,
+    cookie: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = api
+        .request(reqwest::Method::GET, path, bearer)
+        .header("Origin", ORIGIN);
+    if let Some(c) = cookie {
+        req = req.header("Cookie", format!("vodkms_token={c}"));
+    }
+    api.raw_bytes(req).await
 }
 
 pub fn claims(sub: &str, vids: &[&str], iat: i64, exp: i64) -> Claims {

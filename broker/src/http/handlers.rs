@@ -33,7 +33,8 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Val
 
 /// The key request's query parameters, borrowed from the URL when they need
 /// no decoding (base64url EDKs and JWTs never do): the hot path copies nothing.
-#[derive(Debug, Default)]
+/// No `Debug`: it holds tokens.
+#[derive(Default)]
 struct KeyQuery<'a> {
     vid: Option<Cow<'a, str>>,
     ciphertext: Option<Cow<'a, str>>,

@@ -21,14 +21,24 @@ pub const HLS_KEY_LEN: usize = 16;
 /// A v1 blob of a 16-byte key is 87 characters; anything far longer is junk.
 const MAX_CIPHERTEXT_LEN: usize = 2048;
 
-/// A key request as the player sent it.
-#[derive(Debug, Default)]
+/// A key request as the player sent it. `Debug` leaves out the tokens.
+#[derive(Default)]
 pub struct KeyRequest<'a> {
     /// Playback tokens found in the request, in order of precedence; the first
     /// one that verifies is used.
     pub tokens: Vec<Cow<'a, str>>,
     pub video_id: Option<Cow<'a, str>>,
     pub ciphertext: Option<Cow<'a, str>>,
+}
+
+impl std::fmt::Debug for KeyRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRequest")
+            .field("tokens", &format_args!("[{} REDACTED]", self.tokens.len()))
+            .field("video_id", &self.video_id)
+            .field("ciphertext", &self.ciphertext)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -210,8 +220,6 @@ impl Broker {
         if key.key.len() != HLS_KEY_LEN {
             return Err(BrokerError::NotAnHlsKey);
         }
-        record.key_id = Some(key.key_id);
-        record.key_version = Some(key.key_version);
 
         let now = self.now();
         if let Some(write) = self.0.sessions.touch(&claims, now) {

@@ -224,35 +224,7 @@ impl Broker {
             next,
         })
     }
-}
 
-fn check_subject(kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
-    let ok = match kind {
-        RevocationKind::Video => valid_video_id(subject),
-        RevocationKind::Token => valid_id(subject, crate::token::MAX_JTI_LEN),
-        RevocationKind::Viewer => valid_id(subject, MAX_SUBJECT_LEN),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(BrokerError::invalid(format!(
-            "Id is not a valid {} id",
-            kind.as_str().to_lowercase()
-        )))
-    }
-}
-
-fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str) {
-    let shown: String = subject.chars().take(256).collect();
-    match kind {
-        RevocationKind::Token => rec.token_id = Some(shown),
-        RevocationKind::Viewer => rec.viewer = Some(shown),
-        RevocationKind::Video => rec.video_id = Some(shown),
-    }
-    rec.detail = Some(serde_json::json!({ "Type": kind.as_str() }));
-}
-
-impl Broker {
     /// Sign-out: revokes the presented token (its signature must be valid;
     /// expired is fine). `Ok(false)`: there was no valid token to revoke.
     pub async fn sign_out(&self, ctx: &RequestContext, token: &str) -> Result<bool, BrokerError> {
@@ -283,4 +255,30 @@ impl Broker {
         self.end_audit(rec, &result);
         result.map(|()| true)
     }
+}
+
+fn check_subject(kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
+    let ok = match kind {
+        RevocationKind::Video => valid_video_id(subject),
+        RevocationKind::Token => valid_id(subject, crate::token::MAX_JTI_LEN),
+        RevocationKind::Viewer => valid_id(subject, MAX_SUBJECT_LEN),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::invalid(format!(
+            "Id is not a valid {} id",
+            kind.as_str().to_lowercase()
+        )))
+    }
+}
+
+fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str) {
+    let shown: String = subject.chars().take(256).collect();
+    match kind {
+        RevocationKind::Token => rec.token_id = Some(shown),
+        RevocationKind::Viewer => rec.viewer = Some(shown),
+        RevocationKind::Video => rec.video_id = Some(shown),
+    }
+    rec.detail = Some(serde_json::json!({ "Type": kind.as_str() }));
 }

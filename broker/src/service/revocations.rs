@@ -42,10 +42,16 @@ impl RevocationSet {
     pub fn apply(&self, kind: RevocationKind, subject: &str, current: Option<&Revocation>) {
         let mut sets = self.write();
         match kind {
-            RevocationKind::Token => sets.tokens.remove(subject),
-            RevocationKind::Viewer => sets.viewers.remove(subject).is_some(),
-            RevocationKind::Video => sets.videos.remove(subject),
-        };
+            RevocationKind::Token => {
+                sets.tokens.remove(subject);
+            }
+            RevocationKind::Viewer => {
+                sets.viewers.remove(subject);
+            }
+            RevocationKind::Video => {
+                sets.videos.remove(subject);
+            }
+        }
         if let Some(r) = current {
             insert(&mut sets, r);
         }

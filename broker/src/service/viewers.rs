@@ -117,18 +117,15 @@ impl Broker {
             .map_err(|e| BrokerError::Internal(e.to_string()))
     }
 
-    /// Every token of `viewer` issued up to now stops working.
-    async fn revoke_viewer_tokens(&self, viewer: &str) -> Result<(), BrokerError> {
+    /// A revocation that ends every token of `viewer` issued up to now.
+    fn end_tokens_of(&self, viewer: &str) -> Revocation {
         let now = self.now();
-        let r = Revocation {
+        Revocation {
             kind: RevocationKind::Viewer,
             subject: viewer.to_owned(),
             revoked_at: self.viewer_revocation_time(viewer, now),
             expires_at: Some(self.revocation_expiry(now)),
-        };
-        self.0.store.put_revocation(&r).await?;
-        self.0.revoked.apply(r.kind, &r.subject, Some(&r));
-        Ok(())
+        }
     }
 
     pub async fn create_viewer(
@@ -219,11 +216,12 @@ impl Broker {
                 v.enabled = enabled;
             }
             v.updated_at = self.now();
-            if !self.0.store.update_viewer(&v).await? {
+            let revocation = end_tokens.then(|| self.end_tokens_of(username));
+            if !self.0.store.update_viewer(&v, revocation.as_ref()).await? {
                 return Err(BrokerError::ViewerNotFound);
             }
-            if end_tokens {
-                self.revoke_viewer_tokens(username).await?;
+            if let Some(r) = &revocation {
+                self.0.revoked.apply(r.kind, &r.subject, Some(r));
             }
             Ok(ViewerView::from(v))
         }
@@ -243,10 +241,12 @@ impl Broker {
         rec.viewer = Some(username.to_owned());
         let result = async {
             client.require_admin()?;
-            if !self.0.store.delete_viewer(username).await? {
+            let r = self.end_tokens_of(username);
+            if !self.0.store.delete_viewer(username, &r).await? {
                 return Err(BrokerError::ViewerNotFound);
             }
-            self.revoke_viewer_tokens(username).await
+            self.0.revoked.apply(r.kind, &r.subject, Some(&r));
+            Ok(())
         }
         .await;
         self.end_audit(rec, &result);

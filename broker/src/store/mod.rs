@@ -30,9 +30,19 @@ pub trait BrokerStore: Send + Sync + 'static {
     async fn create_viewer(&self, viewer: &ViewerRecord) -> Result<(), StoreError>;
     async fn viewer(&self, username: &str) -> Result<Option<ViewerRecord>, StoreError>;
     async fn list_viewers(&self) -> Result<Vec<ViewerRecord>, StoreError>;
-    /// Replaces the stored record; `false` if there was none.
-    async fn update_viewer(&self, viewer: &ViewerRecord) -> Result<bool, StoreError>;
-    async fn delete_viewer(&self, username: &str) -> Result<bool, StoreError>;
+    /// Replaces the stored record and, in the same transaction, stores
+    /// `end_tokens` (a Viewer revocation) if given; `false` if there was none.
+    async fn update_viewer(
+        &self,
+        viewer: &ViewerRecord,
+        end_tokens: Option<&Revocation>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the viewer and stores `end_tokens` in one transaction.
+    async fn delete_viewer(
+        &self,
+        username: &str,
+        end_tokens: &Revocation,
+    ) -> Result<bool, StoreError>;
 
     /// Inserts or replaces, and tells every process sharing the database.
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;

@@ -153,7 +153,12 @@ impl BrokerStore for PgBrokerStore {
         rows.iter().map(viewer_from_row).collect()
     }
 
-    async fn update_viewer(&self, v: &ViewerRecord) -> Result<bool, StoreError> {
+    async fn update_viewer(
+        &self,
+        v: &ViewerRecord,
+        end_tokens: Option<&Revocation>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE broker_viewers SET password_hash = $2, entitlements = $3::jsonb, enabled = $4, \
              updated_at = $5 WHERE username = $1",
@@ -163,35 +168,41 @@ impl BrokerStore for PgBrokerStore {
         .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
         .bind(v.enabled)
         .bind(v.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(r) = end_tokens {
+            insert_revocation(&mut tx, r).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
-    async fn delete_viewer(&self, username: &str) -> Result<bool, StoreError> {
+    async fn delete_viewer(
+        &self,
+        username: &str,
+        end_tokens: &Revocation,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query("DELETE FROM broker_viewers WHERE username = $1")
             .bind(username)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_revocation(&mut tx, end_tokens).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, expires_at = EXCLUDED.expires_at",
-        )
-        .bind(r.kind.as_str())
-        .bind(&r.subject)
-        .bind(r.revoked_at)
-        .bind(r.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        notify(&mut tx, r.kind, &r.subject).await?;
+        insert_revocation(&mut tx, r).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -428,6 +439,25 @@ impl BrokerStore for PgBrokerStore {
             })
             .collect()
     }
+}
+
+/// Inserts or replaces a revocation and announces it, inside `tx`.
+async fn insert_revocation(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    r: &Revocation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, expires_at = EXCLUDED.expires_at",
+    )
+    .bind(r.kind.as_str())
+    .bind(&r.subject)
+    .bind(r.revoked_at)
+    .bind(r.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    notify(tx, r.kind, &r.subject).await
 }
 
 async fn notify(
