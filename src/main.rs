@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+mod transcode;
+
 /// See Cargo.toml: allocation is a tenth of the key path's CPU.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,6 +49,13 @@ enum Command {
     },
     /// Print a new random root key (base64) for VODKMS_ROOT_KEY.
     GenRootKey,
+    /// Mint a data key for a video: JSON, or an ffmpeg key info file.
+    Datakey(Box<transcode::DatakeyArgs>),
+    /// HLS packaging.
+    Hls {
+        #[command(subcommand)]
+        command: transcode::HlsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +139,17 @@ struct BrokerArgs {
     audit_buffer: usize,
     #[arg(long, env = "VODKMS_AUDIT_FLUSH_MS", default_value_t = 100)]
     audit_flush_ms: u64,
+    /// Folder of encrypted HLS output: its playlists are served at
+    /// /v1/hls/playlist/PATH with a fresh token in their key URIs, its
+    /// segments as they are.
+    #[arg(long, env = "VODKMS_ORIGIN_DIR")]
+    origin_dir: Option<PathBuf>,
+    /// Lifetime of the tokens written into served playlists.
+    #[arg(long, env = "VODKMS_PLAYLIST_TOKEN_TTL_SECS", default_value_t = 3600)]
+    playlist_token_ttl_secs: u64,
+    /// Folder of static files (a player page, hls.js) served at /web/.
+    #[arg(long, env = "VODKMS_WEB_DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 /// A secret from an environment variable or a file, never from a flag
@@ -327,6 +347,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         ),
         session_idle: Duration::from_secs(args.session_idle_secs),
         session_max: Duration::from_secs(args.session_max_secs),
+        playlist_token_ttl: Duration::from_secs(args.playlist_token_ttl_secs.max(1)),
         rate_per_token: Rate::new(args.token_rate, args.token_burst),
         rate_per_address: Rate::new(args.address_rate, args.address_burst),
         audit_buffer_capacity: args.audit_buffer,
@@ -340,7 +361,19 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         cookie_secure: args.cookie_secure,
         cookie_same_site: same_site.to_owned(),
         client_ip_header,
+        origin_dir: args.origin_dir.clone(),
+        web_dir: args.web_dir.clone(),
     };
+    for (flag, dir) in [
+        ("--origin-dir", &args.origin_dir),
+        ("--web-dir", &args.web_dir),
+    ] {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                bail!("{flag} {} is not a folder", dir.display());
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -392,6 +425,8 @@ async fn main() -> std::process::ExitCode {
             command: BrokerCommand::Serve(args),
         } => serve_broker(*args).await,
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
+        Command::Datakey(args) => transcode::datakey(*args).await,
+        Command::Hls { command } => transcode::hls(command).await,
         Command::GenRootKey => {
             gen_root_key();
             Ok(())

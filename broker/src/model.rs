@@ -85,10 +85,12 @@ pub enum BrokerOperation {
     DeleteViewer,
     Revoke,
     LiftRevocation,
+    /// A playlist served with a fresh token in its key URIs.
+    DeliverPlaylist,
 }
 
 impl BrokerOperation {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::ReleaseKey,
         Self::Login,
         Self::IssueToken,
@@ -97,6 +99,7 @@ impl BrokerOperation {
         Self::DeleteViewer,
         Self::Revoke,
         Self::LiftRevocation,
+        Self::DeliverPlaylist,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +112,7 @@ impl BrokerOperation {
             Self::DeleteViewer => "DeleteViewer",
             Self::Revoke => "Revoke",
             Self::LiftRevocation => "LiftRevocation",
+            Self::DeliverPlaylist => "DeliverPlaylist",
         }
     }
 

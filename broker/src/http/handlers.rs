@@ -35,7 +35,7 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Val
 /// no decoding (base64url EDKs and JWTs never do): the hot path copies nothing.
 /// No `Debug`: it holds tokens.
 #[derive(Default)]
-struct KeyQuery<'a> {
+pub(super) struct KeyQuery<'a> {
     vid: Option<Cow<'a, str>>,
     ciphertext: Option<Cow<'a, str>>,
     mts_hls_uri_token: Option<Cow<'a, str>>,
@@ -45,7 +45,17 @@ struct KeyQuery<'a> {
 impl<'a> KeyQuery<'a> {
     /// Unknown parameters are ignored (players add cache busters); a repeated
     /// one is refused, since which copy counts would be a guess.
-    fn parse(raw: &'a str) -> Result<Self, ApiError> {
+    /// The query's tokens, to try before those of the headers: they are what
+    /// the playlist carried.
+    pub(super) fn tokens(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
+        [&self.mts_hls_uri_token, &self.token]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+            .cloned()
+    }
+
+    pub(super) fn parse(raw: &'a str) -> Result<Self, ApiError> {
         let mut q = Self::default();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -110,11 +120,8 @@ pub async fn hls_key(
 ) -> ApiResult<Response> {
     let raw = raw.unwrap_or_default();
     let q = KeyQuery::parse(&raw)?;
-    // The query string first: it is what the playlist carried.
-    let tokens = [q.mts_hls_uri_token, q.token]
-        .into_iter()
-        .flatten()
-        .filter(|t| !t.is_empty())
+    let tokens = q
+        .tokens()
         .chain(from_headers.into_iter().map(Cow::Owned))
         .collect();
     let released = s

@@ -4,8 +4,10 @@ mod cors;
 mod error;
 mod extract;
 mod handlers;
+mod media;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +38,11 @@ pub struct HttpConfig {
     /// Take the caller's address from this header (its last entry), when a
     /// proxy of ours sets it. Otherwise the TCP peer address.
     pub client_ip_header: Option<HeaderName>,
+    /// Playlists (rewritten per viewer) and segments served at
+    /// `/v1/hls/playlist/{path}`.
+    pub origin_dir: Option<PathBuf>,
+    /// Static files (a player page) served at `/web/{path}`.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +52,8 @@ impl Default for HttpConfig {
             cookie_secure: true,
             cookie_same_site: "Lax".into(),
             client_ip_header: None,
+            origin_dir: None,
+            web_dir: None,
         }
     }
 }
@@ -71,11 +80,12 @@ pub struct AppState {
 
 pub fn app(broker: Broker, http: HttpConfig) -> Router {
     let cors = Arc::new(http.cors.clone());
+    let web_dir = http.web_dir.clone();
     let state = AppState {
         broker,
         http: Arc::new(http),
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/hls/key", get(h::hls_key))
@@ -98,6 +108,11 @@ pub fn app(broker: Broker, http: HttpConfig) -> Router {
                 .delete(h::lift_revocation),
         )
         .route("/v1/audit", get(h::audit))
+        .route("/v1/hls/playlist/{*path}", get(media::origin_file));
+    if let Some(dir) = web_dir {
+        router = router.nest_service("/web", tower_http::services::ServeDir::new(dir));
+    }
+    router
         .fallback(kms::http::not_found)
         .method_not_allowed_fallback(kms::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

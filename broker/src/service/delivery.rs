@@ -97,7 +97,7 @@ impl ReleaseAggregator {
         self.lock().len() < MAX_PENDING_AGGREGATES
     }
 
-    fn add(&self, record: BrokerAuditRecord) {
+    pub(super) fn add(&self, record: BrokerAuditRecord) {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(identity(&record));
         let time = record.time;
@@ -164,7 +164,7 @@ impl Broker {
                 .acquire(&ctx.address, mono)
                 .map_err(BrokerError::RateLimited)?;
         }
-        let (claims, via_session) = self.verify_playback(&req.tokens, mono).await?;
+        let (claims, via_session, _) = self.verify_playback(&req.tokens, mono).await?;
         record.viewer = Some(claims.sub.clone());
         record.token_id = Some(claims.jti.clone());
         self.0
@@ -239,21 +239,22 @@ impl Broker {
         })
     }
 
-    /// The first token that verifies, or the first one's error. An expired
-    /// token still passes while its playback session is alive (`true`).
-    async fn verify_playback(
+    /// The first token that verifies (and its index), or the first one's
+    /// error. An expired token still passes while its playback session is
+    /// alive (`true`).
+    pub(super) async fn verify_playback(
         &self,
         tokens: &[Cow<'_, str>],
         mono: Instant,
-    ) -> Result<(Claims, bool), BrokerError> {
+    ) -> Result<(Claims, bool, usize), BrokerError> {
         let now = self.now();
         let mut first_error = None;
-        for token in tokens {
+        for (i, token) in tokens.iter().enumerate() {
             let error = match self.0.tokens.verify(token, now.timestamp()) {
-                Ok(claims) => return Ok((claims, false)),
+                Ok(claims) => return Ok((claims, false, i)),
                 Err(TokenError::Expired(claims)) => {
                     if self.session_alive(&claims, now, mono).await? {
-                        return Ok((*claims, true));
+                        return Ok((*claims, true, i));
                     }
                     BrokerError::TokenExpired
                 }

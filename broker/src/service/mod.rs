@@ -6,6 +6,7 @@ mod delivery;
 mod error;
 mod limits;
 mod management;
+mod playlists;
 mod revocations;
 mod sessions;
 mod viewers;
@@ -50,6 +51,8 @@ pub struct BrokerConfig {
     /// Playback sessions (see `sessions`): 0 turns them off.
     pub session_idle: Duration,
     pub session_max: Duration,
+    /// Lifetime of the tokens written into playlists the broker serves.
+    pub playlist_token_ttl: Duration,
     pub rate_per_token: Rate,
     pub rate_per_address: Rate,
     /// Sign-in attempts per address, and failed ones per account.
@@ -74,6 +77,7 @@ impl Default for BrokerConfig {
             login_token_ttl: Duration::from_secs(3600),
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(12 * 3600),
+            playlist_token_ttl: Duration::from_secs(3600),
             rate_per_token: Rate::new(10.0, 100.0),
             rate_per_address: Rate::new(200.0, 1000.0),
             login_rate_per_address: Rate::new(0.5, 20.0),

@@ -1,0 +1,195 @@
+//! Files from the origin folder: playlists rewritten per viewer (key URIs
+//! carry a fresh token), segments as they are (encrypted, cacheable by any
+//! CDN), for one-box set-ups without a separate web server.
+
+use std::borrow::Cow;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt as _;
+
+use super::error::ApiError;
+use super::extract::{Ctx, PlaybackTokens};
+use super::handlers::KeyQuery;
+use super::AppState;
+use hls::playlist::{Playlist, MAX_PLAYLIST_BYTES};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// What may be served raw from the origin folder: media, never anything else
+/// that happens to be there (a key file, say).
+const SEGMENT_EXTENSIONS: &[&str] = &[
+    "ts", "aac", "ac3", "ec3", "mp3", "m4s", "mp4", "m4a", "m4v", "vtt", "webvtt",
+];
+
+fn http_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Http {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+/// `path` as a relative path of plain names: no `..`, no hidden names, no
+/// backslashes, nothing absolute.
+fn safe_relative(path: &str) -> Option<PathBuf> {
+    if path.is_empty() || path.len() > 1024 {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for part in path.split('/') {
+        if part.is_empty() || part.starts_with('.') || part.contains(['\\', '\0']) {
+            return None;
+        }
+        out.push(part);
+    }
+    Some(out)
+}
+
+/// `GET /v1/hls/playlist/{path}`: `DIR/path` rewritten for the viewer if it
+/// is a playlist (`.m3u8`), else a segment file as it is.
+pub async fn origin_file(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(path): Path<String>,
+    RawQuery(raw): RawQuery,
+    PlaybackTokens(from_headers): PlaybackTokens,
+    request: Request,
+) -> ApiResult<Response> {
+    let Some(origin) = s.http.origin_dir.as_deref() else {
+        return Err(http_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "playlist delivery is off (start the broker with --origin-dir)",
+        ));
+    };
+    let relative = safe_relative(&path).ok_or_else(|| {
+        ApiError::invalid("the path must be plain names separated by /, without . or .. parts")
+    })?;
+    let extension = relative
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let full = origin.join(&relative);
+    if extension == "m3u8" {
+        let raw = raw.unwrap_or_default();
+        let q = KeyQuery::parse(&raw)?;
+        let tokens = q
+            .tokens()
+            .chain(from_headers.into_iter().map(Cow::Owned))
+            .collect();
+        return playlist(&s, &ctx, &full, &path, tokens).await;
+    }
+    if !SEGMENT_EXTENSIONS.contains(&extension.as_str()) {
+        return Err(not_found(&path));
+    }
+    let mut response = serve_file(&full, request).await;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(not_found(&path));
+    }
+    if response.status().is_success() {
+        // Encrypted, and the same for every viewer: any cache may keep it.
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+    }
+    Ok(response)
+}
+
+fn not_found(path: &str) -> ApiError {
+    http_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no playlist or segment {path:?}"),
+    )
+}
+
+async fn serve_file(full: &FsPath, request: Request) -> Response {
+    match tower_http::services::ServeFile::new(full)
+        .oneshot(request)
+        .await
+    {
+        Ok(r) => r.map(Body::new),
+        Err(never) => match never {},
+    }
+}
+
+async fn playlist(
+    s: &AppState,
+    ctx: &crate::service::RequestContext,
+    full: &FsPath,
+    path: &str,
+    tokens: Vec<Cow<'_, str>>,
+) -> ApiResult<Response> {
+    let text = match tokio::fs::metadata(full).await {
+        Ok(m) if m.is_file() && m.len() <= MAX_PLAYLIST_BYTES as u64 => {
+            tokio::fs::read_to_string(full).await.map_err(|e| {
+                tracing::warn!(path, error = %e, "unreadable playlist in the origin folder");
+                invalid_origin(path)
+            })?
+        }
+        Ok(m) if m.is_file() => return Err(invalid_origin(path)),
+        _ => return Err(not_found(path)),
+    };
+    let parsed = Playlist::parse(&text).map_err(|e| {
+        tracing::warn!(path, error = %e, "malformed playlist in the origin folder");
+        invalid_origin(path)
+    })?;
+    let video_ids = hls::rewrite::key_video_ids(&parsed).map_err(|e| {
+        tracing::warn!(path, error = %e, "malformed key tag in the origin folder");
+        invalid_origin(path)
+    })?;
+    let token = s.broker.grant_playlist(ctx, tokens, &video_ids).await?;
+    let body = hls::rewrite::with_token(&parsed, &token).map_err(|_| invalid_origin(path))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            ),
+            // Carries this viewer's token: for nobody else, kept nowhere.
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn invalid_origin(path: &str) -> ApiError {
+    http_error(
+        StatusCode::BAD_GATEWAY,
+        "InvalidOriginPlaylist",
+        format!("the playlist {path:?} in the origin folder cannot be read as HLS"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(safe_relative("a/b.m3u8"), Some(PathBuf::from("a/b.m3u8")));
+        for bad in [
+            "",
+            "../x",
+            "a/../b",
+            "/etc/passwd",
+            "a//b",
+            ".hidden",
+            "a/.b",
+            "a\\b",
+            "a/./b",
+        ] {
+            assert_eq!(safe_relative(bad), None, "{bad}");
+        }
+    }
+}

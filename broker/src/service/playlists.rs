@@ -1,0 +1,107 @@
+//! Playlist delivery: whether a viewer may have a playlist, and the fresh
+//! token its key URIs will carry (PLAYERS.md: a token baked into a playlist
+//! once expires during a long film; one re-issued at every playlist fetch
+//! does not).
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use zeroize::Zeroizing;
+
+use super::{Broker, BrokerError, RequestContext};
+use crate::model::{BrokerAuditRecord, BrokerOperation};
+use crate::token::Claims;
+
+impl Broker {
+    /// Checks the viewer's token against the videos whose keys the playlist
+    /// names, and returns the token to write into it. Audited either way.
+    pub async fn grant_playlist(
+        &self,
+        ctx: &RequestContext,
+        tokens: Vec<Cow<'_, str>>,
+        video_ids: &[String],
+    ) -> Result<Zeroizing<String>, BrokerError> {
+        if !self.0.releases.has_room() {
+            return Err(BrokerError::AuditUnavailable);
+        }
+        let mut record = self.begin_audit(BrokerOperation::DeliverPlaylist, ctx)?;
+        if let [only] = video_ids {
+            record.video_id = Some(only.clone());
+        }
+        let result = self.grant(ctx, &tokens, video_ids, &mut record).await;
+        record.outcome = match &result {
+            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        self.0.releases.add(record);
+        result
+    }
+
+    async fn grant(
+        &self,
+        ctx: &RequestContext,
+        tokens: &[Cow<'_, str>],
+        video_ids: &[String],
+        record: &mut BrokerAuditRecord,
+    ) -> Result<Zeroizing<String>, BrokerError> {
+        let mono = Instant::now();
+        if !ctx.address.is_empty() {
+            self.0
+                .address_limits
+                .acquire(&ctx.address, mono)
+                .map_err(BrokerError::RateLimited)?;
+        }
+        let (claims, _, which) = self.verify_playback(tokens, mono).await?;
+        record.viewer = Some(claims.sub.clone());
+        record.token_id = Some(claims.jti.clone());
+        self.0
+            .token_limits
+            .acquire(&claims.jti, mono)
+            .map_err(BrokerError::RateLimited)?;
+        if self.0.revoked.token_refused(&claims) {
+            return Err(BrokerError::TokenRevoked);
+        }
+        for video_id in video_ids {
+            if !claims.allows(video_id) {
+                return Err(BrokerError::NotEntitled);
+            }
+            if self.0.revoked.video_revoked(video_id) {
+                return Err(BrokerError::VideoRevoked);
+            }
+        }
+        let presented =
+            || Zeroizing::new(tokens.get(which).map(|t| t.to_string()).unwrap_or_default());
+        Ok(self.refreshed(&claims, video_ids).unwrap_or_else(presented))
+    }
+
+    /// The same grant (viewer, token id, issue time) for just these videos,
+    /// valid for another `playlist_token_ttl`, never past `iat + max
+    /// lifetime`. Keeping `jti` and `iat` keeps every revocation and playback
+    /// session of the original applying to it. `None` when the broker cannot
+    /// sign (EdDSA verification only) or the grant is at its end.
+    fn refreshed(&self, claims: &Claims, video_ids: &[String]) -> Option<Zeroizing<String>> {
+        let keys = &self.0.tokens;
+        if !keys.can_sign() {
+            return None;
+        }
+        let now = self.now().timestamp();
+        let ttl = i64::try_from(self.0.config.playlist_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        let exp = now
+            .saturating_add(ttl)
+            .min(claims.iat.saturating_add(keys.max_lifetime));
+        if exp <= now {
+            return None;
+        }
+        let fresh = Claims {
+            vids: if video_ids.is_empty() {
+                claims.vids.clone()
+            } else {
+                video_ids.to_vec()
+            },
+            exp,
+            nbf: None,
+            ..claims.clone()
+        };
+        keys.sign(&fresh).map(Zeroizing::new)
+    }
+}

@@ -1,0 +1,197 @@
+//! The broker's per-viewer playlist rewriting: key URIs (and, in a master
+//! playlist, the URIs of its media playlists) get the viewer's playback
+//! token; segment URIs stay untouched so any CDN can cache the segments.
+
+use crate::playlist::{Attributes, Kind, Line, Playlist, PlaylistError};
+
+/// Query parameters that carry a playback token; replaced, never repeated.
+const TOKEN_PARAMS: &[&str] = &["token", "MtsHlsUriToken"];
+
+/// Tags whose URI attribute names a key.
+const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
+/// Master tags whose URI attribute names a media playlist.
+const PLAYLIST_TAGS: &[&str] = &["EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"];
+
+/// The video ids (`vid`) of the broker key URIs (those with a `Ciphertext`)
+/// the playlist names, each once.
+pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistError> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, line) in playlist.lines.iter().enumerate() {
+        let Line::Tag { name, value } = line else {
+            continue;
+        };
+        if !KEY_TAGS.contains(name) {
+            continue;
+        }
+        let attrs = Attributes::parse(value.unwrap_or_default())
+            .map_err(|e| PlaylistError::new(i + 1, e))?;
+        let Some(uri) = attrs.get("URI") else {
+            continue;
+        };
+        if !is_broker_key_uri(uri) {
+            continue;
+        }
+        let vid = query_param(uri, "vid")
+            .ok_or_else(|| PlaylistError::new(i + 1, "a key URI with a Ciphertext but no vid"))?;
+        if !out.contains(&vid) {
+            out.push(vid);
+        }
+    }
+    Ok(out)
+}
+
+/// The playlist with `token` on every broker key URI and, in a master
+/// playlist, on every relative media playlist URI. Absolute media playlist
+/// URIs point elsewhere and are left alone: the token is not sent away.
+pub fn with_token(playlist: &Playlist<'_>, token: &str) -> Result<String, PlaylistError> {
+    let mut out = String::new();
+    let mut next_uri_is_playlist = false;
+    for (i, line) in playlist.lines.iter().enumerate() {
+        match line {
+            Line::Tag {
+                name,
+                value: Some(value),
+            } if KEY_TAGS.contains(name)
+                || (playlist.kind == Kind::Master && PLAYLIST_TAGS.contains(name)) =>
+            {
+                let mut attrs =
+                    Attributes::parse(value).map_err(|e| PlaylistError::new(i + 1, e))?;
+                let rewritten = match attrs.get("URI") {
+                    Some(uri) if KEY_TAGS.contains(name) && is_broker_key_uri(uri) => {
+                        Some(set_token(uri, token))
+                    }
+                    Some(uri) if !KEY_TAGS.contains(name) && is_relative(uri) => {
+                        Some(set_token(uri, token))
+                    }
+                    _ => None,
+                };
+                match rewritten {
+                    Some(uri) => {
+                        attrs.set_quoted("URI", &uri);
+                        out.push_str(&format!("#{name}:{attrs}\n"));
+                    }
+                    None => out.push_str(&format!("#{name}:{value}\n")),
+                }
+            }
+            Line::Uri(uri) if next_uri_is_playlist && is_relative(uri) => {
+                out.push_str(&set_token(uri, token));
+                out.push('\n');
+            }
+            other => {
+                out.push_str(
+                    &Playlist {
+                        kind: playlist.kind,
+                        lines: vec![other.clone()],
+                    }
+                    .render(),
+                );
+            }
+        }
+        next_uri_is_playlist = match line {
+            Line::Tag { name, .. } => {
+                *name == "EXT-X-STREAM-INF" || (next_uri_is_playlist && name.starts_with("EXT-X-"))
+            }
+            Line::Other(_) => next_uri_is_playlist,
+            Line::Uri(_) => false,
+        };
+    }
+    Ok(out)
+}
+
+fn is_broker_key_uri(uri: &str) -> bool {
+    query_param(uri, "Ciphertext").is_some()
+}
+
+fn is_relative(uri: &str) -> bool {
+    !uri.contains("://") && !uri.starts_with("//")
+}
+
+fn split_uri(uri: &str) -> (&str, Option<&str>, &str) {
+    let (rest, fragment) = match uri.find('#') {
+        Some(at) => uri.split_at(at),
+        None => (uri, ""),
+    };
+    match rest.split_once('?') {
+        Some((base, query)) => (base, Some(query), fragment),
+        None => (rest, None, fragment),
+    }
+}
+
+fn query_param(uri: &str, wanted: &str) -> Option<String> {
+    let (_, query, _) = split_uri(uri);
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == wanted)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `uri` with its token parameters replaced by `token=TOKEN`.
+fn set_token(uri: &str, token: &str) -> String {
+    let (base, query, fragment) = split_uri(uri);
+    let mut pairs: Vec<String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| {
+            !p.is_empty() && !TOKEN_PARAMS.contains(&p.split('=').next().unwrap_or_default())
+        })
+        .map(str::to_owned)
+        .collect();
+    pairs.push(format!(
+        "token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    ));
+    format!("{base}?{}{fragment}", pairs.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_key_uris_get_the_token_and_segments_do_not() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"https://b/v1/hls/key?vid=film%201&Ciphertext=E0&token=old\",IV=0x01\n\
+            #EXTINF:2,\ns0.ts\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"https://other/key.bin\",IV=0x02\n\
+            #EXTINF:2,\ns1.ts?x=1\n#EXT-X-ENDLIST\n";
+        let p = Playlist::parse(text).unwrap();
+        assert_eq!(key_video_ids(&p).unwrap(), ["film 1"]);
+        let out = with_token(&p, "T.k-n").unwrap();
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"https://b/v1/hls/key?vid=film%201&Ciphertext=E0&token=T.k-n\",IV=0x01\n\
+            #EXTINF:2,\ns0.ts\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"https://other/key.bin\",IV=0x02\n\
+            #EXTINF:2,\ns1.ts?x=1\n#EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
+    fn master_playlist_uris_get_the_token() {
+        let text = "#EXTM3U\n#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"https://b/?Ciphertext=E&vid=v&MtsHlsUriToken=x\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/a.m3u8\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nv0/i.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=2\nhttps://cdn.example/v1/i.m3u8\n";
+        let p = Playlist::parse(text).unwrap();
+        assert_eq!(key_video_ids(&p).unwrap(), ["v"]);
+        let out = with_token(&p, "TOK").unwrap();
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"https://b/?Ciphertext=E&vid=v&token=TOK\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/a.m3u8?token=TOK\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nv0/i.m3u8?token=TOK\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=2\nhttps://cdn.example/v1/i.m3u8\n"
+        );
+    }
+
+    #[test]
+    fn broken_key_tags_are_errors() {
+        let p =
+            Playlist::parse("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"open\n#EXTINF:1,\na.ts\n")
+                .unwrap();
+        assert!(key_video_ids(&p).is_err());
+        assert!(with_token(&p, "t").is_err());
+        let p = Playlist::parse("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://b/k?Ciphertext=E\"\n#EXTINF:1,\na.ts\n").unwrap();
+        assert!(key_video_ids(&p).is_err());
+    }
+}

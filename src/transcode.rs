@@ -1,0 +1,254 @@
+//! Transcoder commands: `vodkms datakey` and `vodkms hls encrypt`. Clients of
+//! the KMS API; the API token comes from VODKMS_TOKEN (never a flag).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use hls::cipher::{hex, SegmentKey, KEY_LEN};
+use hls::keyuri::KeyUriBase;
+use hls::package::{DataKey, DataKeySource, EncryptOptions, Progress};
+use kms::api::GenerateDataKeyRequest;
+use kms::client::{ClientConfig, KmsClient};
+use rand::RngCore as _;
+use zeroize::Zeroizing;
+
+#[derive(Args)]
+pub struct KmsTarget {
+    /// Base URL of the KMS, e.g. http://127.0.0.1:8200.
+    #[arg(long, env = "VODKMS_KMS_URL")]
+    kms_url: String,
+    /// Master key: id or alias/NAME.
+    #[arg(long)]
+    key: String,
+    /// The video the data key protects (its EncryptionContext).
+    #[arg(long)]
+    video_id: String,
+}
+
+#[derive(Args)]
+pub struct DatakeyArgs {
+    #[command(flatten)]
+    target: KmsTarget,
+    /// Write an ffmpeg key info file (and its 16-byte key file, mode 0600)
+    /// instead of printing JSON. Run again to rotate (-hls_flags periodic_rekey).
+    #[arg(long, requires = "key_uri_base")]
+    ffmpeg_keyinfo: Option<PathBuf>,
+    /// The broker's URL (its key endpoint is /v1/hls/key) or the key endpoint itself.
+    #[arg(long)]
+    key_uri_base: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum HlsCommand {
+    /// Encrypt an unencrypted HLS output (media or master playlist) into OUTPUT_DIR.
+    Encrypt(Box<EncryptArgs>),
+}
+
+#[derive(Args)]
+pub struct EncryptArgs {
+    #[command(flatten)]
+    target: KmsTarget,
+    /// The broker's URL (its key endpoint is /v1/hls/key) or the key endpoint itself.
+    #[arg(long)]
+    key_uri_base: String,
+    /// A fresh data key every N segments (default: one key for the video).
+    #[arg(long)]
+    rekey_every: Option<NonZeroUsize>,
+    /// Replace OUTPUT_DIR if it exists and is not empty.
+    #[arg(long)]
+    force: bool,
+    /// The unencrypted playlist (as ffmpeg wrote it).
+    input_playlist: PathBuf,
+    /// Folder for the encrypted copy; written whole or not at all.
+    output_dir: PathBuf,
+}
+
+/// Data keys from the KMS, bound to the video by their EncryptionContext.
+struct KmsDataKeys {
+    client: KmsClient,
+    key: String,
+}
+
+impl KmsDataKeys {
+    fn connect(target: &KmsTarget) -> Result<Self> {
+        let token = std::env::var("VODKMS_TOKEN")
+            .ok()
+            .map(Zeroizing::new)
+            .filter(|t| !t.trim().is_empty())
+            .context("set VODKMS_TOKEN to an API client token of role `generate`")?;
+        if !broker::token::valid_video_id(&target.video_id) {
+            bail!("--video-id must be 1 to 256 printable characters without spaces");
+        }
+        let client = KmsClient::new(
+            &target.kms_url,
+            kms::crypto::ApiToken::from_presented(token.trim()),
+            ClientConfig::default(),
+        )?;
+        Ok(Self {
+            client,
+            key: target.key.clone(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl DataKeySource for KmsDataKeys {
+    async fn data_key(&self, video_id: &str) -> Result<DataKey, String> {
+        let out = self
+            .client
+            .generate_data_key(&GenerateDataKeyRequest {
+                key_id: self.key.clone(),
+                key_spec: Some("AES_128".into()),
+                number_of_bytes: None,
+                encryption_context: Some([("video_id".to_owned(), video_id.to_owned())].into()),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let plaintext = out.plaintext.ok_or("the KMS sent no Plaintext")?;
+        let bytes = plaintext.0.expose_secret();
+        if bytes.len() != KEY_LEN {
+            return Err(format!("the KMS sent a {}-byte key, not 16", bytes.len()));
+        }
+        let mut key: SegmentKey = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(bytes);
+        Ok(DataKey {
+            key,
+            ciphertext_blob: out.ciphertext_blob,
+        })
+    }
+}
+
+pub async fn datakey(args: DatakeyArgs) -> Result<()> {
+    let base = args
+        .key_uri_base
+        .as_deref()
+        .map(KeyUriBase::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let keys = KmsDataKeys::connect(&args.target)?;
+    let data_key = keys
+        .data_key(&args.target.video_id)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let key_uri = base
+        .as_ref()
+        .map(|b| b.key_uri(&args.target.video_id, &data_key.ciphertext_blob));
+    let mut iv = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut iv);
+    match (args.ffmpeg_keyinfo, key_uri) {
+        (Some(path), Some(uri)) => {
+            let key_file = hls::keyinfo::write(&path, &uri, &data_key.key, &iv)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let out = serde_json::json!({
+                "KeyInfoFile": path,
+                "KeyFile": key_file,
+                "KeyUri": uri,
+                "Iv": hex(&iv),
+            });
+            println!("{out}");
+        }
+        (_, uri) => {
+            use base64::Engine as _;
+            let plaintext = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.encode(data_key.key.as_ref()),
+            );
+            let mut out = serde_json::json!({
+                "VideoId": args.target.video_id,
+                "CiphertextBlob": data_key.ciphertext_blob,
+                "Plaintext": plaintext.as_str(),
+                "Iv": hex(&iv),
+            });
+            if let Some(uri) = uri {
+                out["KeyUri"] = uri.into();
+            }
+            let text = Zeroizing::new(out.to_string());
+            drop(out);
+            println!("{}", text.as_str());
+        }
+    }
+    Ok(())
+}
+
+pub async fn hls(command: HlsCommand) -> Result<()> {
+    match command {
+        HlsCommand::Encrypt(args) => encrypt(*args).await,
+    }
+}
+
+async fn encrypt(args: EncryptArgs) -> Result<()> {
+    let options = EncryptOptions {
+        video_id: args.target.video_id.clone(),
+        key_uri_base: KeyUriBase::parse(&args.key_uri_base).map_err(anyhow::Error::msg)?,
+        rekey_every: args.rekey_every,
+        replace: args.force,
+    };
+    let keys: Arc<dyn DataKeySource> = Arc::new(KmsDataKeys::connect(&args.target)?);
+    let mut bar = ProgressBar::new();
+    let mut show = |p| bar.show(p);
+    let work = hls::encrypt_hls(
+        &args.input_playlist,
+        &args.output_dir,
+        &options,
+        keys,
+        &mut show,
+    );
+    // Ctrl-C drops the work, whose staging folder then removes itself.
+    let summary = tokio::select! {
+        result = work => result.map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted: nothing was written"),
+    };
+    bar.finish();
+    let out = serde_json::json!({
+        "Playlist": summary.playlist,
+        "Playlists": summary.playlists,
+        "Segments": summary.segments,
+        "Keys": summary.keys,
+        "Bytes": summary.bytes,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// One line on a terminal's stderr, redrawn in place; silent otherwise.
+struct ProgressBar {
+    tty: bool,
+    shown: bool,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, p: Progress) {
+        if !self.tty || p.total == 0 {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = p.done * WIDTH / p.total;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\rencrypting [{}{}] {}/{} segments",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            p.done,
+            p.total
+        );
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}

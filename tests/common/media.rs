@@ -1,0 +1,94 @@
+//! Media fixtures: real ffmpeg making, encrypting and decoding HLS, and the
+//! `vodkms` transcoder commands.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::BIN;
+
+pub fn ffmpeg() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); scripts/test installs ffmpeg"));
+    out
+}
+
+/// `seconds` of test video (testsrc + a sine tone, H.264 + AAC) as unencrypted
+/// HLS in `dir`, 1 s MPEG-TS segments: what a transcoder hands over.
+pub fn make_source(dir: &Path, seconds: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let playlist = dir.join("index.m3u8");
+    let mut cmd = ffmpeg();
+    cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ])
+        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .arg("-hls_segment_filename")
+        .arg(dir.join("seg%03d.ts"))
+        .arg(&playlist);
+    let out = run(cmd, "ffmpeg (making the source)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    playlist
+}
+
+/// Decoded frames of every stream of `input` as `(stream, size, md5)`,
+/// timestamps left out (a remux may shift them). `Err(stderr)` if ffmpeg
+/// fails.
+pub fn frames(input: &str) -> Result<Vec<String>, String> {
+    let mut cmd = ffmpeg();
+    cmd.args(["-protocol_whitelist", "file,crypto,data,http,tcp"])
+        .args(["-i", input, "-f", "framemd5", "-"]);
+    let out = run(cmd, "ffmpeg (decoding)");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            format!("{},{},{}", f[0], f[4], f[5])
+        })
+        .collect();
+    Ok(frames)
+}
+
+/// `vodkms ARGS` with the KMS API token in VODKMS_TOKEN.
+pub fn vodkms(token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("VODKMS_TOKEN", token)
+        .env_remove("VODKMS_KMS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The URIs of the EXT-X-KEY tags of a playlist, in order.
+pub fn key_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-KEY:"))
+        .map(|l| {
+            let start = l.find("URI=\"").unwrap() + 5;
+            let end = start + l[start..].find('"').unwrap();
+            l[start..end].to_owned()
+        })
+        .collect()
+}
