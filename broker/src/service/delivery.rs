@@ -164,6 +164,12 @@ impl Broker {
                 .acquire(&ctx.address, mono)
                 .map_err(BrokerError::RateLimited)?;
         }
+        // What was asked for is worth auditing even when the token fails.
+        record.video_id = req
+            .video_id
+            .as_deref()
+            .filter(|v| valid_video_id(v))
+            .map(str::to_owned);
         let (claims, via_session, _) = self.verify_playback(&req.tokens, mono).await?;
         record.viewer = Some(claims.sub.clone());
         record.token_id = Some(claims.jti.clone());

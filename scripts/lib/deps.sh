@@ -1,0 +1,21 @@
+# Tools the tests and benchmarks need, installed from Debian's packages when
+# missing. Source, then: need COMMAND PACKAGE [PACKAGE...]
+DEPS_UPDATED=
+
+need() {
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 && return
+  [ -x "/usr/sbin/$cmd" ] && return
+  echo "installing $* from Debian (for $cmd)" >&2
+  local sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  if [ -z "$DEPS_UPDATED" ]; then $sudo apt-get update -qq; DEPS_UPDATED=1; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# hls.js and playwright-core for the browser tests, as package-lock.json pins them.
+need_browser_packages() {
+  need node nodejs npm
+  need chromium chromium
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}

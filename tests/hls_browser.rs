@@ -1,0 +1,158 @@
+//! End to end in a browser: hls.js in Debian's headless Chromium plays an
+//! encrypted stream from a page the broker serves, with the token in a cookie
+//! (after `/v1/login`), in an `Authorization` header (`xhrSetup`), or in the
+//! playlist the broker rewrote; without a token it sees a key load error.
+//! Driven by `tests/browser/play.mjs` (playwright-core); `scripts/test`
+//! installs Chromium and the npm packages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::brokers::BrokerSetup;
+use common::media::{make_source, vodkms};
+use serde_json::{json, Value};
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Opens `url` in headless Chromium; the page's result.
+fn play(url: &str) -> Value {
+    let out = Command::new("node")
+        .arg(browser_dir().join("play.mjs"))
+        .arg(url)
+        .output()
+        .expect("node: scripts/test installs Node packages and Chromium");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_in_chromium_plays_only_with_a_token() {
+    let hls_js = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
+    assert!(
+        hls_js.exists(),
+        "{} is missing: run the tests through scripts/test (it runs npm ci)",
+        hls_js.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin");
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&origin).unwrap();
+    std::fs::create_dir_all(&web).unwrap();
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_ORIGIN_DIR", origin.to_str().unwrap()),
+        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
+    ])
+    .await;
+
+    let source = make_source(&dir.path().join("src"), 6);
+    let out = vodkms(
+        &b.kms.generator,
+        &[
+            "hls",
+            "encrypt",
+            "--kms-url",
+            &b.kms.kms.url,
+            "--key",
+            "alias/vod",
+            "--video-id",
+            "film-w",
+            "--key-uri-base",
+            &b.broker.url,
+            "--rekey-every",
+            "2",
+            source.to_str().unwrap(),
+            origin.join("film-w").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The page, hls.js, and the published (token-free) playlist and segments.
+    std::fs::copy(browser_dir().join("player.html"), web.join("player.html")).unwrap();
+    std::fs::copy(&hls_js, web.join("hls.min.js")).unwrap();
+    copy_dir(&origin.join("film-w"), &web.join("film-w"));
+
+    let r = b
+        .api
+        .post(
+            "/v1/viewers",
+            &b.kms.admin,
+            json!({"Username": "vera", "Password": "correct horse", "Entitlements": ["film-w"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let page = format!("{}/web/player.html", b.broker.url);
+    let published = "/web/film-w/index.m3u8";
+
+    // 1. Signed in: the cookie /v1/login set goes with every key request.
+    let got = play(&format!(
+        "{page}?mode=cookie&user=vera&pass=correct%20horse&src={published}"
+    ));
+    assert_eq!(got["ok"], true, "cookie: {got}");
+    assert!(got["currentTime"].as_f64().unwrap() > 2.0);
+    assert!(
+        !got["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["fatal"] == true),
+        "{got}"
+    );
+
+    // 2. A token in the Authorization header, set by xhrSetup.
+    let token = b.token("walt", &["film-w"]).await;
+    let got = play(&format!("{page}?mode=header&token={token}&src={published}"));
+    assert_eq!(got["ok"], true, "header: {got}");
+
+    // 3. The playlist through the broker: key URIs carry a fresh token.
+    let got = play(&format!(
+        "{page}?mode=query&src={}",
+        common::brokers::q(&format!("/v1/hls/playlist/film-w/index.m3u8?token={token}"))
+    ));
+    assert_eq!(got["ok"], true, "rewritten playlist: {got}");
+
+    // 4. No token: the playlist and segments load, the key does not.
+    let got = play(&format!("{page}?mode=none&src={published}"));
+    assert_eq!(got["ok"], false, "played without a token: {got}");
+    assert_eq!(got["reason"], "keyLoadError", "{got}");
+    let errors = got["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["details"] == "keyLoadError" && e["status"] == 401),
+        "{got}"
+    );
+
+    let records = b
+        .api
+        .audit_until(&b.kms.admin, "Operation=ReleaseKey&VideoId=film-w", |rs| {
+            ["vera", "walt"].iter().all(|v| {
+                rs.iter()
+                    .any(|r| r["Viewer"] == *v && r["Outcome"] == "Success")
+            }) && rs.iter().any(|r| r["Outcome"] == "MissingToken")
+        })
+        .await;
+    assert!(records
+        .iter()
+        .all(|r| r["KeyVersionId"] == 1 || r["Outcome"] != "Success"));
+}
