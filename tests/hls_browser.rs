@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::brokers::BrokerSetup;
-use common::media::{make_source, vodkms};
+use common::media::{hls_encrypt, make_source};
 use serde_json::{json, Value};
 
 fn browser_dir() -> PathBuf {
@@ -63,24 +63,13 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
     .await;
 
     let source = make_source(&dir.path().join("src"), 6);
-    let out = vodkms(
-        &b.kms.generator,
-        &[
-            "hls",
-            "encrypt",
-            "--kms-url",
-            &b.kms.kms.url,
-            "--key",
-            "alias/vod",
-            "--video-id",
-            "film-w",
-            "--key-uri-base",
-            &b.broker.url,
-            "--rekey-every",
-            "2",
-            source.to_str().unwrap(),
-            origin.join("film-w").to_str().unwrap(),
-        ],
+    let out = hls_encrypt(
+        &b,
+        "alias/vod",
+        "film-w",
+        &["--rekey-every", "2"],
+        source.to_str().unwrap(),
+        origin.join("film-w").to_str().unwrap(),
     );
     assert!(
         out.status.success(),

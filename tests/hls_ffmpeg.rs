@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::brokers::BrokerSetup;
-use common::media::{frames, key_uris, make_source, vodkms};
+use common::media::{frames, hls_encrypt, key_uris, make_source, vodkms};
 use serde_json::Value;
 
 struct Stage {
@@ -59,24 +59,13 @@ async fn hls_encrypt_output_plays_through_the_broker_only_when_entitled() {
         reference.len()
     );
 
-    let out = vodkms(
-        &s.b.kms.generator,
-        &[
-            "hls",
-            "encrypt",
-            "--kms-url",
-            &s.b.kms.kms.url,
-            "--key",
-            "alias/vod",
-            "--video-id",
-            "film-a",
-            "--key-uri-base",
-            &s.b.broker.url,
-            "--rekey-every",
-            "2",
-            source.to_str().unwrap(),
-            &s.path("origin/film-a"),
-        ],
+    let out = hls_encrypt(
+        &s.b,
+        "alias/vod",
+        "film-a",
+        &["--rekey-every", "2"],
+        source.to_str().unwrap(),
+        &s.path("origin/film-a"),
     );
     assert!(
         out.status.success(),
@@ -266,25 +255,8 @@ async fn hls_encrypt_refuses_bad_input_and_leaves_nothing_behind() {
     let s = Stage::new().await;
     let src = s.dir.path().join("src");
     let source = make_source(&src, 2);
-    let encrypt = |input: &str, output: &str| {
-        vodkms(
-            &s.b.kms.generator,
-            &[
-                "hls",
-                "encrypt",
-                "--kms-url",
-                &s.b.kms.kms.url,
-                "--key",
-                "alias/vod",
-                "--video-id",
-                "film-x",
-                "--key-uri-base",
-                &s.b.broker.url,
-                input,
-                output,
-            ],
-        )
-    };
+    let encrypt =
+        |input: &str, output: &str| hls_encrypt(&s.b, "alias/vod", "film-x", &[], input, output);
     let leftovers = |dir: &Path| {
         std::fs::read_dir(dir)
             .unwrap()
@@ -351,22 +323,13 @@ async fn hls_encrypt_refuses_bad_input_and_leaves_nothing_behind() {
     }
 
     // A KMS refusal (unknown key) fails before anything is written.
-    let out = vodkms(
-        &s.b.kms.generator,
-        &[
-            "hls",
-            "encrypt",
-            "--kms-url",
-            &s.b.kms.kms.url,
-            "--key",
-            "alias/none",
-            "--video-id",
-            "film-x",
-            "--key-uri-base",
-            &s.b.broker.url,
-            source.to_str().unwrap(),
-            &s.path("out"),
-        ],
+    let out = hls_encrypt(
+        &s.b,
+        "alias/none",
+        "film-x",
+        &[],
+        source.to_str().unwrap(),
+        &s.path("out"),
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("DataKeyUnavailable"));
@@ -397,10 +360,55 @@ async fn hls_encrypt_refuses_bad_input_and_leaves_nothing_behind() {
             "--key",
             "alias/vod",
         ])
-        .args(["--video-id", "v", "--key-uri-base", &s.b.broker.url])
-        .args([source.to_str().unwrap(), &s.path("out2")])
+        .args([
+            "--video-id",
+            "v",
+            "--key-uri-base",
+            &s.b.broker.url,
+            "in.m3u8",
+            "out2",
+        ])
         .env_remove("VODKMS_TOKEN")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("VODKMS_TOKEN"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_playlist_with_two_renditions_shares_keys_and_plays() {
+    let s = Stage::new().await;
+    let source = common::media::make_master_source(&s.dir.path().join("src"), 4);
+    let reference = frames(source.to_str().unwrap()).unwrap();
+    let out = hls_encrypt(
+        &s.b,
+        "alias/vod",
+        "film-m",
+        &["--rekey-every", "2"],
+        source.to_str().unwrap(),
+        &s.path("origin/film-m"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["Playlists"].clone(), summary["Keys"].clone()),
+        (3.into(), 2.into())
+    );
+
+    // Both renditions use the same two keys; the master names them up front.
+    let v0 = key_uris(&std::fs::read_to_string(s.path("origin/film-m/v0/index.m3u8")).unwrap());
+    let v1 = key_uris(&std::fs::read_to_string(s.path("origin/film-m/v1/index.m3u8")).unwrap());
+    assert_eq!(v0.len(), 2);
+    assert_eq!(v0, v1);
+    let master = std::fs::read_to_string(s.path("origin/film-m/master.m3u8")).unwrap();
+    for uri in &v0 {
+        assert!(master.contains(&format!("#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"{uri}\"")));
+    }
+
+    let viewer = s.b.token("carol", &["film-m"]).await;
+    let played = frames(&s.playlist_url("film-m/master.m3u8", Some(&viewer))).unwrap();
+    assert_eq!(played, reference);
 }

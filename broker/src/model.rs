@@ -75,7 +75,7 @@ pub struct SessionRecord {
     pub ends_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum BrokerOperation {
     ReleaseKey,
     Login,

@@ -92,3 +92,61 @@ pub fn key_uris(playlist: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A master playlist with two renditions (320x240 and 160x120, each with
+/// audio) as ffmpeg's `-var_stream_map` writes it: `dir/master.m3u8`,
+/// `dir/v0/…`, `dir/v1/…`.
+pub fn make_master_source(dir: &Path, seconds: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = ffmpeg();
+    cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-map", "0:v", "-map", "0:v", "-map", "1:a", "-map", "1:a"])
+        .args([
+            "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-s:v:1", "160x120",
+        ])
+        .args([
+            "-c:a",
+            "aac",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_playlist_type",
+            "vod",
+        ])
+        .args([
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            "v:0,a:0 v:1,a:1",
+        ])
+        .arg("-hls_segment_filename")
+        .arg(dir.join("v%v/seg%03d.ts"))
+        .arg(dir.join("v%v/index.m3u8"));
+    let out = run(cmd, "ffmpeg (making the master source)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("master.m3u8")
+}
+
+/// `vodkms hls encrypt` against `b`'s KMS and broker with master key `key`;
+/// `extra` goes before the two paths.
+pub fn hls_encrypt(
+    b: &super::brokers::BrokerSetup,
+    key: &str,
+    video: &str,
+    extra: &[&str],
+    input: &str,
+    output: &str,
+) -> Output {
+    let mut args = vec!["hls", "encrypt", "--kms-url", &b.kms.kms.url, "--key", key];
+    args.extend(["--video-id", video, "--key-uri-base", &b.broker.url]);
+    args.extend_from_slice(extra);
+    args.extend([input, output]);
+    vodkms(&b.kms.generator, &args)
+}

@@ -65,10 +65,11 @@ pub(super) struct ReleaseAggregator {
 /// Distinct pending aggregates past which releases are refused (503).
 const MAX_PENDING_AGGREGATES: usize = 50_000;
 
-/// What makes two release records "identical": outcome, viewer, video, key
-/// version, token and address.
+/// What makes two records "identical": operation (key release or playlist),
+/// outcome, viewer, video, key version, token and address.
 #[derive(Hash, PartialEq, Eq)]
 struct Identity<'a> {
+    operation: BrokerOperation,
     outcome: &'a str,
     viewer: Option<&'a str>,
     video_id: Option<&'a str>,
@@ -79,6 +80,7 @@ struct Identity<'a> {
 
 fn identity(r: &BrokerAuditRecord) -> Identity<'_> {
     Identity {
+        operation: r.operation,
         outcome: &r.outcome,
         viewer: r.viewer.as_deref(),
         video_id: r.video_id.as_deref(),
