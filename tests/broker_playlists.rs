@@ -259,3 +259,46 @@ async fn without_an_origin_folder_there_is_no_playlist_route() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert!(v["Message"].as_str().unwrap().contains("--origin-dir"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reissued_tokens_live_no_longer_than_a_playback_session() {
+    let dir = tempfile::tempdir().unwrap();
+    // The playlist only needs a key URI naming the video; no key is fetched.
+    let edk = "AAAA";
+    std::fs::write(
+        dir.path().join("index.m3u8"),
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"http://b/v1/hls/key?vid=v&Ciphertext={edk}\",IV=0x00\n\
+             #EXTINF:2,\ns0.ts\n"
+        ),
+    )
+    .unwrap();
+    let origin = dir.path().to_str().unwrap();
+    for (sessions, want_extra) in [("0", 0), ("600", 540)] {
+        let b = BrokerSetup::with_env(&[
+            ("VODKMS_ORIGIN_DIR", origin),
+            ("VODKMS_SESSION_IDLE_SECS", sessions),
+            ("VODKMS_SESSION_MAX_SECS", "600"),
+        ])
+        .await;
+        let issued = b.issue("alice", &["v"], 60).await;
+        let token = issued["Token"].as_str().unwrap();
+        let (status, _, body) = b
+            .fetch(
+                &format!("/v1/hls/playlist/index.m3u8?token={token}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let fresh = token_in(&key_uri(&String::from_utf8(body).unwrap()));
+        let (old, new) = (payload(token), payload(&fresh));
+        // Sessions off: the original's exp; on: up to iat + the session max (600 s).
+        assert_eq!(
+            new["exp"].as_i64().unwrap() - old["exp"].as_i64().unwrap(),
+            want_extra,
+            "sessions idle {sessions}"
+        );
+    }
+}

@@ -75,20 +75,29 @@ impl Broker {
     }
 
     /// The same grant (viewer, token id, issue time) for just these videos,
-    /// valid for another `playlist_token_ttl`, never past `iat + max
-    /// lifetime`. Keeping `jti` and `iat` keeps every revocation and playback
-    /// session of the original applying to it. `None` when the broker cannot
-    /// sign (EdDSA verification only) or the grant is at its end.
+    /// valid for another `playlist_token_ttl`. It extends the token no
+    /// further than a playback session could (`iat + session max`; not at
+    /// all with sessions off), so serving playlists gives a leaked token no
+    /// more life than fetching keys would. Keeping `jti` and `iat` keeps
+    /// every revocation and session of the original applying to it. `None`
+    /// when the broker cannot sign (EdDSA verification only) or the grant is
+    /// over.
     fn refreshed(&self, claims: &Claims, video_ids: &[String]) -> Option<Zeroizing<String>> {
         let keys = &self.0.tokens;
         if !keys.can_sign() {
             return None;
         }
         let now = self.now().timestamp();
+        let sessions = &self.0.sessions;
+        let limit = if sessions.enabled() {
+            claims
+                .iat
+                .saturating_add(sessions.max.num_seconds().min(keys.max_lifetime))
+        } else {
+            claims.exp
+        };
         let ttl = i64::try_from(self.0.config.playlist_token_ttl.as_secs()).unwrap_or(i64::MAX);
-        let exp = now
-            .saturating_add(ttl)
-            .min(claims.iat.saturating_add(keys.max_lifetime));
+        let exp = now.saturating_add(ttl).min(limit).max(claims.exp);
         if exp <= now {
             return None;
         }
