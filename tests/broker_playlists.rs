@@ -154,6 +154,22 @@ async fn playlists_are_rewritten_for_entitled_viewers_only() {
     let (status, _, body) = b.api.raw_bytes(ranged).await;
     assert_eq!((status, body.as_slice()), (206, &segment[..100]));
 
+    // A playlist changed on disk is served changed within a second or so.
+    std::fs::write(
+        origin.join("v/lo/index.m3u8"),
+        media.replace("#EXT-X-ENDLIST", "#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST"),
+    )
+    .unwrap();
+    common::eventually(5, "the changed playlist", || async {
+        let (_, _, body) = fetch(
+            format!("/v1/hls/playlist/v/lo/index.m3u8?token={token}"),
+            None,
+        )
+        .await;
+        String::from_utf8(body).unwrap().contains("s1.ts")
+    })
+    .await;
+
     // Refusals, each with its code.
     let code = |body: &[u8]| serde_json::from_slice::<Value>(body).unwrap()["Code"].clone();
     let other = b.token("mallory", &["w"]).await;

@@ -44,58 +44,98 @@ pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistErr
 /// playlist, on every relative media playlist URI. Absolute media playlist
 /// URIs point elsewhere and are left alone: the token is not sent away.
 pub fn with_token(playlist: &Playlist<'_>, token: &str) -> Result<String, PlaylistError> {
-    let mut out = String::new();
-    let mut next_uri_is_playlist = false;
-    for (i, line) in playlist.lines.iter().enumerate() {
-        match line {
-            Line::Tag {
-                name,
-                value: Some(value),
-            } if KEY_TAGS.contains(name)
-                || (playlist.kind == Kind::Master && PLAYLIST_TAGS.contains(name)) =>
-            {
-                let mut attrs =
-                    Attributes::parse(value).map_err(|e| PlaylistError::new(i + 1, e))?;
-                let rewritten = match attrs.get("URI") {
-                    Some(uri) if KEY_TAGS.contains(name) && is_broker_key_uri(uri) => {
-                        Some(set_token(uri, token))
+    Ok(Template::new(playlist)?.render(token))
+}
+
+/// A playlist cut where tokens go, so serving it to a viewer is one
+/// concatenation: parse once, render per request.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pieces: Vec<String>,
+    /// As [`key_video_ids`].
+    pub video_ids: Vec<String>,
+}
+
+/// Marks a token's place while cutting; parsing refuses NUL in playlists.
+const HOLE: &str = "\0";
+
+impl Template {
+    pub fn new(playlist: &Playlist<'_>) -> Result<Self, PlaylistError> {
+        let mut out = String::new();
+        let mut next_uri_is_playlist = false;
+        for (i, line) in playlist.lines.iter().enumerate() {
+            match line {
+                Line::Tag {
+                    name,
+                    value: Some(value),
+                } if KEY_TAGS.contains(name)
+                    || (playlist.kind == Kind::Master && PLAYLIST_TAGS.contains(name)) =>
+                {
+                    let mut attrs =
+                        Attributes::parse(value).map_err(|e| PlaylistError::new(i + 1, e))?;
+                    let rewritten = match attrs.get("URI") {
+                        Some(uri) if KEY_TAGS.contains(name) && is_broker_key_uri(uri) => {
+                            Some(set_token(uri))
+                        }
+                        Some(uri) if !KEY_TAGS.contains(name) && is_relative(uri) => {
+                            Some(set_token(uri))
+                        }
+                        _ => None,
+                    };
+                    out.push('#');
+                    out.push_str(name);
+                    out.push(':');
+                    match rewritten {
+                        Some(uri) => {
+                            attrs.set_quoted("URI", &uri);
+                            out.push_str(&attrs.to_string());
+                        }
+                        None => out.push_str(value),
                     }
-                    Some(uri) if !KEY_TAGS.contains(name) && is_relative(uri) => {
-                        Some(set_token(uri, token))
-                    }
-                    _ => None,
-                };
-                match rewritten {
-                    Some(uri) => {
-                        attrs.set_quoted("URI", &uri);
-                        out.push_str(&format!("#{name}:{attrs}\n"));
-                    }
-                    None => out.push_str(&format!("#{name}:{value}\n")),
                 }
-            }
-            Line::Uri(uri) if next_uri_is_playlist && is_relative(uri) => {
-                out.push_str(&set_token(uri, token));
-                out.push('\n');
-            }
-            other => {
-                out.push_str(
-                    &Playlist {
-                        kind: playlist.kind,
-                        lines: vec![other.clone()],
+                Line::Uri(uri) if next_uri_is_playlist && is_relative(uri) => {
+                    out.push_str(&set_token(uri));
+                }
+                Line::Tag { name, value } => {
+                    out.push('#');
+                    out.push_str(name);
+                    if let Some(v) = value {
+                        out.push(':');
+                        out.push_str(v);
                     }
-                    .render(),
-                );
+                }
+                Line::Uri(text) | Line::Other(text) => out.push_str(text),
             }
+            out.push('\n');
+            next_uri_is_playlist = match line {
+                Line::Tag { name, .. } => {
+                    *name == "EXT-X-STREAM-INF"
+                        || (next_uri_is_playlist && name.starts_with("EXT-X-"))
+                }
+                Line::Other(_) => next_uri_is_playlist,
+                Line::Uri(_) => false,
+            };
         }
-        next_uri_is_playlist = match line {
-            Line::Tag { name, .. } => {
-                *name == "EXT-X-STREAM-INF" || (next_uri_is_playlist && name.starts_with("EXT-X-"))
-            }
-            Line::Other(_) => next_uri_is_playlist,
-            Line::Uri(_) => false,
-        };
+        Ok(Self {
+            pieces: out.split(HOLE).map(str::to_owned).collect(),
+            video_ids: key_video_ids(playlist)?,
+        })
     }
-    Ok(out)
+
+    /// The playlist with `token` (URL-encoded) in every hole.
+    pub fn render(&self, token: &str) -> String {
+        let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let holes = self.pieces.len().saturating_sub(1);
+        let size = self.pieces.iter().map(String::len).sum::<usize>() + holes * token.len();
+        let mut out = String::with_capacity(size);
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if i > 0 {
+                out.push_str(&token);
+            }
+            out.push_str(piece);
+        }
+        out
+    }
 }
 
 fn is_broker_key_uri(uri: &str) -> bool {
@@ -124,8 +164,8 @@ fn query_param(uri: &str, wanted: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// `uri` with its token parameters replaced by `token=TOKEN`.
-fn set_token(uri: &str, token: &str) -> String {
+/// `uri` with its token parameters replaced by `token=` and a hole.
+fn set_token(uri: &str) -> String {
     let (base, query, fragment) = split_uri(uri);
     let mut pairs: Vec<String> = query
         .unwrap_or_default()
@@ -135,10 +175,7 @@ fn set_token(uri: &str, token: &str) -> String {
         })
         .map(str::to_owned)
         .collect();
-    pairs.push(format!(
-        "token={}",
-        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
-    ));
+    pairs.push(format!("token={HOLE}"));
     format!("{base}?{}{fragment}", pairs.join("&"))
 }
 

@@ -14,8 +14,8 @@ use tower::ServiceExt as _;
 use super::error::ApiError;
 use super::extract::{Ctx, PlaybackTokens};
 use super::handlers::KeyQuery;
+use super::origin::OriginError;
 use super::AppState;
-use hls::playlist::{Playlist, MAX_PLAYLIST_BYTES};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -59,7 +59,7 @@ pub async fn origin_file(
     PlaybackTokens(from_headers): PlaybackTokens,
     request: Request,
 ) -> ApiResult<Response> {
-    let Some(origin) = s.http.origin_dir.as_deref() else {
+    let Some(origin) = s.origin.as_ref().map(|o| o.dir()) else {
         return Err(http_error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -82,7 +82,7 @@ pub async fn origin_file(
             .tokens()
             .chain(from_headers.into_iter().map(Cow::Owned))
             .collect();
-        return playlist(&s, &ctx, &full, &path, tokens).await;
+        return playlist(&s, &ctx, &relative, &path, tokens).await;
     }
     if !SEGMENT_EXTENSIONS.contains(&extension.as_str()) {
         return Err(not_found(&path));
@@ -122,30 +122,22 @@ async fn serve_file(full: &FsPath, request: Request) -> Response {
 async fn playlist(
     s: &AppState,
     ctx: &crate::service::RequestContext,
-    full: &FsPath,
+    relative: &FsPath,
     path: &str,
     tokens: Vec<Cow<'_, str>>,
 ) -> ApiResult<Response> {
-    let text = match tokio::fs::metadata(full).await {
-        Ok(m) if m.is_file() && m.len() <= MAX_PLAYLIST_BYTES as u64 => {
-            tokio::fs::read_to_string(full).await.map_err(|e| {
-                tracing::warn!(path, error = %e, "unreadable playlist in the origin folder");
-                invalid_origin(path)
-            })?
+    let origin = s.origin.as_ref().ok_or_else(|| not_found(path))?;
+    let template = origin.playlist(relative).await.map_err(|e| match e {
+        OriginError::NotFound => not_found(path),
+        OriginError::Invalid(why) => {
+            tracing::warn!(path, error = %why, "a playlist in the origin folder is not usable HLS");
+            invalid_origin(path)
         }
-        Ok(m) if m.is_file() => return Err(invalid_origin(path)),
-        _ => return Err(not_found(path)),
-    };
-    let parsed = Playlist::parse(&text).map_err(|e| {
-        tracing::warn!(path, error = %e, "malformed playlist in the origin folder");
-        invalid_origin(path)
     })?;
-    let video_ids = hls::rewrite::key_video_ids(&parsed).map_err(|e| {
-        tracing::warn!(path, error = %e, "malformed key tag in the origin folder");
-        invalid_origin(path)
-    })?;
-    let token = s.broker.grant_playlist(ctx, tokens, &video_ids).await?;
-    let body = hls::rewrite::with_token(&parsed, &token).map_err(|_| invalid_origin(path))?;
+    let token = s
+        .broker
+        .grant_playlist(ctx, tokens, &template.video_ids)
+        .await?;
     Ok((
         [
             (
@@ -158,7 +150,7 @@ async fn playlist(
                 HeaderValue::from_static("private, no-store"),
             ),
         ],
-        body,
+        template.render(&token),
     )
         .into_response())
 }

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod handlers;
 mod media;
+mod origin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,12 +77,17 @@ impl HttpConfig {
 pub struct AppState {
     pub broker: Broker,
     pub http: Arc<HttpConfig>,
+    origin: Option<Arc<origin::Origin>>,
 }
 
 pub fn app(broker: Broker, http: HttpConfig) -> Router {
     let cors = Arc::new(http.cors.clone());
     let web_dir = http.web_dir.clone();
     let state = AppState {
+        origin: http
+            .origin_dir
+            .clone()
+            .map(|d| Arc::new(origin::Origin::new(d))),
         broker,
         http: Arc::new(http),
     };
