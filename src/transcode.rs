@@ -4,6 +4,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -187,21 +188,31 @@ async fn encrypt(args: EncryptArgs) -> Result<()> {
         replace: args.force,
     };
     let keys: Arc<dyn DataKeySource> = Arc::new(KmsDataKeys::connect(&args.target)?);
+    // Ctrl-C asks the packager to stop after the segment in hand, so its
+    // staging folder is removed with nothing still writing into it.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
     let mut bar = ProgressBar::new();
-    let mut show = |p| bar.show(p);
-    let work = hls::encrypt_hls(
+    let mut show = |p| {
+        bar.show(p);
+        !interrupted.load(Ordering::Relaxed)
+    };
+    let result = hls::encrypt_hls(
         &args.input_playlist,
         &args.output_dir,
         &options,
         keys,
         &mut show,
-    );
-    // Ctrl-C drops the work, whose staging folder then removes itself.
-    let summary = tokio::select! {
-        result = work => result.map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted: nothing was written"),
-    };
+    )
+    .await;
+    watcher.abort();
     bar.finish();
+    let summary = result.map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     let out = serde_json::json!({
         "Playlist": summary.playlist,
         "Playlists": summary.playlists,

@@ -68,6 +68,8 @@ pub enum PackageError {
     OutputExists(PathBuf),
     #[error("the output folder {} must not be the input's folder or hold it", .0.display())]
     OutputOverlapsInput(PathBuf),
+    #[error("interrupted: nothing was written")]
+    Interrupted,
 }
 
 impl PackageError {
@@ -80,6 +82,7 @@ impl PackageError {
             Self::Io { .. } => "IoError",
             Self::DataKey(_) => "DataKeyUnavailable",
             Self::OutputExists(_) | Self::OutputOverlapsInput(_) => "BadOutput",
+            Self::Interrupted => "Interrupted",
         }
     }
 }
@@ -114,13 +117,16 @@ struct MediaPlan {
     segments: Vec<PathBuf>,
 }
 
-/// Encrypts `input` (a playlist file) into `output` (a folder).
+/// Encrypts `input` (a playlist file) into `output` (a folder). `progress`
+/// hears after every segment and answers whether to go on: `false` stops
+/// cleanly (the segment being written is finished, then everything is
+/// removed), which is how an interrupt should end it.
 pub async fn encrypt_hls(
     input: &Path,
     output: &Path,
     options: &EncryptOptions,
     keys: Arc<dyn DataKeySource>,
-    progress: &mut (dyn FnMut(Progress) + Send),
+    progress: &mut (dyn FnMut(Progress) -> bool + Send),
 ) -> Result<Summary, PackageError> {
     let root = input.parent().unwrap_or(Path::new("")).to_owned();
     let name = PathBuf::from(input.file_name().ok_or_else(|| PackageError::Unsupported {
@@ -187,7 +193,9 @@ pub async fn encrypt_hls(
     let total = media.iter().map(|m| m.segments.len()).sum();
     let mut done = 0;
     let mut bytes = 0u64;
-    progress(Progress { done, total });
+    if !progress(Progress { done, total }) {
+        return Err(PackageError::Interrupted);
+    }
     for plan in &media {
         let ivs: Vec<[u8; IV_LEN]> = (0..periods).map(|_| random_iv()).collect();
         for (i, segment) in plan.segments.iter().enumerate() {
@@ -200,7 +208,9 @@ pub async fn encrypt_hls(
             )
             .await?;
             done += 1;
-            progress(Progress { done, total });
+            if !progress(Progress { done, total }) {
+                return Err(PackageError::Interrupted);
+            }
         }
         let text = render_media(&plan.text, &uris, &ivs, every);
         write_new(&staging.path.join(&plan.path), text.as_bytes()).await?;
@@ -643,6 +653,98 @@ impl Drop for Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cipher::decrypt_segment;
+
+    /// Fixed keys, so the test can decrypt what was written.
+    struct Counting(std::sync::atomic::AtomicU8);
+
+    #[async_trait::async_trait]
+    impl DataKeySource for Counting {
+        async fn data_key(&self, _video_id: &str) -> Result<DataKey, String> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(DataKey {
+                key: zeroize::Zeroizing::new([n; 16]),
+                ciphertext_blob: format!("EDK{n}"),
+            })
+        }
+    }
+
+    fn source(dir: &Path, segments: usize) -> PathBuf {
+        let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n");
+        for i in 0..segments {
+            std::fs::write(dir.join(format!("s{i}.ts")), vec![i as u8; 1000 + i]).unwrap();
+            text.push_str(&format!("#EXTINF:1,\ns{i}.ts\n"));
+        }
+        text.push_str("#EXT-X-ENDLIST\n");
+        std::fs::write(dir.join("index.m3u8"), text).unwrap();
+        dir.join("index.m3u8")
+    }
+
+    fn options() -> EncryptOptions {
+        EncryptOptions {
+            video_id: "v".into(),
+            key_uri_base: KeyUriBase::parse("https://b.example").unwrap(),
+            rekey_every: NonZeroUsize::new(2),
+            replace: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn segments_decrypt_with_their_period_key_and_iv() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = source(dir.path(), 5);
+        let out = dir.path().join("out");
+        let keys = Arc::new(Counting(0.into()));
+        let mut seen = Vec::new();
+        let summary = encrypt_hls(&input, &out, &options(), keys, &mut |p| {
+            seen.push(p.done);
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (summary.segments, summary.keys, summary.playlists),
+            (5, 3, 1)
+        );
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        let text = std::fs::read_to_string(out.join("index.m3u8")).unwrap();
+        let ivs: Vec<[u8; 16]> = text
+            .lines()
+            .filter_map(|l| l.split(",IV=0x").nth(1))
+            .map(|h| {
+                core::array::from_fn(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+            })
+            .collect();
+        assert_eq!(ivs.len(), 3);
+        assert!(text.contains("URI=\"https://b.example/v1/hls/key?vid=v&Ciphertext=EDK2\""));
+        for i in 0..5usize {
+            let sealed = std::fs::read(out.join(format!("s{i}.ts"))).unwrap();
+            let key = zeroize::Zeroizing::new([(i / 2) as u8; 16]);
+            let plain = decrypt_segment(&key, &ivs[i / 2], &sealed).unwrap();
+            assert_eq!(plain, vec![i as u8; 1000 + i]);
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = source(dir.path(), 5);
+        let out = dir.path().join("out");
+        let before: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let keys = Arc::new(Counting(0.into()));
+        let err = encrypt_hls(&input, &out, &options(), keys, &mut |p| p.done < 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PackageError::Interrupted), "{err}");
+        let after: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(before.len(), after.len(), "{after:?}");
+    }
 
     #[test]
     fn key_tags_open_each_period() {
