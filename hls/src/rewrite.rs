@@ -13,7 +13,7 @@ const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
 const PLAYLIST_TAGS: &[&str] = &["EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"];
 
 /// The video ids (`vid`) of the broker key URIs (those with a `Ciphertext`)
-/// the playlist names, each once.
+/// the playlist names, each once. Key URIs without a `vid` add none.
 pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistError> {
     let mut out: Vec<String> = Vec::new();
     for (i, line) in playlist.lines.iter().enumerate() {
@@ -31,8 +31,11 @@ pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistErr
         if !is_broker_key_uri(uri) {
             continue;
         }
-        let vid = query_param(uri, "vid")
-            .ok_or_else(|| PlaylistError::new(i + 1, "a key URI with a Ciphertext but no vid"))?;
+        // Alibaba-style key URIs name no video: the token names it, and the
+        // key request checks it.
+        let Some(vid) = query_param(uri, "vid") else {
+            continue;
+        };
         if !out.contains(&vid) {
             out.push(vid);
         }
@@ -228,7 +231,14 @@ mod tests {
                 .unwrap();
         assert!(key_video_ids(&p).is_err());
         assert!(with_token(&p, "t").is_err());
-        let p = Playlist::parse("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://b/k?Ciphertext=E\"\n#EXTINF:1,\na.ts\n").unwrap();
-        assert!(key_video_ids(&p).is_err());
+        // Alibaba style: no vid, still gets the token.
+        let p = Playlist::parse(
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://b/?Ciphertext=E\"\n#EXTINF:1,\na.ts\n",
+        )
+        .unwrap();
+        assert!(key_video_ids(&p).unwrap().is_empty());
+        assert!(with_token(&p, "T")
+            .unwrap()
+            .contains("URI=\"https://b/?Ciphertext=E&token=T\""));
     }
 }
