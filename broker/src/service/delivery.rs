@@ -195,7 +195,9 @@ impl Broker {
                 .ok_or(BrokerError::MissingVideoId)?
                 .to_owned(),
         };
-        record.video_id = Some(video_id.clone());
+        if record.video_id.is_none() {
+            record.video_id = Some(video_id.clone());
+        }
         if !claims.allows(&video_id) {
             return Err(BrokerError::NotEntitled);
         }
