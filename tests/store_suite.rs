@@ -1,5 +1,5 @@
 //! The storage contract, written against `dyn Store` so every backend runs the
-//! same suite (PostgreSQL now; the embedded backend joins it later).
+//! same suite: PostgreSQL and the embedded SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,8 +13,17 @@ use kms::model::{
     AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
     VersionRecord,
 };
-use kms::store::{NewKey, PgStore, Store, StoreError};
+use kms::store::{NewKey, PgStore, SqliteStore, Store, StoreError};
 use uuid::Uuid;
+
+/// A fresh SQLite file per test.
+async fn sqlite() -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(&common::fresh_sqlite_path())
+            .await
+            .unwrap(),
+    )
+}
 
 async fn pg() -> Arc<dyn Store> {
     Arc::new(
@@ -355,27 +364,34 @@ async fn changes_are_announced(store: Arc<dyn Store>) {
     assert_eq!(change, Change::Client(c.id));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_keys_versions_and_states() {
-    keys_versions_and_states(pg().await).await;
+/// Runs each contract test against both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod pg_backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(pg().await).await;
+                }
+            )*
+        }
+        mod sqlite_backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(sqlite().await).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_encryption_reservations_never_pass_the_limit() {
-    encryption_reservations_never_pass_the_limit(pg().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_clients() {
-    clients(pg().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_audit_appends_are_idempotent_and_queryable() {
-    audit_appends_are_idempotent_and_queryable(pg().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_changes_are_announced() {
-    changes_are_announced(pg().await).await;
-}
+on_both_backends!(
+    keys_versions_and_states,
+    encryption_reservations_never_pass_the_limit,
+    clients,
+    audit_appends_are_idempotent_and_queryable,
+    changes_are_announced,
+);

@@ -48,6 +48,12 @@ pub async fn fresh_database() -> String {
     with_database(&admin, &name)
 }
 
+/// A path for a new SQLite database file under the target's temp folder.
+pub fn fresh_sqlite_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("vodkms-{}.db", uuid::Uuid::new_v4().simple()))
+}
+
 pub fn random_root_key() -> String {
     let out = Command::new(BIN).arg("gen-root-key").output().unwrap();
     assert!(out.status.success());

@@ -1,6 +1,6 @@
 //! Storage behind a trait: SQL only, no rules and no cryptography.
-//! PostgreSQL is the production backend; an embedded one comes later and must
-//! pass the same test suite.
+//! PostgreSQL is the production backend; SQLite the embedded one of
+//! `vodkms dev`. Both pass the same test suite (tests/store_suite.rs).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,8 +13,10 @@ use crate::model::{
 };
 
 pub mod postgres;
+pub mod sqlite;
 
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -142,11 +142,11 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
     })
 }
 
-/// JSON for the audit log's jsonb column. PostgreSQL cannot store NUL in
+/// JSON for the audit log's context column. PostgreSQL cannot store NUL in
 /// text or jsonb, and one unstorable record would block its whole batch (and
 /// so, with the audit buffer bound, every key release): NUL becomes U+FFFD.
 /// The service already refuses such contexts; this is the last line.
-fn storable_context_json(ctx: &crate::crypto::EncryptionContext) -> String {
+pub(crate) fn storable_context_json(ctx: &crate::crypto::EncryptionContext) -> String {
     let clean = |s: &String| s.replace('\0', "\u{FFFD}");
     let map: std::collections::BTreeMap<String, String> =
         ctx.iter().map(|(k, v)| (clean(k), clean(v))).collect();

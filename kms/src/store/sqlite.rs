@@ -1,0 +1,628 @@
+//! Embedded SQLite backend (`vodkms dev`): one file, one process. Changes are
+//! announced to this process's own subscribers after commit (no other process
+//! shares the file). Write transactions start `IMMEDIATE`, so two writers queue
+//! on the busy timeout instead of failing on a lock upgrade.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
+
+use super::{NewKey, Store, StoreError};
+use crate::crypto::TokenDigest;
+use crate::model::{
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
+    VersionRecord,
+};
+
+/// The whole system's embedded schema (KMS and broker share the file).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Opens (creating if needed) the database file and applies migrations.
+pub async fn open_pool(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(backend)?;
+    MIGRATOR.run(&pool).await.map_err(backend)?;
+    Ok(pool)
+}
+
+/// A write transaction that holds the write lock from its start.
+pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+}
+
+pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// The table a unique constraint failure names, if that is what `e` is.
+pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.message().to_owned()),
+        _ => None,
+    }
+}
+
+pub fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("unexpected value in {what}").into())
+}
+
+/// Times are stored as microseconds since the epoch (what PostgreSQL keeps).
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt("a timestamp"))
+}
+
+pub fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_micros).transpose()
+}
+
+/// In-process change announcements: every subscriber hears every change; one
+/// that fell behind hears `lagged` instead (drop everything cached).
+pub struct Fanout<T: Clone + Send + 'static> {
+    sender: broadcast::Sender<T>,
+    lagged: T,
+}
+
+impl<T: Clone + Send + 'static> Fanout<T> {
+    pub fn new(lagged: T) -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            lagged,
+        }
+    }
+
+    pub fn send(&self, change: T) {
+        let _ = self.sender.send(change); // no subscriber: nobody to tell
+    }
+
+    pub fn subscribe(&self) -> mpsc::Receiver<T> {
+        let mut from = self.sender.subscribe();
+        let lagged = self.lagged.clone();
+        let (to, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let change = match from.recv().await {
+                    Ok(c) => c,
+                    Err(broadcast::error::RecvError::Lagged(_)) => lagged.clone(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if to.send(change).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    changes: std::sync::Arc<Fanout<Change>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::with_pool(open_pool(path).await?))
+    }
+
+    pub fn with_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            changes: std::sync::Arc::new(Fanout::new(Change::Reset)),
+        }
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match unique_violation(&e) {
+        Some(m) if m.contains("key_aliases.alias") => StoreError::AliasExists,
+        Some(m) if m.contains("key_versions.") => StoreError::Conflict,
+        _ => backend(e),
+    }
+}
+
+const KEY_COLUMNS: &str = "k.id, k.description, k.state, k.primary_version, k.rotation_period_days, \
+     k.last_rotated_at, k.deletion_date, k.created_at, \
+     (SELECT json_group_array(alias) FROM (SELECT a.alias FROM key_aliases a WHERE a.key_id = k.id ORDER BY a.alias)) AS aliases";
+
+fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let state: String = row.try_get("state").map_err(map_err)?;
+    let primary: i64 = row.try_get("primary_version").map_err(map_err)?;
+    let period: Option<i64> = row.try_get("rotation_period_days").map_err(map_err)?;
+    let aliases: String = row.try_get("aliases").map_err(map_err)?;
+    Ok(KeyRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        aliases: serde_json::from_str(&aliases).map_err(|_| corrupt("key_aliases"))?,
+        description: row.try_get("description").map_err(map_err)?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("keys.state"))?,
+        primary_version: u32::try_from(primary).map_err(|_| corrupt("keys.primary_version"))?,
+        rotation_period_days: period
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| corrupt("keys.rotation_period_days"))?,
+        last_rotated_at: from_micros(row.try_get("last_rotated_at").map_err(map_err)?)?,
+        deletion_date: opt_from_micros(row.try_get("deletion_date").map_err(map_err)?)?,
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
+    let role: String = row.try_get("role").map_err(map_err)?;
+    let digest: Vec<u8> = row.try_get("token_sha256").map_err(map_err)?;
+    let digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| corrupt("api_clients.token_sha256"))?;
+    let key_ids: Option<String> = row.try_get("key_ids").map_err(map_err)?;
+    Ok(ClientRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        name: row.try_get("name").map_err(map_err)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
+        key_ids: key_ids
+            .map(|k| serde_json::from_str(&k))
+            .transpose()
+            .map_err(|_| corrupt("api_clients.key_ids"))?,
+        token_digest: TokenDigest(digest),
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+        revoked_at: opt_from_micros(row.try_get("revoked_at").map_err(map_err)?)?,
+    })
+}
+
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    v: &VersionRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, wrapped_material, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(v.key_id)
+    .bind(i64::from(v.version))
+    .bind(&v.wrapped)
+    .bind(micros(v.created_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn select_key(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = ?1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn root_key_check(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO root_key_check (id, check_value) VALUES (1, ?1)")
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query_scalar("SELECT check_value FROM root_key_check WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<(), StoreError> {
+        let k = &key.record;
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO keys (id, description, state, primary_version, rotation_period_days, \
+             last_rotated_at, deletion_date, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(k.id)
+        .bind(&k.description)
+        .bind(k.state.as_str())
+        .bind(i64::from(k.primary_version))
+        .bind(k.rotation_period_days.map(i64::from))
+        .bind(micros(k.last_rotated_at))
+        .bind(k.deletion_date.map(micros))
+        .bind(micros(k.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for alias in &k.aliases {
+            sqlx::query("INSERT INTO key_aliases (alias, key_id) VALUES (?1, ?2)")
+                .bind(alias)
+                .bind(k.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        insert_version(&mut tx, &key.first_version).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn key(&self, id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+        select_key(&self.pool, id).await
+    }
+
+    async fn key_id_for_alias(&self, alias: &str) -> Result<Option<Uuid>, StoreError> {
+        sqlx::query_scalar("SELECT key_id FROM key_aliases WHERE alias = ?1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k ORDER BY k.created_at, k.id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn key_versions(&self, key_id: Uuid) -> Result<Vec<VersionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, wrapped_material, created_at FROM key_versions WHERE key_id = ?1 ORDER BY version",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.try_get("version").map_err(map_err)?;
+                Ok(VersionRecord {
+                    key_id,
+                    version: u32::try_from(version).map_err(|_| corrupt("key_versions.version"))?,
+                    wrapped: row.try_get("wrapped_material").map_err(map_err)?,
+                    created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_version(
+        &self,
+        expected_primary: u32,
+        v: &VersionRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE keys SET primary_version = ?3, last_rotated_at = ?4 \
+             WHERE id = ?1 AND primary_version = ?2 AND state = 'Enabled'",
+        )
+        .bind(v.key_id)
+        .bind(i64::from(expected_primary))
+        .bind(i64::from(v.version))
+        .bind(micros(v.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        insert_version(&mut tx, v).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Key(v.key_id));
+        Ok(())
+    }
+
+    async fn set_state(
+        &self,
+        id: Uuid,
+        from: &[KeyState],
+        to: KeyState,
+        deletion_date: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        if from.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE keys SET state = ");
+        q.push_bind(to.as_str())
+            .push(", deletion_date = ")
+            .push_bind(deletion_date.map(micros))
+            .push(" WHERE id = ")
+            .push_bind(id)
+            .push(" AND state IN (");
+        let mut states = q.separated(", ");
+        for s in from {
+            states.push_bind(s.as_str());
+        }
+        q.push(")");
+        let done = q.build().execute(&mut *tx).await.map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let record = select_key(&mut *tx, id)
+            .await?
+            .ok_or_else(|| corrupt("keys"))?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Key(id));
+        Ok(Some(record))
+    }
+
+    async fn reserve_encryptions(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        count: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let granted = sqlx::query(
+            "UPDATE key_versions SET encryptions_reserved = encryptions_reserved + ?3 \
+             WHERE key_id = ?1 AND version = ?2 AND encryptions_reserved + ?3 <= ?4",
+        )
+        .bind(key_id)
+        .bind(i64::from(version))
+        .bind(to_i64(count))
+        .bind(to_i64(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(granted.rows_affected() == 1)
+    }
+
+    async fn keys_due_rotation(&self, now: DateTime<Utc>) -> Result<Vec<(Uuid, u32)>, StoreError> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT id, primary_version FROM keys WHERE state = 'Enabled' AND rotation_period_days IS NOT NULL \
+             AND last_rotated_at + rotation_period_days * 86400000000 <= ?1",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(id, v)| {
+                Ok((
+                    id,
+                    u32::try_from(v).map_err(|_| corrupt("keys.primary_version"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn keys_due_deletion(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?1",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn destroy_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE keys SET state = 'Deleted' WHERE id = ?1 AND state = 'PendingDeletion' AND deletion_date <= ?2",
+        )
+        .bind(id)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM key_versions WHERE key_id = ?1",
+            "DELETE FROM key_aliases WHERE key_id = ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Key(id));
+        Ok(true)
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let key_ids = c
+            .key_ids
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO api_clients (id, name, role, key_ids, token_sha256, created_at, revoked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(c.id)
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(key_ids)
+        .bind(&c.token_digest.0[..])
+        .bind(micros(c.created_at))
+        .bind(c.revoked_at.map(micros))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn client_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_clients WHERE token_sha256 = ?1")
+            .bind(&digest.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_clients ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn revoke_client(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_clients SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.changes.send(Change::Client(id));
+        Ok(true)
+    }
+
+    async fn any_active_admin(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_clients WHERE role = 'admin' AND revoked_at IS NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        for r in records {
+            // As in PostgreSQL, so both backends give back the same record.
+            let context = r
+                .encryption_context
+                .as_ref()
+                .map(super::postgres::storable_context_json);
+            sqlx::query(
+                "INSERT OR IGNORE INTO audit_log (id, event_time, client_id, operation, key_id, \
+                 key_version, encryption_context, outcome, request_id, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .bind(r.id)
+            .bind(micros(r.time))
+            .bind(r.client_id)
+            .bind(r.operation.as_str())
+            .bind(r.key_id)
+            .bind(r.key_version.map(i64::from))
+            .bind(context)
+            .bind(&r.outcome)
+            .bind(&r.request_id)
+            .bind(r.detail.as_ref().map(|d| d.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
+             encryption_context, outcome, request_id, detail FROM audit_log WHERE 1",
+        );
+        if let Some(k) = f.key_id {
+            q.push(" AND key_id = ").push_bind(k);
+        }
+        if let Some(c) = f.client_id {
+            q.push(" AND client_id = ").push_bind(c);
+        }
+        if let Some(op) = f.operation {
+            q.push(" AND operation = ").push_bind(op.as_str());
+        }
+        if let Some(t) = f.since {
+            q.push(" AND event_time >= ").push_bind(micros(t));
+        }
+        if let Some(t) = f.until {
+            q.push(" AND event_time < ").push_bind(micros(t));
+        }
+        if let Some(s) = f.before_seq {
+            q.push(" AND seq < ").push_bind(s);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let op: String = row.try_get("operation").map_err(map_err)?;
+                let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
+                let ctx: Option<String> = row.try_get("encryption_context").map_err(map_err)?;
+                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+                let record = AuditRecord {
+                    id: row.try_get("id").map_err(map_err)?,
+                    time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    operation: Operation::parse(&op)
+                        .ok_or_else(|| corrupt("audit_log.operation"))?,
+                    key_id: row.try_get("key_id").map_err(map_err)?,
+                    key_version: version
+                        .map(u32::try_from)
+                        .transpose()
+                        .map_err(|_| corrupt("audit_log.key_version"))?,
+                    encryption_context: ctx
+                        .map(|c| serde_json::from_str(&c))
+                        .transpose()
+                        .map_err(backend)?,
+                    outcome: row.try_get("outcome").map_err(map_err)?,
+                    request_id: row.try_get("request_id").map_err(map_err)?,
+                    detail: detail
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(backend)?,
+                };
+                Ok((row.try_get("seq").map_err(map_err)?, record))
+            })
+            .collect()
+    }
+
+    async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
+        Ok(self.changes.subscribe())
+    }
+}
