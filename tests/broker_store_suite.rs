@@ -1,5 +1,5 @@
 //! The broker storage contract, written against `dyn BrokerStore` so every
-//! backend runs the same suite (PostgreSQL now; the embedded one joins later).
+//! backend runs the same suite: PostgreSQL and the embedded SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -8,9 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::model::*;
-use broker::store::{BrokerStore, PgBrokerStore, RevocationChange, StoreError};
+use broker::store::{BrokerStore, PgBrokerStore, RevocationChange, SqliteBrokerStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+/// A fresh SQLite file per test.
+async fn sqlite() -> Arc<dyn BrokerStore> {
+    let pool = kms::store::sqlite::open_pool(&common::fresh_sqlite_path())
+        .await
+        .unwrap();
+    Arc::new(SqliteBrokerStore::with_pool(pool))
+}
 
 async fn pg() -> Arc<dyn BrokerStore> {
     Arc::new(
@@ -35,9 +43,7 @@ fn viewer(name: &str) -> ViewerRecord {
     }
 }
 
-#[tokio::test]
-async fn viewers() {
-    let s = pg().await;
+async fn viewers(s: Arc<dyn BrokerStore>) {
     let v = viewer("vera");
     s.create_viewer(&v).await.unwrap();
     assert!(matches!(
@@ -72,9 +78,7 @@ async fn viewers() {
     assert!(!s.delete_viewer("vera", &end).await.unwrap());
 }
 
-#[tokio::test]
-async fn revocations_are_announced_and_expire() {
-    let s = pg().await;
+async fn revocations_are_announced_and_expire(s: Arc<dyn BrokerStore>) {
     let mut changes = s.watch_revocations().await.unwrap();
     let t = now();
     let video = Revocation {
@@ -124,9 +128,7 @@ async fn revocations_are_announced_and_expire() {
         .unwrap());
 }
 
-#[tokio::test]
-async fn sessions_only_move_forward() {
-    let s = pg().await;
+async fn sessions_only_move_forward(s: Arc<dyn BrokerStore>) {
     let t = now();
     let rec = |used: DateTime<Utc>| SessionRecord {
         jti: "j".into(),
@@ -147,9 +149,7 @@ async fn sessions_only_move_forward() {
     assert_eq!(s.session("j").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn audit_is_idempotent_and_filtered() {
-    let s = pg().await;
+async fn audit_is_idempotent_and_filtered(s: Arc<dyn BrokerStore>) {
     let record = |op: BrokerOperation, viewer: &str, outcome: &str| BrokerAuditRecord {
         id: Uuid::now_v7(),
         time: now(),
@@ -214,3 +214,34 @@ async fn audit_is_idempotent_and_filtered() {
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].1.id, a.id);
 }
+
+/// Runs each contract test against both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod pg_backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(pg().await).await;
+                }
+            )*
+        }
+        mod sqlite_backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    viewers,
+    revocations_are_announced_and_expire,
+    sessions_only_move_forward,
+    audit_is_idempotent_and_filtered
+);

@@ -232,6 +232,52 @@ async fn encryption_reservations_never_pass_the_limit(store: Arc<dyn Store>) {
     );
 }
 
+async fn concurrent_rotations_and_audit_writes(store: Arc<dyn Store>) {
+    let k = new_key(None);
+    store.create_key(&k).await.unwrap();
+    // 20 processes' worth of rotations from primary 1: exactly one wins, the
+    // rest see Conflict (never a lock error); audit batches interleave.
+    let tasks: Vec<_> = (0..20u32)
+        .map(|i| {
+            let store = store.clone();
+            let id = k.record.id;
+            tokio::spawn(async move {
+                let batch = vec![audit(Operation::Decrypt, Some(id)); 5]
+                    .into_iter()
+                    .map(|mut r| {
+                        r.id = Uuid::now_v7();
+                        r
+                    })
+                    .collect::<Vec<_>>();
+                store.append_audit(&batch).await.unwrap();
+                let v = VersionRecord {
+                    key_id: id,
+                    version: 2,
+                    wrapped: vec![i as u8],
+                    created_at: now(),
+                };
+                store.add_version(1, &v).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.key_versions(k.record.id).await.unwrap().len(), 2);
+    let filter = AuditFilter {
+        key_id: Some(k.record.id),
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(store.query_audit(&filter).await.unwrap().len(), 100);
+}
+
 async fn clients(store: Arc<dyn Store>) {
     let c = ClientRecord {
         id: Uuid::new_v4(),
@@ -394,4 +440,5 @@ on_both_backends!(
     clients,
     audit_appends_are_idempotent_and_queryable,
     changes_are_announced,
+    concurrent_rotations_and_audit_writes,
 );

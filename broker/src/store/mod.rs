@@ -12,8 +12,10 @@ use crate::model::{
 };
 
 pub mod postgres;
+pub mod sqlite;
 
 pub use postgres::PgBrokerStore;
+pub use sqlite::SqliteBrokerStore;
 
 /// A revocation changed somewhere: reload it. `Reset`: reload them all.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,405 @@
+//! Embedded SQLite backend of the broker store (`vodkms dev`), in the same
+//! file as the KMS's (`kms::store::sqlite::open_pool`). Revocations are
+//! announced to this process's subscribers after commit.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kms::store::sqlite::{
+    backend, begin_write, corrupt, from_micros, micros, opt_from_micros, unique_violation, Fanout,
+};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use tokio::sync::mpsc;
+
+use super::{BrokerStore, RevocationChange, StoreError};
+use crate::model::{
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
+    SessionRecord, ViewerRecord,
+};
+
+#[derive(Clone)]
+pub struct SqliteBrokerStore {
+    pool: SqlitePool,
+    changes: Arc<Fanout<RevocationChange>>,
+}
+
+impl std::fmt::Debug for SqliteBrokerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteBrokerStore")
+    }
+}
+
+impl SqliteBrokerStore {
+    /// On a pool from `kms::store::sqlite::open_pool` (migrations applied).
+    pub fn with_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            changes: Arc::new(Fanout::new(RevocationChange::Reset)),
+        }
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match unique_violation(&e) {
+        Some(m) if m.contains("broker_viewers.") => StoreError::Conflict,
+        _ => backend(e),
+    }
+}
+
+fn viewer_from_row(row: &SqliteRow) -> Result<ViewerRecord, StoreError> {
+    let entitlements: String = row.try_get("entitlements").map_err(map_err)?;
+    Ok(ViewerRecord {
+        username: row.try_get("username").map_err(map_err)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+        entitlements: serde_json::from_str(&entitlements)
+            .map_err(|_| corrupt("broker_viewers.entitlements"))?,
+        enabled: row.try_get("enabled").map_err(map_err)?,
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+        updated_at: from_micros(row.try_get("updated_at").map_err(map_err)?)?,
+    })
+}
+
+fn revocation_from_row(row: &SqliteRow) -> Result<Revocation, StoreError> {
+    let kind: String = row.try_get("kind").map_err(map_err)?;
+    Ok(Revocation {
+        kind: RevocationKind::parse(&kind).ok_or_else(|| corrupt("broker_revocations.kind"))?,
+        subject: row.try_get("subject").map_err(map_err)?,
+        revoked_at: from_micros(row.try_get("revoked_at").map_err(map_err)?)?,
+        expires_at: opt_from_micros(row.try_get("expires_at").map_err(map_err)?)?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        jti: row.try_get("jti").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        started_at: from_micros(row.try_get("started_at").map_err(map_err)?)?,
+        last_used_at: from_micros(row.try_get("last_used_at").map_err(map_err)?)?,
+        ends_at: from_micros(row.try_get("ends_at").map_err(map_err)?)?,
+    })
+}
+
+/// As in PostgreSQL, NUL in audit text becomes U+FFFD, so both backends give
+/// back the same records.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+async fn insert_revocation(
+    tx: &mut Transaction<'_, Sqlite>,
+    r: &Revocation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = excluded.revoked_at, expires_at = excluded.expires_at",
+    )
+    .bind(r.kind.as_str())
+    .bind(&r.subject)
+    .bind(micros(r.revoked_at))
+    .bind(r.expires_at.map(micros))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+impl SqliteBrokerStore {
+    fn announce(&self, r: &Revocation) {
+        self.changes
+            .send(RevocationChange::One(r.kind, r.subject.clone()));
+    }
+}
+
+#[async_trait]
+impl BrokerStore for SqliteBrokerStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_viewer(&self, v: &ViewerRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&v.username)
+        .bind(&v.password_hash)
+        .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
+        .bind(v.enabled)
+        .bind(micros(v.created_at))
+        .bind(micros(v.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn viewer(&self, username: &str) -> Result<Option<ViewerRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM broker_viewers WHERE username = ?1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(viewer_from_row).transpose()
+    }
+
+    async fn list_viewers(&self) -> Result<Vec<ViewerRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM broker_viewers ORDER BY username")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(viewer_from_row).collect()
+    }
+
+    async fn update_viewer(
+        &self,
+        v: &ViewerRecord,
+        end_tokens: Option<&Revocation>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE broker_viewers SET password_hash = ?2, entitlements = ?3, enabled = ?4, \
+             updated_at = ?5 WHERE username = ?1",
+        )
+        .bind(&v.username)
+        .bind(&v.password_hash)
+        .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
+        .bind(v.enabled)
+        .bind(micros(v.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(r) = end_tokens {
+            insert_revocation(&mut tx, r).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        if let Some(r) = end_tokens {
+            self.announce(r);
+        }
+        Ok(true)
+    }
+
+    async fn delete_viewer(
+        &self,
+        username: &str,
+        end_tokens: &Revocation,
+    ) -> Result<bool, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM broker_viewers WHERE username = ?1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_revocation(&mut tx, end_tokens).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.announce(end_tokens);
+        Ok(true)
+    }
+
+    async fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        insert_revocation(&mut tx, r).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.announce(r);
+        Ok(())
+    }
+
+    async fn delete_revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_revocations WHERE kind = ?1 AND subject = ?2")
+            .bind(kind.as_str())
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        self.changes
+            .send(RevocationChange::One(kind, subject.to_owned()));
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revocation(
+        &self,
+        kind: RevocationKind,
+        subject: &str,
+    ) -> Result<Option<Revocation>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations WHERE kind = ?1 AND subject = ?2",
+        )
+        .bind(kind.as_str())
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(revocation_from_row).transpose()
+    }
+
+    async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations \
+             WHERE expires_at IS NULL OR expires_at > ?1",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for sql in [
+            "DELETE FROM broker_revocations WHERE expires_at <= ?1",
+            "DELETE FROM broker_sessions WHERE ends_at <= ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(micros(now))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError> {
+        Ok(self.changes.subscribe())
+    }
+
+    async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        for s in sessions {
+            sqlx::query(
+                "INSERT INTO broker_sessions (jti, viewer, started_at, last_used_at, ends_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (jti) DO UPDATE SET last_used_at = max(last_used_at, excluded.last_used_at)",
+            )
+            .bind(&s.jti)
+            .bind(&s.viewer)
+            .bind(micros(s.started_at))
+            .bind(micros(s.last_used_at))
+            .bind(micros(s.ends_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn session(&self, jti: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT jti, viewer, started_at, last_used_at, ends_at FROM broker_sessions WHERE jti = ?1",
+        )
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn append_audit(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        for r in records {
+            sqlx::query(
+                "INSERT OR IGNORE INTO broker_audit (id, event_time, operation, outcome, request_id, \
+                 viewer, video_id, key_id, key_version, token_id, client_id, address, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .bind(r.id)
+            .bind(micros(r.time))
+            .bind(r.operation.as_str())
+            .bind(storable(&r.outcome))
+            .bind(storable(&r.request_id))
+            .bind(r.viewer.as_deref().map(storable))
+            .bind(r.video_id.as_deref().map(storable))
+            .bind(r.key_id)
+            .bind(r.key_version.map(i64::from))
+            .bind(r.token_id.as_deref().map(storable))
+            .bind(r.client_id)
+            .bind(r.address.as_deref().map(storable))
+            .bind(r.detail.as_ref().map(|d| storable(&d.to_string())))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn query_audit(
+        &self,
+        f: &BrokerAuditFilter,
+    ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, id, event_time, operation, outcome, request_id, viewer, video_id, key_id, \
+             key_version, token_id, client_id, address, detail FROM broker_audit WHERE 1",
+        );
+        if let Some(v) = &f.viewer {
+            q.push(" AND viewer = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.video_id {
+            q.push(" AND video_id = ").push_bind(v.clone());
+        }
+        if let Some(op) = f.operation {
+            q.push(" AND operation = ").push_bind(op.as_str());
+        }
+        if let Some(o) = &f.outcome {
+            q.push(" AND outcome = ").push_bind(o.clone());
+        }
+        if let Some(t) = f.since {
+            q.push(" AND event_time >= ").push_bind(micros(t));
+        }
+        if let Some(t) = f.until {
+            q.push(" AND event_time < ").push_bind(micros(t));
+        }
+        if let Some(s) = f.before_seq {
+            q.push(" AND seq < ").push_bind(s);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let op: String = row.try_get("operation").map_err(map_err)?;
+                let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
+                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+                let record = BrokerAuditRecord {
+                    id: row.try_get("id").map_err(map_err)?,
+                    time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
+                    operation: BrokerOperation::parse(&op)
+                        .ok_or_else(|| corrupt("broker_audit.operation"))?,
+                    outcome: row.try_get("outcome").map_err(map_err)?,
+                    request_id: row.try_get("request_id").map_err(map_err)?,
+                    viewer: row.try_get("viewer").map_err(map_err)?,
+                    video_id: row.try_get("video_id").map_err(map_err)?,
+                    key_id: row.try_get("key_id").map_err(map_err)?,
+                    key_version: version.and_then(|v| u32::try_from(v).ok()),
+                    token_id: row.try_get("token_id").map_err(map_err)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    address: row.try_get("address").map_err(map_err)?,
+                    detail: detail
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(|_| corrupt("broker_audit.detail"))?,
+                };
+                Ok((row.try_get("seq").map_err(map_err)?, record))
+            })
+            .collect()
+    }
+}
