@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+mod dev;
 mod transcode;
 
 /// See Cargo.toml: allocation is a tenth of the key path's CPU.
@@ -49,6 +50,9 @@ enum Command {
     },
     /// Print a new random root key (base64) for VODKMS_ROOT_KEY.
     GenRootKey,
+    /// Everything in one process for trying vodkms out: KMS, broker and a
+    /// /demo page on one address, state in ./vodkms-data (SQLite). Not for production.
+    Dev(dev::DevArgs),
     /// Mint a data key for a video: JSON, or an ffmpeg key info file.
     Datakey(Box<transcode::DatakeyArgs>),
     /// HLS packaging.
@@ -425,6 +429,7 @@ async fn main() -> std::process::ExitCode {
             command: BrokerCommand::Serve(args),
         } => serve_broker(*args).await,
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
+        Command::Dev(args) => dev::run(args, shutdown_signal()).await,
         Command::Datakey(args) => transcode::datakey(*args).await,
         Command::Hls { command } => transcode::hls(command).await,
         Command::GenRootKey => {

@@ -8,7 +8,7 @@ pub mod media;
 pub mod proxy;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -130,7 +130,8 @@ impl ServerProcess {
         }
     }
 
-    /// Runs `vodkms ARGS --listen 127.0.0.1:PORT` until it answers /healthz.
+    /// Runs `vodkms ARGS --listen 127.0.0.1:PORT` until it answers /healthz;
+    /// what it prints goes to its log.
     pub async fn spawn(
         args: &[&str],
         port: u16,
@@ -138,12 +139,13 @@ impl ServerProcess {
         tag: &str,
     ) -> Result<Self, String> {
         let log = log_path(tag);
+        let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info,kms=debug,broker=debug,sqlx=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -81,6 +81,16 @@ pub struct AppState {
 }
 
 pub fn app(broker: Broker, http: HttpConfig) -> Router {
+    build(broker, http, true)
+}
+
+/// The broker with `fallback` answering every path it does not know, outside
+/// its own middleware (`vodkms dev` puts the KMS API there).
+pub fn app_with_fallback(broker: Broker, http: HttpConfig, fallback: Router) -> Router {
+    build(broker, http, false).fallback_service(fallback)
+}
+
+fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
     let cors = Arc::new(http.cors.clone());
     let web_dir = http.web_dir.clone();
     let state = AppState {
@@ -118,8 +128,10 @@ pub fn app(broker: Broker, http: HttpConfig) -> Router {
     if let Some(dir) = web_dir {
         router = router.nest_service("/web", tower_http::services::ServeDir::new(dir));
     }
+    if own_fallback {
+        router = router.fallback(kms::http::not_found);
+    }
     router
-        .fallback(kms::http::not_found)
         .method_not_allowed_fallback(kms::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(kms::http::request_id))

@@ -1,0 +1,479 @@
+//! `vodkms dev`: the whole system in one process on one address, state in a
+//! folder (SQLite, a root key file), provisioned on first start with a demo
+//! key, clients, viewer and encrypted sample video, and a `/demo` page.
+//! For trying vodkms out; never for production (the root key sits beside the
+//! data it protects).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use clap::Args;
+use hls::cipher::{SegmentKey, KEY_LEN};
+use hls::keyuri::KeyUriBase;
+use hls::package::{DataKey, DataKeySource, EncryptOptions};
+use kms::crypto::{ApiToken, DataKeySpec, RootKey};
+use kms::model::Role;
+use kms::service::{
+    bootstrap_admin, DataKeyRequest, Kms, KmsConfig, NewClient, NewKeyRequest, RequestContext,
+    SystemClock,
+};
+use kms::store::{SqliteStore, Store};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Folder for the database, the root key and the demo video.
+    #[arg(long, env = "VODKMS_DATA_DIR", default_value = "vodkms-data")]
+    data_dir: PathBuf,
+    /// Address of the KMS API, the broker and /demo.
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    listen: SocketAddr,
+}
+
+const DEMO_VIDEO: &str = "demo";
+const DEMO_VIEWER: &str = "demo";
+const CREDENTIALS: &str = "dev-credentials.json";
+const DEMO_PAGE: &str = include_str!("dev/demo.html");
+/// hls.js 1.6.19 (Apache-2.0), served with the page so it works offline.
+const HLS_JS: &str = include_str!("dev/hls.min.js");
+/// The unencrypted sample (scripts/make-sample), encrypted at first start.
+const SAMPLE: &[(&str, &[u8])] = &[
+    ("index.m3u8", include_bytes!("dev/sample/index.m3u8")),
+    ("seg0.ts", include_bytes!("dev/sample/seg0.ts")),
+    ("seg1.ts", include_bytes!("dev/sample/seg1.ts")),
+    ("seg2.ts", include_bytes!("dev/sample/seg2.ts")),
+];
+
+/// What the first start made, written to `DIR/dev-credentials.json` (0600).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Credentials {
+    url: String,
+    kms_url: String,
+    demo_page_url: String,
+    admin_token: String,
+    issuer_token: String,
+    transcoder_token: String,
+    /// The broker's own `decrypt` client.
+    broker_kms_token: String,
+    /// HS256 secret (base64) for app backends that sign their own tokens.
+    token_secret: String,
+    viewer_username: String,
+    viewer_password: String,
+    demo_video_id: String,
+    demo_playlist_url: String,
+}
+
+impl Credentials {
+    fn set_urls(&mut self, addr: SocketAddr) {
+        self.url = format!("http://{addr}");
+        self.kms_url = format!("http://{addr}/kms");
+        self.demo_page_url = format!("http://{addr}/demo");
+        self.demo_playlist_url = format!("http://{addr}/v1/hls/playlist/{DEMO_VIDEO}/index.m3u8");
+    }
+}
+
+pub async fn run(
+    args: DevArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let dir = &args.data_dir;
+    create_private_dir(dir)?;
+    let root_text = read_or_create_secret(&dir.join("root.key"))?;
+    let root = RootKey::from_base64(&root_text).context("the root key file")?;
+    eprintln!(
+        "\n  WARNING: development mode. The root key is stored unprotected in {} beside the\n  \
+         data it protects. Never use `vodkms dev` for real keys or real videos.\n",
+        dir.join("root.key").display()
+    );
+
+    let pool = kms::store::sqlite::open_pool(&dir.join("vodkms.db"))
+        .await
+        .context("opening the SQLite database")?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::with_pool(pool.clone()));
+    let clock = Arc::new(SystemClock);
+    let kms = Kms::start(store.clone(), root, clock.clone(), KmsConfig::default()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+
+    let credentials_path = dir.join(CREDENTIALS);
+    let (mut creds, first_start) = if credentials_path.exists() {
+        let text = std::fs::read_to_string(&credentials_path)?;
+        let creds: Credentials = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not what vodkms dev wrote",
+                credentials_path.display()
+            )
+        })?;
+        (creds, false)
+    } else if store.any_active_admin().await? {
+        bail!(
+            "{} has data but no {CREDENTIALS}: an earlier first start did not finish. \
+             Delete the folder and start again.",
+            dir.display()
+        );
+    } else {
+        (provision(&kms, store, dir, addr).await?, true)
+    };
+    if creds.url != format!("http://{addr}") {
+        // The sample's key URIs are absolute: point them at the new address.
+        let playlist = dir.join("origin").join(DEMO_VIDEO).join("index.m3u8");
+        let text = std::fs::read_to_string(&playlist)?;
+        std::fs::write(
+            &playlist,
+            text.replace(&creds.url, &format!("http://{addr}")),
+        )?;
+        creds.set_urls(addr);
+        write_private(
+            &credentials_path,
+            serde_json::to_string_pretty(&creds)?.as_bytes(),
+        )?;
+    }
+
+    let broker = start_broker(&creds, &pool, addr, clock).await?;
+    let kms_app = kms::http::app(kms.clone());
+    let extras = Router::new()
+        .route("/demo", get(demo_page))
+        .route("/demo/hls.min.js", get(hls_js))
+        .nest("/kms", kms_app.clone())
+        .fallback_service(kms_app);
+    let origin = dir.join("origin");
+    let http = broker::http::HttpConfig {
+        cors: broker::http::CorsOrigins::None,
+        cookie_secure: false,
+        cookie_same_site: "Lax".into(),
+        client_ip_header: None,
+        origin_dir: Some(origin.clone()),
+        web_dir: Some(origin),
+    };
+    let app = broker::http::app_with_fallback(broker.clone(), http, extras);
+
+    let serving = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
+    let server = tokio::spawn(async move { serving.await });
+    if first_start {
+        create_demo_viewer(addr, &creds).await?;
+        write_private(
+            &credentials_path,
+            serde_json::to_string_pretty(&creds)?.as_bytes(),
+        )?;
+        print_first_start(&creds, &credentials_path);
+    } else {
+        print_restart(&creds, &credentials_path);
+    }
+    server.await.context("the server task")??;
+    let deadline = std::time::Instant::now() + kms::http::SHUTDOWN_FLUSH_DEADLINE;
+    let broker_lost = broker.drain(deadline).await.err();
+    let kms_lost = kms.drain_audit(deadline).await.err();
+    if broker_lost.is_some() || kms_lost.is_some() {
+        bail!("audit records could not be written before exit");
+    }
+    Ok(())
+}
+
+/// The first start: a master key, clients, a token secret, the encrypted
+/// sample. The demo viewer is made once the broker answers.
+async fn provision(
+    kms: &Kms,
+    store: Arc<dyn Store>,
+    dir: &Path,
+    addr: SocketAddr,
+) -> Result<Credentials> {
+    let ctx = RequestContext::new("dev-first-start");
+    let admin = bootstrap_admin(store, &SystemClock, "dev-admin".into(), false).await?;
+    let caller = kms.authenticate(Some(&admin.token)).await?;
+    kms.create_key(
+        &caller,
+        &ctx,
+        NewKeyRequest {
+            alias: Some("alias/demo".into()),
+            description: Some("vodkms dev: the demo video's master key".into()),
+            rotation_period_days: None,
+        },
+    )
+    .await?;
+    let client = |name: &str, role: Role| {
+        let caller = caller.clone();
+        let ctx = ctx.clone();
+        let name = name.to_owned();
+        async move {
+            let req = NewClient {
+                name,
+                role,
+                key_ids: None,
+            };
+            kms.create_client(&caller, &ctx, req)
+                .await
+                .map(|c| c.token.expose_secret().to_owned())
+        }
+    };
+    let issuer_token = client("dev-issuer", Role::Issuer).await?;
+    let transcoder_token = client("dev-transcoder", Role::Generate).await?;
+    let broker_kms_token = client("dev-broker", Role::Decrypt).await?;
+
+    let mut secret = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(secret.as_mut());
+    let mut password = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut password);
+
+    // The sample, unencrypted, then its encrypted copy for the broker.
+    let sample = dir.join("sample");
+    std::fs::create_dir_all(&sample)?;
+    for (name, bytes) in SAMPLE {
+        std::fs::write(sample.join(name), bytes)?;
+    }
+    let keys: Arc<dyn DataKeySource> = Arc::new(InProcessKeys {
+        kms: kms.clone(),
+        token: ApiToken::from_presented(&transcoder_token),
+    });
+    let options = EncryptOptions {
+        video_id: DEMO_VIDEO.into(),
+        key_uri_base: KeyUriBase::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?,
+        rekey_every: std::num::NonZeroUsize::new(1),
+        replace: true,
+    };
+    hls::encrypt_hls(
+        &sample.join("index.m3u8"),
+        &dir.join("origin").join(DEMO_VIDEO),
+        &options,
+        keys,
+        &mut |_| true,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("encrypting the sample: {e}"))?;
+
+    let mut creds = Credentials {
+        url: String::new(),
+        kms_url: String::new(),
+        demo_page_url: String::new(),
+        admin_token: admin.token.expose_secret().to_owned(),
+        issuer_token,
+        transcoder_token,
+        broker_kms_token,
+        token_secret: base64::engine::general_purpose::STANDARD.encode(secret.as_ref()),
+        viewer_username: DEMO_VIEWER.into(),
+        viewer_password: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(password),
+        demo_video_id: DEMO_VIDEO.into(),
+        demo_playlist_url: String::new(),
+    };
+    creds.set_urls(addr);
+    Ok(creds)
+}
+
+/// Data keys straight from the in-process KMS (as the transcoder client).
+struct InProcessKeys {
+    kms: Kms,
+    token: ApiToken,
+}
+
+#[async_trait::async_trait]
+impl DataKeySource for InProcessKeys {
+    async fn data_key(&self, video_id: &str) -> Result<DataKey, String> {
+        let req = DataKeyRequest {
+            key_id: "alias/demo".into(),
+            spec: DataKeySpec::Aes128,
+            context: [("video_id".to_owned(), video_id.to_owned())].into(),
+        };
+        let out = self
+            .kms
+            .generate_data_key(
+                Some(&self.token),
+                &RequestContext::new("dev-sample"),
+                req,
+                true,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let plain = out.plaintext.ok_or("no plaintext")?;
+        let mut key: SegmentKey = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.expose_secret().len() != KEY_LEN {
+            return Err("not a 16-byte key".into());
+        }
+        key.copy_from_slice(plain.expose_secret());
+        Ok(DataKey {
+            key,
+            ciphertext_blob: out.blob.to_text(),
+        })
+    }
+}
+
+async fn start_broker(
+    creds: &Credentials,
+    pool: &sqlx::SqlitePool,
+    addr: SocketAddr,
+    clock: Arc<SystemClock>,
+) -> Result<broker::service::Broker> {
+    use broker::token::TokenKeys;
+    let secret = TokenKeys::secret_from_base64(&creds.token_secret)?;
+    let tokens = TokenKeys::new(Some(secret), None, 60, 86_400)?;
+    // The broker reaches the KMS the way it always does: over HTTP (here, to
+    // this very process).
+    let kms_client = kms::client::KmsClient::new(
+        &format!("http://{addr}"),
+        ApiToken::from_presented(&creds.broker_kms_token),
+        kms::client::ClientConfig::default(),
+    )?;
+    let store = broker::store::SqliteBrokerStore::with_pool(pool.clone());
+    Ok(broker::service::Broker::start(
+        Arc::new(store),
+        kms_client,
+        tokens,
+        clock,
+        broker::service::BrokerConfig::default(),
+    )
+    .await?)
+}
+
+/// Through the broker's API, as an admin would (the broker checks the admin
+/// token with the KMS, which is this process).
+async fn create_demo_viewer(addr: SocketAddr, creds: &Credentials) -> Result<()> {
+    let url = format!("http://{addr}/v1/viewers");
+    let body = serde_json::json!({
+        "Username": creds.viewer_username,
+        "Password": creds.viewer_password,
+        "Entitlements": [creds.demo_video_id],
+    });
+    let client = reqwest::Client::new();
+    let admin = creds.admin_token.clone();
+    let mut last = String::new();
+    for _ in 0..50 {
+        match client
+            .post(&url)
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("creating the demo viewer failed: {last}")
+}
+
+async fn demo_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        DEMO_PAGE,
+    )
+}
+
+async fn hls_js() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        HLS_JS,
+    )
+}
+
+fn print_first_start(c: &Credentials, path: &Path) {
+    println!(
+        r#"
+  vodkms dev is running (first start: everything below was just made and is shown once)
+
+    Demo page      {page}
+                   sign in as  {user} / {password}
+    Broker         {url}
+    KMS API        {kms}
+
+    export BROKER={url} KMS={kms}
+    export ADMIN={admin}
+    export ISSUER={issuer}
+    export GEN={gen}
+
+  The encrypted sample video is "{video}": {playlist}
+  Everything above is also in {file} (mode 0600). Ctrl-C stops; data stays in {dir}.
+"#,
+        page = c.demo_page_url,
+        user = c.viewer_username,
+        password = c.viewer_password,
+        url = c.url,
+        kms = c.kms_url,
+        admin = c.admin_token,
+        issuer = c.issuer_token,
+        gen = c.transcoder_token,
+        video = c.demo_video_id,
+        playlist = c.demo_playlist_url,
+        file = path.display(),
+        dir = path
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+}
+
+fn print_restart(c: &Credentials, path: &Path) {
+    println!(
+        "\n  vodkms dev is running again with the same data.\n\n    Demo page      {}\n    \
+         Broker         {}\n    KMS API        {}\n\n  Tokens and the demo password: {}\n",
+        c.demo_page_url,
+        c.url,
+        c.kms_url,
+        path.display()
+    );
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// A file only its owner may read, written whole.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    {
+        use std::io::Write as _;
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The base64 secret in `path`, made (32 random bytes) if the file is missing.
+fn read_or_create_secret(path: &Path) -> Result<Zeroizing<String>> {
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(Zeroizing::new(text.trim().to_owned()));
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
+    write_private(path, text.as_bytes())?;
+    Ok(text)
+}

@@ -1,0 +1,34 @@
+// Drives the /demo page of `vodkms dev` in Debian's headless Chromium and
+// prints the page's window.vodkmsDemo as JSON once it is playing past 2 s,
+// refused, or failed. Usage: node demo.mjs URL signin USER PASSWORD | node demo.mjs URL anonymous
+import { chromium } from 'playwright-core';
+
+const [url, action, user, password] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(url);
+  if (action === 'signin') {
+    await page.fill('#username', user);
+    await page.fill('#password', password);
+    await page.click('#signin');
+  } else {
+    await page.click('#anonymous');
+  }
+  await page.waitForFunction(() => {
+    const d = window.vodkmsDemo;
+    return (d.state === 'playing' && d.currentTime > 2) || d.state === 'refused' || d.state === 'error';
+  }, null, { timeout: 40000 });
+  const demo = await page.evaluate(() => window.vodkmsDemo);
+  demo.status = await page.textContent('#status');
+  console.log(JSON.stringify(demo));
+} finally {
+  await browser.close();
+}
