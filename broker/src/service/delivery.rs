@@ -42,6 +42,15 @@ impl std::fmt::Debug for KeyRequest<'_> {
 }
 
 #[derive(Debug)]
+/// A playback call past its token checks.
+pub(super) struct Admitted {
+    pub claims: Claims,
+    /// The token has expired but its playback session is alive.
+    pub via_session: bool,
+    /// Which of the presented tokens verified.
+    pub which: usize,
+}
+
 pub struct ReleasedKey {
     pub key: Arc<SecretBytes>,
     /// For `Cache-Control: private, max-age=N`: never past the token's life.
@@ -145,20 +154,34 @@ impl Broker {
         }
         let mut record = self.begin_audit(BrokerOperation::ReleaseKey, ctx)?;
         let result = self.release(ctx, req, &mut record).await;
-        record.outcome = match &result {
+        self.record_outcome(record, &result);
+        result
+    }
+
+    /// Audits a playback call (key or playlist) with its outcome, through the
+    /// aggregator that merges identical records.
+    pub(super) fn record_outcome<T>(
+        &self,
+        mut record: BrokerAuditRecord,
+        result: &Result<T, BrokerError>,
+    ) {
+        record.outcome = match result {
             Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
             Err(e) => e.code().to_owned(),
         };
         self.0.releases.add(record);
-        result
     }
 
-    async fn release(
+    /// The checks every playback call starts with, in this order: the
+    /// caller's address limit, a token that verifies (or whose playback
+    /// session is alive), that token's limit, and token and viewer
+    /// revocations. Records who asked.
+    pub(super) async fn admit(
         &self,
         ctx: &RequestContext,
-        req: KeyRequest<'_>,
+        tokens: &[Cow<'_, str>],
         record: &mut BrokerAuditRecord,
-    ) -> Result<ReleasedKey, BrokerError> {
+    ) -> Result<Admitted, BrokerError> {
         let mono = Instant::now();
         if !ctx.address.is_empty() {
             self.0
@@ -166,13 +189,7 @@ impl Broker {
                 .acquire(&ctx.address, mono)
                 .map_err(BrokerError::RateLimited)?;
         }
-        // What was asked for is worth auditing even when the token fails.
-        record.video_id = req
-            .video_id
-            .as_deref()
-            .filter(|v| valid_video_id(v))
-            .map(str::to_owned);
-        let (claims, via_session, _) = self.verify_playback(&req.tokens, mono).await?;
+        let (claims, via_session, which) = self.verify_playback(tokens, mono).await?;
         record.viewer = Some(claims.sub.clone());
         record.token_id = Some(claims.jti.clone());
         self.0
@@ -182,6 +199,41 @@ impl Broker {
         if self.0.revoked.token_refused(&claims) {
             return Err(BrokerError::TokenRevoked);
         }
+        Ok(Admitted {
+            claims,
+            via_session,
+            which,
+        })
+    }
+
+    /// The token names the video, and the video has not been taken down.
+    pub(super) fn check_video(&self, claims: &Claims, video_id: &str) -> Result<(), BrokerError> {
+        if !claims.allows(video_id) {
+            return Err(BrokerError::NotEntitled);
+        }
+        if self.0.revoked.video_revoked(video_id) {
+            return Err(BrokerError::VideoRevoked);
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        ctx: &RequestContext,
+        req: KeyRequest<'_>,
+        record: &mut BrokerAuditRecord,
+    ) -> Result<ReleasedKey, BrokerError> {
+        // What was asked for is worth auditing even when the token fails.
+        record.video_id = req
+            .video_id
+            .as_deref()
+            .filter(|v| valid_video_id(v))
+            .map(str::to_owned);
+        let Admitted {
+            claims,
+            via_session,
+            ..
+        } = self.admit(ctx, &req.tokens, record).await?;
 
         let video_id = match req.video_id {
             Some(v) if valid_video_id(&v) => v.into_owned(),
@@ -198,13 +250,9 @@ impl Broker {
         if record.video_id.is_none() {
             record.video_id = Some(video_id.clone());
         }
-        if !claims.allows(&video_id) {
-            return Err(BrokerError::NotEntitled);
-        }
-        if self.0.revoked.video_revoked(&video_id) {
-            return Err(BrokerError::VideoRevoked);
-        }
+        self.check_video(&claims, &video_id)?;
 
+        let mono = Instant::now();
         let ciphertext = req
             .ciphertext
             .filter(|c| !c.is_empty())

@@ -4,8 +4,6 @@
 //! does not).
 
 use std::borrow::Cow;
-use std::time::Instant;
-
 use zeroize::Zeroizing;
 
 use super::{Broker, BrokerError, RequestContext};
@@ -29,11 +27,7 @@ impl Broker {
             record.video_id = Some(only.clone());
         }
         let result = self.grant(ctx, &tokens, video_ids, &mut record).await;
-        record.outcome = match &result {
-            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
-            Err(e) => e.code().to_owned(),
-        };
-        self.0.releases.add(record);
+        self.record_outcome(record, &result);
         result
     }
 
@@ -44,34 +38,21 @@ impl Broker {
         video_ids: &[String],
         record: &mut BrokerAuditRecord,
     ) -> Result<Zeroizing<String>, BrokerError> {
-        let mono = Instant::now();
-        if !ctx.address.is_empty() {
-            self.0
-                .address_limits
-                .acquire(&ctx.address, mono)
-                .map_err(BrokerError::RateLimited)?;
-        }
-        let (claims, _, which) = self.verify_playback(tokens, mono).await?;
-        record.viewer = Some(claims.sub.clone());
-        record.token_id = Some(claims.jti.clone());
-        self.0
-            .token_limits
-            .acquire(&claims.jti, mono)
-            .map_err(BrokerError::RateLimited)?;
-        if self.0.revoked.token_refused(&claims) {
-            return Err(BrokerError::TokenRevoked);
-        }
+        let admitted = self.admit(ctx, tokens, record).await?;
         for video_id in video_ids {
-            if !claims.allows(video_id) {
-                return Err(BrokerError::NotEntitled);
-            }
-            if self.0.revoked.video_revoked(video_id) {
-                return Err(BrokerError::VideoRevoked);
-            }
+            self.check_video(&admitted.claims, video_id)?;
         }
-        let presented =
-            || Zeroizing::new(tokens.get(which).map(|t| t.to_string()).unwrap_or_default());
-        Ok(self.refreshed(&claims, video_ids).unwrap_or_else(presented))
+        let presented = || {
+            Zeroizing::new(
+                tokens
+                    .get(admitted.which)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+        };
+        Ok(self
+            .refreshed(&admitted.claims, video_ids)
+            .unwrap_or_else(presented))
     }
 
     /// The same grant (viewer, token id, issue time) for just these videos,
