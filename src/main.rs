@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+mod admin;
 mod dev;
 mod transcode;
 
@@ -53,6 +54,41 @@ enum Command {
     /// Everything in one process for trying vodkms out: KMS, broker and a
     /// /demo page on one address, state in ./vodkms-data (SQLite). Not for production.
     Dev(dev::DevArgs),
+    /// Master keys: create, list, show, rotate, disable, enable, schedule or cancel deletion.
+    Keys {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// API clients of the KMS: create, list, revoke.
+    Clients {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::ClientsCommand,
+    },
+    /// Viewer accounts of the broker.
+    Viewers {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::ViewersCommand,
+    },
+    /// Playback tokens: mint (issuer), revoke.
+    Tokens {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::TokensCommand,
+    },
+    /// The audit trail of the KMS, or of the broker with --broker; --follow keeps reading.
+    Audit {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(flatten)]
+        args: admin::AuditArgs,
+    },
     /// Mint a data key for a video: JSON, or an ffmpeg key info file.
     Datakey(Box<transcode::DatakeyArgs>),
     /// HLS packaging.
@@ -422,6 +458,11 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Keys { target, command } => return admin::keys(target, command).await,
+        Command::Clients { target, command } => return admin::clients(target, command).await,
+        Command::Viewers { target, command } => return admin::viewers(target, command).await,
+        Command::Tokens { target, command } => return admin::tokens(target, command).await,
+        Command::Audit { target, args } => return admin::audit(target, args).await,
         Command::Kms {
             command: KmsCommand::Serve(args),
         } => serve_kms(args).await,

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use rand::Rng;
-use reqwest::{Method, StatusCode};
+pub use reqwest::Method;
+use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -314,6 +315,24 @@ impl KmsClient {
     pub async fn identify(&self, token: &ApiToken) -> Result<ClientInfo, ClientError> {
         self.call::<(), _>(Method::GET, "/v1/whoami", token, None, Repeat::Safe)
             .await
+    }
+
+    /// Any call of this API, or of the broker's (it speaks the same way:
+    /// Bearer tokens, JSON bodies, `{Code, Message}` errors). `repeat_safe`:
+    /// whether an attempt that timed out may be sent again.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        repeat_safe: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let repeat = if repeat_safe {
+            Repeat::Safe
+        } else {
+            Repeat::OnlyIfUnsent
+        };
+        self.call(method, path, &self.token, body, repeat).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
