@@ -274,17 +274,9 @@ async fn call(
         .map_err(|e| from_client(what, e))
 }
 
-/// Percent-encodes one path segment (aliases keep their slash).
+/// One path segment, percent-encoded (aliases keep their slash).
 fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    kms::client::path_segment(s)
 }
 
 pub async fn keys(t: Target, cmd: KeysCommand) -> ExitCode {

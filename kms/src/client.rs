@@ -353,7 +353,7 @@ impl KmsClient {
 
 /// Percent-encodes what may not appear raw in one path segment. Aliases keep
 /// their slashes (`alias/a/b` routes as an alias path on the server).
-fn path_segment(s: &str) -> String {
+pub fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~/:".contains(&b) {
