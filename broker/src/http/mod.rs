@@ -101,7 +101,16 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         broker,
         http: Arc::new(http),
     };
+    let source = state.broker.clone();
+    let metrics = Arc::new(kms::http::metrics::HttpMetrics::new(
+        "vodkms_broker",
+        move |out| source.write_metrics(out),
+    ));
     let mut router = Router::new()
+        .route(
+            "/metrics",
+            get(kms::http::metrics::scrape).with_state(metrics.clone()),
+        )
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/hls/key", get(h::hls_key))
@@ -136,6 +145,10 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(kms::http::request_id))
         .layer(middleware::from_fn_with_state(cors, cors::cors))
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            kms::http::metrics::track,
+        ))
         .with_state(state)
 }
 

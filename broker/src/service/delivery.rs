@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -165,10 +166,12 @@ impl Broker {
         mut record: BrokerAuditRecord,
         result: &Result<T, BrokerError>,
     ) {
-        record.outcome = match result {
-            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
-            Err(e) => e.code().to_owned(),
+        let outcome = match result {
+            Ok(_) => kms::model::OUTCOME_SUCCESS,
+            Err(e) => e.code(),
         };
+        self.0.counters.outcome(record.operation.as_str(), outcome);
+        record.outcome = outcome.to_owned();
         self.0.releases.add(record);
     }
 
@@ -266,8 +269,12 @@ impl Broker {
         record.key_version = Some(blob.header.version);
 
         let key = match self.0.keys.get(&video_id, &ciphertext, mono) {
-            Some(hit) => hit,
+            Some(hit) => {
+                self.0.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                hit
+            }
             None => {
+                self.0.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 let fetched = self.decrypt(&video_id, &ciphertext).await?;
                 self.0
                     .keys

@@ -6,6 +6,7 @@ mod delivery;
 mod error;
 mod limits;
 mod management;
+mod metrics;
 mod playlists;
 mod revocations;
 mod sessions;
@@ -155,6 +156,7 @@ struct Inner {
     dummy_hash: String,
     /// Bounds concurrent argon2 work (memory and CPU).
     hashing: tokio::sync::Semaphore,
+    counters: metrics::Counters,
 }
 
 /// The key broker. Cheap to clone.
@@ -225,6 +227,7 @@ impl Broker {
             audit,
             session_writes,
             releases: delivery::ReleaseAggregator::default(),
+            counters: metrics::Counters::default(),
         }));
         broker.reload_revocations().await?;
         broker.spawn_background().await?;

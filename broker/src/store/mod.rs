@@ -76,4 +76,9 @@ pub trait BrokerStore: Send + Sync + 'static {
         &self,
         filter: &BrokerAuditFilter,
     ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError>;
+
+    /// (open connections, idle connections) of the pool, for /metrics.
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        None
+    }
 }

@@ -107,6 +107,10 @@ const VIEWER_COLUMNS: &str =
 
 #[async_trait]
 impl BrokerStore for PgBrokerStore {
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((self.pool.size(), self.pool.num_idle()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -114,6 +114,10 @@ impl SqliteBrokerStore {
 
 #[async_trait]
 impl BrokerStore for SqliteBrokerStore {
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((self.pool.size(), self.pool.num_idle()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

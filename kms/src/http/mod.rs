@@ -3,6 +3,7 @@
 mod error;
 pub mod extract;
 mod handlers;
+pub mod metrics;
 
 use std::time::Instant;
 
@@ -29,7 +30,12 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 pub fn app(kms: Kms) -> Router {
+    let source = kms.clone();
+    let metrics = std::sync::Arc::new(metrics::HttpMetrics::new("vodkms_kms", move |out| {
+        kms_metrics(&source, out)
+    }));
     Router::new()
+        .route("/metrics", get(metrics::scrape).with_state(metrics.clone()))
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/keys", post(h::create_key).get(h::list_keys))
@@ -57,7 +63,43 @@ pub fn app(kms: Kms) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(kms)
+}
+
+/// What the KMS adds to /metrics: its audit writer and database pool.
+fn kms_metrics(kms: &Kms, out: &mut String) {
+    use metrics::write_metric;
+    write_metric(
+        out,
+        "vodkms_kms_audit_buffered",
+        "gauge",
+        "Audit records waiting to be written.",
+        kms.audit_buffered(),
+    );
+    write_metric(
+        out,
+        "vodkms_kms_audit_flush_failures_total",
+        "counter",
+        "Audit batch writes the database refused (retried).",
+        kms.audit_flush_failures(),
+    );
+    if let Some((size, idle)) = kms.pool_stats() {
+        write_metric(
+            out,
+            "vodkms_kms_db_connections",
+            "gauge",
+            "Open database connections.",
+            size,
+        );
+        write_metric(
+            out,
+            "vodkms_kms_db_connections_idle",
+            "gauge",
+            "Idle database connections.",
+            idle,
+        );
+    }
 }
 
 /// Fallback for unknown routes (shared with the broker).

@@ -39,6 +39,8 @@ pub struct AuditLog<R> {
     capacity: usize,
     batch_size: usize,
     wake: Notify,
+    /// Batches the database refused (each retried later); for /metrics.
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl<R: Send + 'static> AuditLog<R> {
@@ -48,6 +50,7 @@ impl<R: Send + 'static> AuditLog<R> {
             buffer: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             batch_size: batch_size.max(1),
+            failures: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
         }
     }
@@ -102,8 +105,22 @@ impl<R: Send + 'static> AuditLog<R> {
 
     /// Writes until the buffer is empty or the database fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        while self.flush_batch().await? > 0 {}
-        Ok(())
+        loop {
+            match self.flush_batch().await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    self.failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Failed batch writes since start.
+    pub fn flush_failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Background writer: wakes on a full batch or every `interval`; backs off

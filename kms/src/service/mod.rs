@@ -228,6 +228,15 @@ impl Kms {
         self.0.audit.buffered()
     }
 
+    pub fn audit_flush_failures(&self) -> u64 {
+        self.0.audit.flush_failures()
+    }
+
+    /// The database pool: (open connections, idle ones), if the store has one.
+    pub fn pool_stats(&self) -> Option<(u32, usize)> {
+        self.0.store.pool_stats()
+    }
+
     pub async fn ready(&self) -> Result<(), KmsError> {
         Ok(self.0.store.ping().await?)
     }

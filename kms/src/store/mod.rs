@@ -105,4 +105,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes made by any process sharing this database.
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError>;
+
+    /// (open connections, idle connections) of the pool, for /metrics.
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        None
+    }
 }

@@ -581,6 +581,10 @@ impl Store for PgStore {
             .collect()
     }
 
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((self.pool.size(), self.pool.num_idle()))
+    }
+
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
         listen(self.pool.clone(), CHANNEL, |payload| match payload {
             Some(p) => parse_change(p),

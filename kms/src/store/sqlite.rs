@@ -622,6 +622,10 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((self.pool.size(), self.pool.num_idle()))
+    }
+
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
         Ok(self.changes.subscribe())
     }

@@ -1,0 +1,94 @@
+//! What the broker adds to /metrics: playback decisions by outcome, the key
+//! cache, the audit writer and the database pool. Outcome labels are error
+//! codes (a fixed set); never viewer, video or key ids.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use kms::http::metrics::write_metric;
+
+use super::Broker;
+
+#[derive(Default)]
+pub(super) struct Counters {
+    /// (operation, outcome) → count.
+    outcomes: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+impl Counters {
+    pub fn outcome(&self, operation: &'static str, outcome: &'static str) {
+        let mut map = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((operation, outcome)).or_insert(0) += 1;
+    }
+}
+
+impl Broker {
+    /// Appends the broker's own metrics in Prometheus text.
+    pub fn write_metrics(&self, out: &mut String) {
+        let c = &self.0.counters;
+        let _ = writeln!(out, "# HELP vodkms_broker_decisions_total Key releases and playlist deliveries, by outcome (Success or the refusal's code).");
+        let _ = writeln!(out, "# TYPE vodkms_broker_decisions_total counter");
+        let mut rows: Vec<((&str, &str), u64)> = c
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        rows.sort();
+        for ((op, outcome), n) in rows {
+            let _ = writeln!(
+                out,
+                "vodkms_broker_decisions_total{{operation=\"{op}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        write_metric(
+            out,
+            "vodkms_broker_key_cache_hits_total",
+            "counter",
+            "Key releases answered from the key cache.",
+            c.cache_hits.load(Ordering::Relaxed),
+        );
+        write_metric(
+            out,
+            "vodkms_broker_key_cache_misses_total",
+            "counter",
+            "Key releases that asked the KMS.",
+            c.cache_misses.load(Ordering::Relaxed),
+        );
+        write_metric(
+            out,
+            "vodkms_broker_audit_buffered",
+            "gauge",
+            "Audit records waiting to be written.",
+            self.audit_buffered(),
+        );
+        write_metric(
+            out,
+            "vodkms_broker_audit_flush_failures_total",
+            "counter",
+            "Audit batch writes the database refused (retried).",
+            self.0.audit.flush_failures(),
+        );
+        if let Some((size, idle)) = self.0.store.pool_stats() {
+            write_metric(
+                out,
+                "vodkms_broker_db_connections",
+                "gauge",
+                "Open database connections.",
+                size,
+            );
+            write_metric(
+                out,
+                "vodkms_broker_db_connections_idle",
+                "gauge",
+                "Idle database connections.",
+                idle,
+            );
+        }
+    }
+}
