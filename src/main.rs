@@ -89,6 +89,8 @@ enum Command {
         #[command(flatten)]
         args: admin::AuditArgs,
     },
+    /// Exit 0 if URL answers 2xx within 3 s (container health checks; no curl needed).
+    Probe { url: String },
     /// Mint a data key for a video: JSON, or an ffmpeg key info file.
     Datakey(Box<transcode::DatakeyArgs>),
     /// HLS packaging.
@@ -117,9 +119,9 @@ struct BrokerArgs {
     /// Base URL of the KMS, e.g. http://127.0.0.1:8200.
     #[arg(long, env = "VODKMS_KMS_URL")]
     kms_url: String,
-    /// PostgreSQL URL (may be the KMS's database).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// PostgreSQL (may be the KMS's database).
+    #[command(flatten)]
+    database: Database,
     /// File holding the broker's KMS token (a `decrypt` client), instead of VODKMS_KMS_TOKEN.
     #[arg(long, env = "VODKMS_KMS_TOKEN_FILE")]
     kms_token_file: Option<PathBuf>,
@@ -208,11 +210,40 @@ fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zero
     }
 }
 
+/// Where PostgreSQL is: a URL, or a file holding it (for secrets mounted as
+/// files, since the URL carries the password).
 #[derive(Args)]
-struct DbArgs {
+struct Database {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
+    /// File holding the PostgreSQL URL, instead of DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+}
+
+impl Database {
+    fn url(&self) -> Result<zeroize::Zeroizing<String>> {
+        let url = self.database_url.as_ref().filter(|u| !u.trim().is_empty());
+        match (url, &self.database_url_file) {
+            (Some(_), Some(_)) => bail!("give DATABASE_URL or DATABASE_URL_FILE, not both"),
+            (Some(url), None) => Ok(zeroize::Zeroizing::new(url.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
+            }
+            (None, None) => {
+                bail!("no database: set DATABASE_URL (postgres://...) or DATABASE_URL_FILE")
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+struct DbArgs {
+    #[command(flatten)]
+    database: Database,
     /// File holding the root key (base64 text, or 32 raw bytes).
     #[arg(long, env = "VODKMS_ROOT_KEY_FILE")]
     root_key_file: Option<PathBuf>,
@@ -269,7 +300,7 @@ impl DbArgs {
     }
 
     async fn store(&self) -> Result<Arc<dyn Store>> {
-        let store = PgStore::connect(&self.database_url)
+        let store = PgStore::connect(&self.database.url()?)
             .await
             .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
         Ok(Arc::new(store))
@@ -375,7 +406,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
             tracing::warn!(error = %e, "cannot reach the KMS yet; key requests answer 503 until it is up")
         }
     }
-    let store = broker::store::PgBrokerStore::connect(&args.database_url)
+    let store = broker::store::PgBrokerStore::connect(&args.database.url()?)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
     let config = BrokerConfig {
@@ -437,6 +468,17 @@ async fn bootstrap(db: DbArgs, name: String, force: bool) -> Result<()> {
     Ok(())
 }
 
+async fn probe(url: &str) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let status = client.get(url).send().await?.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
 fn gen_root_key() {
     use base64::Engine as _;
     let key = MasterKey::generate(&mut rand::rngs::OsRng);
@@ -471,6 +513,7 @@ async fn main() -> std::process::ExitCode {
         } => serve_broker(*args).await,
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
         Command::Dev(args) => dev::run(args, shutdown_signal()).await,
+        Command::Probe { url } => probe(&url).await,
         Command::Datakey(args) => transcode::datakey(*args).await,
         Command::Hls { command } => transcode::hls(command).await,
         Command::GenRootKey => {
