@@ -51,6 +51,16 @@ enum Command {
     },
     /// Print a new random root key (base64) for VODKMS_ROOT_KEY.
     GenRootKey,
+    /// Re-wrap every master key version under a new root key, in one
+    /// transaction. Stop the servers first; restart them with the new key.
+    /// The old key comes from VODKMS_ROOT_KEY(_FILE), the new one from
+    /// VODKMS_NEW_ROOT_KEY or --new-root-key-file.
+    RekeyRoot {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, env = "VODKMS_NEW_ROOT_KEY_FILE")]
+        new_root_key_file: Option<PathBuf>,
+    },
     /// Everything in one process for trying vodkms out: KMS, broker and a
     /// /demo page on one address, state in ./vodkms-data (SQLite). Not for production.
     Dev(dev::DevArgs),
@@ -468,6 +478,21 @@ async fn bootstrap(db: DbArgs, name: String, force: bool) -> Result<()> {
     Ok(())
 }
 
+async fn rekey_root(db: DbArgs, new_file: Option<PathBuf>) -> Result<()> {
+    let old = db.root_key()?;
+    let text = secret_from("VODKMS_NEW_ROOT_KEY", new_file.as_ref())?.context(
+        "no new root key: set VODKMS_NEW_ROOT_KEY (`vodkms gen-root-key` makes one) or --new-root-key-file",
+    )?;
+    let new = RootKey::from_base64(&text).context("the new root key")?;
+    let store = db.store().await?;
+    let count = kms::service::rekey_root(store.as_ref(), &SystemClock, &old, &new).await?;
+    println!("{}", serde_json::json!({ "Rewrapped": count }));
+    eprintln!(
+        "Done. Restart the servers with the new root key; the old one no longer opens anything."
+    );
+    Ok(())
+}
+
 async fn probe(url: &str) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -514,6 +539,10 @@ async fn main() -> std::process::ExitCode {
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
         Command::Dev(args) => dev::run(args, shutdown_signal()).await,
         Command::Probe { url } => probe(&url).await,
+        Command::RekeyRoot {
+            db,
+            new_root_key_file,
+        } => rekey_root(db, new_root_key_file).await,
         Command::Datakey(args) => transcode::datakey(*args).await,
         Command::Hls { command } => transcode::hls(command).await,
         Command::GenRootKey => {

@@ -278,6 +278,38 @@ async fn concurrent_rotations_and_audit_writes(store: Arc<dyn Store>) {
     assert_eq!(store.query_audit(&filter).await.unwrap().len(), 100);
 }
 
+async fn root_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
+    let check = store.root_key_check(b"old-check").await.unwrap();
+    let k = new_key(None);
+    store.create_key(&k).await.unwrap();
+    let mut v = k.first_version.clone();
+    v.wrapped = vec![7, 7, 7];
+    // Missing a version, or a stale check value: Conflict, nothing changed.
+    assert!(matches!(
+        store.rewrap_root(&[], &check, b"new").await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store
+            .rewrap_root(std::slice::from_ref(&v), b"stale", b"new")
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.key_versions(k.record.id).await.unwrap()[0].wrapped,
+        vec![1, 2, 3]
+    );
+    store.rewrap_root(&[v], &check, b"new-check").await.unwrap();
+    assert_eq!(
+        store.key_versions(k.record.id).await.unwrap()[0].wrapped,
+        vec![7, 7, 7]
+    );
+    assert_eq!(
+        store.root_key_check(b"ignored").await.unwrap(),
+        b"new-check"
+    );
+}
+
 async fn clients(store: Arc<dyn Store>) {
     let c = ClientRecord {
         id: Uuid::new_v4(),
@@ -441,4 +473,5 @@ on_both_backends!(
     audit_appends_are_idempotent_and_queryable,
     changes_are_announced,
     concurrent_rotations_and_audit_writes,
+    root_rewrap_is_all_or_nothing,
 );

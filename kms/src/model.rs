@@ -136,10 +136,12 @@ pub enum Operation {
     ReEncrypt,
     CreateClient,
     RevokeClient,
+    /// Every master key version re-wrapped under a new root key (offline).
+    RekeyRoot,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Self::CreateKey,
         Self::RotateKey,
         Self::DisableKey,
@@ -153,6 +155,7 @@ impl Operation {
         Self::ReEncrypt,
         Self::CreateClient,
         Self::RevokeClient,
+        Self::RekeyRoot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +173,7 @@ impl Operation {
             Self::ReEncrypt => "ReEncrypt",
             Self::CreateClient => "CreateClient",
             Self::RevokeClient => "RevokeClient",
+            Self::RekeyRoot => "RekeyRoot",
         }
     }
 

@@ -103,6 +103,21 @@ impl RootKey {
             .ok_or(KeyError::UnwrapFailed)
     }
 
+    /// Opens a wrapped version and seals it under `new`, for root key
+    /// rotation; the material never leaves this module.
+    pub fn rewrap(
+        &self,
+        new: &RootKey,
+        key_id: Uuid,
+        version: u32,
+        wrapped: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<u8>, KeyError> {
+        let aad = wrap_aad(key_id, version);
+        let plain = self.open(&aad, wrapped)?;
+        Ok(new.seal(&aad, &plain, rng))
+    }
+
     /// A value stored in the database so a wrong root key fails start-up.
     pub fn check_value(&self, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
         self.seal(CHECK_AAD, CHECK_PLAINTEXT, rng)

@@ -429,6 +429,55 @@ impl Kms {
 
 /// Fails when `root` is not the root key this database was initialised with
 /// (the first process to start records a check value).
+/// Re-wraps every master key version under `new` (offline: stop the servers
+/// first; a version added meanwhile makes it fail with nothing changed).
+/// Returns how many versions were re-wrapped. Audited as `RekeyRoot`.
+pub async fn rekey_root(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    old: &RootKey,
+    new: &RootKey,
+) -> Result<usize, KmsError> {
+    let stored = store.root_key_check(&old.check_value(&mut OsRng)).await?;
+    if !old.verify_check_value(&stored) {
+        return Err(KmsError::RootKeyMismatch);
+    }
+    let mut rewrapped = Vec::new();
+    for key in store.list_keys().await? {
+        for v in store.key_versions(key.id).await? {
+            let wrapped = old
+                .rewrap(new, v.key_id, v.version, &v.wrapped, &mut OsRng)
+                .map_err(|e| {
+                    KmsError::Internal(format!("key {} version {}: {e}", v.key_id, v.version))
+                })?;
+            rewrapped.push(crate::model::VersionRecord { wrapped, ..v });
+        }
+    }
+    store
+        .rewrap_root(&rewrapped, &stored, &new.check_value(&mut OsRng))
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict => KmsError::invalid(
+                "the keys changed while re-wrapping (is a server still running?): nothing was changed; stop the servers and retry",
+            ),
+            other => other.into(),
+        })?;
+    let record = AuditRecord {
+        id: Uuid::now_v7(),
+        time: clock.now(),
+        client_id: None,
+        operation: Operation::RekeyRoot,
+        key_id: None,
+        key_version: None,
+        encryption_context: None,
+        outcome: crate::model::OUTCOME_SUCCESS.to_owned(),
+        request_id: "rekey-root".to_owned(),
+        detail: Some(serde_json::json!({ "Versions": rewrapped.len() })),
+    };
+    store.append_audit(&[record]).await?;
+    Ok(rewrapped.len())
+}
+
 pub async fn verify_root_key(store: &dyn Store, root: &RootKey) -> Result<(), KmsError> {
     let stored = store.root_key_check(&root.check_value(&mut OsRng)).await?;
     if !root.verify_check_value(&stored) {

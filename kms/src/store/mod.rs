@@ -106,6 +106,17 @@ pub trait Store: Send + Sync + 'static {
     /// Changes made by any process sharing this database.
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError>;
 
+    /// Replaces every version's wrapped material and the root key check value
+    /// in one transaction. `Conflict` if the stored check value is not
+    /// `old_check` or the versions stored are not exactly `versions` (a server
+    /// added one meanwhile).
+    async fn rewrap_root(
+        &self,
+        versions: &[VersionRecord],
+        old_check: &[u8],
+        new_check: &[u8],
+    ) -> Result<(), StoreError>;
+
     /// (open connections, idle connections) of the pool, for /metrics.
     fn pool_stats(&self) -> Option<(u32, usize)> {
         None

@@ -581,6 +581,45 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn rewrap_root(
+        &self,
+        versions: &[VersionRecord],
+        old_check: &[u8],
+        new_check: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Locks every version row, so no rotation lands between count and update.
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM key_versions FOR UPDATE) v")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if stored != i64::try_from(versions.len()).unwrap_or(i64::MAX) {
+            return Err(StoreError::Conflict);
+        }
+        let guarded = sqlx::query(
+            "UPDATE root_key_check SET check_value = $2 WHERE id = 1 AND check_value = $1",
+        )
+        .bind(old_check)
+        .bind(new_check);
+        if !changed_one(&mut tx, guarded).await? {
+            return Err(StoreError::Conflict);
+        }
+        for v in versions {
+            let update = sqlx::query(
+                "UPDATE key_versions SET wrapped_material = $3 WHERE key_id = $1 AND version = $2",
+            )
+            .bind(v.key_id)
+            .bind(to_i32(v.version)?)
+            .bind(&v.wrapped);
+            if !changed_one(&mut tx, update).await? {
+                return Err(StoreError::Conflict);
+            }
+        }
+        notify(&mut tx, Change::Reset).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
     fn pool_stats(&self) -> Option<(u32, usize)> {
         Some((self.pool.size(), self.pool.num_idle()))
     }

@@ -622,6 +622,50 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn rewrap_root(
+        &self,
+        versions: &[VersionRecord],
+        old_check: &[u8],
+        new_check: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM key_versions")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if stored != i64::try_from(versions.len()).unwrap_or(i64::MAX) {
+            return Err(StoreError::Conflict);
+        }
+        let done = sqlx::query(
+            "UPDATE root_key_check SET check_value = ?2 WHERE id = 1 AND check_value = ?1",
+        )
+        .bind(old_check)
+        .bind(new_check)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        for v in versions {
+            let done = sqlx::query(
+                "UPDATE key_versions SET wrapped_material = ?3 WHERE key_id = ?1 AND version = ?2",
+            )
+            .bind(v.key_id)
+            .bind(i64::from(v.version))
+            .bind(&v.wrapped)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Reset);
+        Ok(())
+    }
+
     fn pool_stats(&self) -> Option<(u32, usize)> {
         Some((self.pool.size(), self.pool.num_idle()))
     }
