@@ -139,7 +139,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     // Only pay for the log fields when the event will be written.
-    let log_fields = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+    let log_fields = tracing::enabled!(tracing::Level::INFO).then(|| {
         let route = req
             .extensions()
             .get::<MatchedPath>()
@@ -147,6 +147,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         (
             req.method().clone(),
             route.unwrap_or_else(|| "unmatched".to_owned()),
+            credential_hash(&req),
         )
     });
 
@@ -164,13 +165,47 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
-    if let Some((method, route)) = log_fields {
-        tracing::debug!(
+    if let Some((method, route, credential)) = log_fields {
+        tracing::info!(
+            target: "vodkms::access",
             request_id = %id, %method, route, status = resp.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64, "request"
+            latency_us = started.elapsed().as_micros() as u64,
+            credential = credential.as_deref().unwrap_or("-"), "request"
         );
     }
     resp
+}
+
+/// Who called, without saying with what: the first 12 hex digits of the
+/// SHA-256 of the bearer token, else of the `vodkms_token` cookie, else of a
+/// `token`/`MtsHlsUriToken` query parameter. Lets one follow a caller through
+/// the logs; cannot be turned back into the credential.
+fn credential_hash(req: &Request) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let headers = req.headers();
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = || {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|p| p.trim().strip_prefix("vodkms_token="))
+    };
+    let query = || {
+        req.uri().query().and_then(|q| {
+            q.split('&').find_map(|p| {
+                p.strip_prefix("token=")
+                    .or_else(|| p.strip_prefix("MtsHlsUriToken="))
+            })
+        })
+    };
+    let secret = bearer.or_else(cookie).or_else(query)?;
+    let digest = Sha256::digest(secret.trim().as_bytes());
+    Some(digest[..6].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// How long shutdown keeps trying to write buffered audit records.
