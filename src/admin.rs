@@ -24,6 +24,9 @@ pub struct Target {
     /// Print JSON (the API's own answer) instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// PEM file of a private CA to trust for https:// servers.
+    #[arg(long, env = "VODKMS_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -219,7 +222,7 @@ fn from_client(what: &str, e: ClientError) -> Failure {
     }
 }
 
-fn client(url: Option<&str>, which: &str, flag: &str) -> Result<KmsClient, Failure> {
+fn client(t: &Target, url: Option<&str>, which: &str, flag: &str) -> Result<KmsClient, Failure> {
     let url = url.ok_or_else(|| {
         Failure::local(format!(
             "no {which} URL: give {flag} or set VODKMS_{}_URL",
@@ -231,8 +234,16 @@ fn client(url: Option<&str>, which: &str, flag: &str) -> Result<KmsClient, Failu
         .map(Zeroizing::new)
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Failure::local("set VODKMS_TOKEN to your API client token"))?;
+    let ca_pem = t
+        .ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| Failure::local(format!("reading {}: {e}", p.display())))
+        })
+        .transpose()?;
     let config = ClientConfig {
         retries: 1,
+        ca_pem,
         ..ClientConfig::default()
     };
     KmsClient::new(
@@ -244,11 +255,11 @@ fn client(url: Option<&str>, which: &str, flag: &str) -> Result<KmsClient, Failu
 }
 
 fn kms(t: &Target) -> Result<KmsClient, Failure> {
-    client(t.kms_url.as_deref(), "kms", "--kms-url")
+    client(t, t.kms_url.as_deref(), "kms", "--kms-url")
 }
 
 fn broker(t: &Target) -> Result<KmsClient, Failure> {
-    client(t.broker_url.as_deref(), "broker", "--broker-url")
+    client(t, t.broker_url.as_deref(), "broker", "--broker-url")
 }
 
 fn finish(result: Result<(), Failure>) -> ExitCode {

@@ -141,6 +141,12 @@ struct BrokerArgs {
     /// PostgreSQL (may be the KMS's database).
     #[command(flatten)]
     database: Database,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// PEM file of the CA that signed the KMS's certificate, for an
+    /// `https://` KMS with a private CA.
+    #[arg(long, env = "VODKMS_KMS_CA_FILE")]
+    kms_ca_file: Option<PathBuf>,
     /// File holding the broker's KMS token (a `decrypt` client), instead of VODKMS_KMS_TOKEN.
     #[arg(long, env = "VODKMS_KMS_TOKEN_FILE")]
     kms_token_file: Option<PathBuf>,
@@ -229,6 +235,40 @@ fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zero
     }
 }
 
+/// HTTPS for a server: PEM files, read again on SIGHUP.
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain; with --tls-key, serve HTTPS (reloaded on SIGHUP).
+    #[arg(long, env = "VODKMS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "VODKMS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<kms::http::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(kms::http::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Plain HTTP beyond this machine sends tokens and keys in the clear.
+    fn warn_if_plain(&self, listen: SocketAddr, what: &str) {
+        if self.tls_cert.is_none() && !listen.ip().is_loopback() {
+            tracing::warn!(
+                %listen,
+                "the {what} listens beyond loopback without TLS: tokens and keys cross the network \
+                 in the clear. Give --tls-cert and --tls-key, or keep it behind a TLS proxy."
+            );
+        }
+    }
+}
+
 /// Where PostgreSQL is: a URL, or a file holding it (for secrets mounted as
 /// files, since the URL carries the password).
 #[derive(Args)]
@@ -272,6 +312,8 @@ struct DbArgs {
 struct ServeArgs {
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[arg(long, env = "VODKMS_LISTEN", default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
     /// Longest time a cached key or client is trusted without a change notification.
@@ -361,7 +403,8 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "vodkms KMS listening");
-    kms::http::serve(listener, kms, shutdown_signal()).await?;
+    args.tls.warn_if_plain(args.listen, "KMS");
+    kms::http::serve(listener, kms, args.tls.files(), shutdown_signal()).await?;
     Ok(())
 }
 
@@ -406,10 +449,19 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .map(axum::http::HeaderName::try_from)
         .transpose()
         .context("VODKMS_CLIENT_IP_HEADER")?;
+    let ca_pem = args
+        .kms_ca_file
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    kms::http::tls::install_crypto_provider();
     let kms = kms::client::KmsClient::new(
         &args.kms_url,
         kms::crypto::ApiToken::from_presented(&kms_token),
-        kms::client::ClientConfig::default(),
+        kms::client::ClientConfig {
+            ca_pem,
+            ..kms::client::ClientConfig::default()
+        },
     )?;
     // Say at once when the token is wrong; a KMS that is not up yet is fine.
     match kms.whoami().await {
@@ -468,7 +520,8 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, kms = %args.kms_url, "vodkms broker listening");
-    broker::http::serve(listener, service, http, shutdown_signal()).await?;
+    args.tls.warn_if_plain(args.listen, "broker");
+    broker::http::serve(listener, service, http, args.tls.files(), shutdown_signal()).await?;
     Ok(())
 }
 

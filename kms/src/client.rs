@@ -26,6 +26,9 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     /// Longest single wait, also the cap on a server's `Retry-After`.
     pub backoff_max: Duration,
+    /// PEM certificates to trust for `https://` (a private CA), besides the
+    /// usual public roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +39,7 @@ impl Default for ClientConfig {
             retries: 2,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
+            ca_pem: None,
         }
     }
 }
@@ -116,7 +120,15 @@ impl KmsClient {
                 "KMS URL {base:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &config.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Config(format!("the CA file is not PEM: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))

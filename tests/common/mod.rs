@@ -54,6 +54,15 @@ pub fn fresh_sqlite_path() -> PathBuf {
         .join(format!("vodkms-{}.db", uuid::Uuid::new_v4().simple()))
 }
 
+/// A client that trusts only the public roots and the test CA `ca_pem`.
+pub fn tls_client(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
 pub fn random_root_key() -> String {
     let out = Command::new(BIN).arg("gen-root-key").output().unwrap();
     assert!(out.status.success());
@@ -138,6 +147,29 @@ impl ServerProcess {
         env: &[(&str, &str)],
         tag: &str,
     ) -> Result<Self, String> {
+        Self::spawn_with(args, port, env, tag, "http", reqwest::Client::new()).await
+    }
+
+    /// As `spawn`, for a server that serves HTTPS with a certificate of the
+    /// test CA `ca_pem`.
+    pub async fn spawn_tls(
+        args: &[&str],
+        port: u16,
+        env: &[(&str, &str)],
+        tag: &str,
+        ca_pem: &[u8],
+    ) -> Result<Self, String> {
+        Self::spawn_with(args, port, env, tag, "https", tls_client(ca_pem)).await
+    }
+
+    async fn spawn_with(
+        args: &[&str],
+        port: u16,
+        env: &[(&str, &str)],
+        tag: &str,
+        scheme: &str,
+        http: reqwest::Client,
+    ) -> Result<Self, String> {
         let log = log_path(tag);
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
@@ -150,8 +182,7 @@ impl ServerProcess {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(_status) = child.try_wait().unwrap() {
@@ -187,6 +218,10 @@ impl ServerProcess {
     pub fn terminate(self) -> std::process::ExitStatus {
         self.signal_term();
         self.wait_exit()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal_term(&self) {
@@ -296,6 +331,14 @@ impl Api {
         Self {
             base: base.to_owned(),
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// Over HTTPS, trusting the test CA `ca_pem`.
+    pub fn with_ca(base: &str, ca_pem: &[u8]) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: tls_client(ca_pem),
         }
     }
 

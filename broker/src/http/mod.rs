@@ -7,7 +7,6 @@ mod handlers;
 mod media;
 mod origin;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -152,18 +151,17 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves (requests in flight finish), then writes
-/// every buffered audit record, retrying while the database is away.
+/// Serves until `shutdown` resolves (requests in flight finish), over TLS
+/// when `tls` is given, then writes every buffered audit record, retrying
+/// while the database is away.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Broker,
     http: HttpConfig,
+    tls: Option<kms::http::tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(broker.clone(), http).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    kms::http::tls::serve(listener, app(broker.clone(), http), tls, shutdown).await?;
     broker
         .drain(Instant::now() + kms::http::SHUTDOWN_FLUSH_DEADLINE)
         .await

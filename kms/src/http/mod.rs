@@ -4,6 +4,7 @@ mod error;
 pub mod extract;
 mod handlers;
 pub mod metrics;
+pub mod tls;
 
 use std::time::Instant;
 
@@ -211,17 +212,17 @@ fn credential_hash(req: &Request) -> Option<String> {
 /// How long shutdown keeps trying to write buffered audit records.
 pub const SHUTDOWN_FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves until `shutdown` resolves (requests in flight finish), then writes
-/// every buffered audit record, retrying while the database is away. An error
-/// means records were lost, so the caller can exit non-zero.
+/// Serves until `shutdown` resolves (requests in flight finish), over TLS
+/// when `tls` is given, then writes every buffered audit record, retrying
+/// while the database is away. An error means records were lost, so the
+/// caller can exit non-zero.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     kms: Kms,
+    tls: Option<tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(kms.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tls::serve(listener, app(kms.clone()), tls, shutdown).await?;
     kms.drain_audit(Instant::now() + SHUTDOWN_FLUSH_DEADLINE)
         .await
         .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))
