@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 mod admin;
+mod config;
 mod dev;
 mod transcode;
 
@@ -22,6 +23,9 @@ use kms::store::{PgStore, Store};
 #[derive(Parser)]
 #[command(name = "vodkms", version, about = "Self-hosted KMS and HLS key broker")]
 struct Cli {
+    /// TOML file of settings (flags and environment variables override it).
+    #[arg(long, env = "VODKMS_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Log lines as `text` (for people) or `json` (one object per line, for collectors).
     #[arg(long, env = "VODKMS_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
@@ -108,6 +112,11 @@ enum Command {
         #[command(flatten)]
         args: admin::AuditArgs,
     },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Exit 0 if URL answers 2xx within 3 s (container health checks; no curl needed).
     Probe { url: String },
     /// Mint a data key for a video: JSON, or an ffmpeg key info file.
@@ -117,6 +126,13 @@ enum Command {
         #[command(subcommand)]
         command: transcode::HlsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the file given by --config (or VODKMS_CONFIG) for both servers
+    /// and say everything that is wrong; exit 1 if anything is.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -222,7 +238,11 @@ struct BrokerArgs {
 /// A secret from an environment variable or a file, never from a flag
 /// (command lines are visible to every user of the machine).
 fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
-    let from_env = std::env::var(var).ok().map(zeroize::Zeroizing::new);
+    // An empty variable counts as unset (how a wrapper blanks one).
+    let from_env = std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(zeroize::Zeroizing::new);
     match (from_env, file) {
         (Some(_), Some(_)) => bail!("give {var} or {var}_FILE, not both"),
         (Some(v), None) => Ok(Some(v)),
@@ -339,6 +359,7 @@ impl DbArgs {
     fn root_key(&self) -> Result<RootKey> {
         let from_env = std::env::var("VODKMS_ROOT_KEY")
             .ok()
+            .filter(|v| !v.is_empty())
             .map(zeroize::Zeroizing::new);
         match (&from_env, &self.root_key_file) {
             (Some(_), Some(_)) => bail!("give VODKMS_ROOT_KEY or VODKMS_ROOT_KEY_FILE, not both"),
@@ -555,6 +576,20 @@ async fn rekey_root(db: DbArgs, new_file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+fn check_config(path: Option<&std::path::Path>) -> Result<()> {
+    let path =
+        path.context("give the file: vodkms config check --config FILE (or VODKMS_CONFIG)")?;
+    let problems = config::check(path);
+    if problems.is_empty() {
+        println!("{}: ok", path.display());
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    bail!("{}: {} problem(s)", path.display(), problems.len())
+}
+
 async fn probe(url: &str) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -575,8 +610,37 @@ fn gen_root_key() {
     );
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // The config file fills unset VODKMS_* variables before clap reads them
+    // and before any thread exists.
+    let args: Vec<String> = std::env::args().collect();
+    let checking = config::command_of(&args) == Some("config");
+    if let (Some(path), false) = (config::path_from(&args), checking) {
+        match config::load(&path) {
+            Ok(file) => {
+                for (var, value) in config::missing_vars(&file, config::role_of(&args)) {
+                    std::env::set_var(var, value);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -604,6 +668,9 @@ async fn main() -> std::process::ExitCode {
         Command::Bootstrap { db, name, force } => bootstrap(db, name, force).await,
         Command::Dev(args) => dev::run(args, shutdown_signal()).await,
         Command::Probe { url } => probe(&url).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => check_config(cli.config.as_deref()),
         Command::RekeyRoot {
             db,
             new_root_key_file,
