@@ -7,6 +7,18 @@ use zeroize::Zeroizing;
 
 use crate::password::Password;
 
+impl schemars::JsonSchema for Password {
+    fn schema_name() -> String {
+        "Password".into()
+    }
+
+    fn json_schema(g: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        let mut schema = g.subschema_for::<String>().into_object();
+        schema.format = Some("password".into());
+        schema.into()
+    }
+}
+
 impl<'de> Deserialize<'de> for Password {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Zeroizing::new(String::deserialize(d)?);
@@ -14,7 +26,7 @@ impl<'de> Deserialize<'de> for Password {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -22,7 +34,7 @@ pub struct LoginRequest {
 }
 
 /// A minted playback token (login and `/v1/tokens`).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct TokenResponse {
     pub token: String,
@@ -40,7 +52,7 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct IssueTokenRequest {
     pub viewer: String,
@@ -49,7 +61,7 @@ pub struct IssueTokenRequest {
     pub ttl_seconds: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateViewerRequest {
     pub username: String,
@@ -58,7 +70,7 @@ pub struct CreateViewerRequest {
     pub entitlements: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct UpdateViewerRequest {
     #[serde(default)]
@@ -69,7 +81,7 @@ pub struct UpdateViewerRequest {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ViewerInfo {
     pub username: String,
@@ -79,13 +91,13 @@ pub struct ViewerInfo {
     pub update_date: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListViewersResponse {
     pub viewers: Vec<ViewerInfo>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Token | Viewer | Video
@@ -94,7 +106,7 @@ pub struct RevokeRequest {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct RevocationInfo {
     #[serde(rename = "Type")]
@@ -104,13 +116,13 @@ pub struct RevocationInfo {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListRevocationsResponse {
     pub revocations: Vec<RevocationInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BrokerAuditEntry {
     pub event_id: Uuid,
@@ -130,7 +142,7 @@ pub struct BrokerAuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BrokerAuditResponse {
     pub records: Vec<BrokerAuditEntry>,

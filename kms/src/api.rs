@@ -23,6 +23,18 @@ impl Serialize for Base64Secret {
     }
 }
 
+impl schemars::JsonSchema for Base64Secret {
+    fn schema_name() -> String {
+        "Base64Bytes".into()
+    }
+
+    fn json_schema(g: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        let mut schema = g.subschema_for::<String>().into_object();
+        schema.format = Some("byte".into());
+        schema.into()
+    }
+}
+
 impl<'de> Deserialize<'de> for Base64Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Zeroizing::new(String::deserialize(d)?);
@@ -32,7 +44,7 @@ impl<'de> Deserialize<'de> for Base64Secret {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateKeyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,21 +55,21 @@ pub struct CreateKeyRequest {
     pub rotation_period_in_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ScheduleDeletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_window_in_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyVersion {
     pub key_version_id: u32,
     pub creation_date: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
     pub key_id: Uuid,
@@ -74,20 +86,20 @@ pub struct KeyMetadata {
     pub deletion_date: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeysResponse {
     pub keys: Vec<KeyMetadata>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct RotateKeyResponse {
     pub key_id: Uuid,
     pub key_version_id: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GenerateDataKeyRequest {
     pub key_id: String,
@@ -101,7 +113,7 @@ pub struct GenerateDataKeyRequest {
     pub encryption_context: Option<EncryptionContext>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyResponse {
     pub key_id: Uuid,
@@ -112,7 +124,7 @@ pub struct GenerateDataKeyResponse {
     pub ciphertext_blob: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct DecryptRequest {
     pub ciphertext_blob: String,
@@ -120,7 +132,7 @@ pub struct DecryptRequest {
     pub encryption_context: Option<EncryptionContext>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DecryptResponse {
     pub key_id: Uuid,
@@ -128,7 +140,7 @@ pub struct DecryptResponse {
     pub plaintext: Base64Secret,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ReEncryptRequest {
     pub ciphertext_blob: String,
@@ -140,7 +152,7 @@ pub struct ReEncryptRequest {
     pub destination_encryption_context: Option<EncryptionContext>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReEncryptResponse {
     pub key_id: Uuid,
@@ -150,7 +162,7 @@ pub struct ReEncryptResponse {
     pub ciphertext_blob: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateClientRequest {
     pub name: String,
@@ -160,7 +172,7 @@ pub struct CreateClientRequest {
     pub key_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClientInfo {
     pub client_id: Uuid,
@@ -171,7 +183,7 @@ pub struct ClientInfo {
     pub revoked_date: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateClientResponse {
     #[serde(flatten)]
@@ -189,13 +201,13 @@ impl std::fmt::Debug for CreateClientResponse {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListClientsResponse {
     pub clients: Vec<ClientInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditEntry {
     pub event_id: Uuid,
@@ -211,14 +223,14 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditResponse {
     pub records: Vec<AuditEntry>,
     pub next_token: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ErrorBody {
     pub code: String,

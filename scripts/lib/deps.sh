@@ -19,3 +19,10 @@ need_browser_packages() {
   need chromium chromium
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
+
+# The OpenAPI 3 validator the OpenAPI test runs the documents through.
+need_openapi_validator() {
+  python3 -c 'import openapi_spec_validator' 2>/dev/null && return
+  echo "installing openapi-spec-validator from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check openapi-spec-validator >/dev/null
+}

@@ -110,6 +110,7 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
             "/metrics",
             get(kms::http::metrics::scrape).with_state(metrics.clone()),
         )
+        .route("/openapi.json", get(openapi_document))
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/hls/key", get(h::hls_key))
@@ -149,6 +150,232 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
             kms::http::metrics::track,
         ))
         .with_state(state)
+}
+
+/// `GET /openapi.json`.
+async fn openapi_document() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
+}
+
+/// The broker's OpenAPI document: every route of `app`, with the schemas of
+/// the types its handlers use.
+pub fn document() -> serde_json::Value {
+    use crate::api::*;
+    use kms::http::openapi::{schema, Answer, Auth, Op};
+    use serde_json::Value;
+    const KEY_QUERY: &[(&str, bool, &str)] = &[
+        (
+            "vid",
+            false,
+            "the video (may be left out when the token names one video)",
+        ),
+        ("Ciphertext", true, "the EDK (base64url)"),
+        ("token", false, "the playback token"),
+        ("MtsHlsUriToken", false, "the playback token, Alibaba style"),
+    ];
+    const TOKEN_QUERY: &[(&str, bool, &str)] = &[
+        ("token", false, "the playback token"),
+        ("MtsHlsUriToken", false, "the playback token, Alibaba style"),
+    ];
+    const LIFT_QUERY: &[(&str, bool, &str)] = &[
+        ("Type", true, "Token, Viewer or Video"),
+        ("Id", true, "the revoked token id, viewer or video"),
+    ];
+    const AUDIT_QUERY: &[(&str, bool, &str)] = &[
+        ("Viewer", false, "only this viewer"),
+        ("VideoId", false, "only this video"),
+        ("Operation", false, "e.g. ReleaseKey"),
+        ("Outcome", false, "Success or a refusal code"),
+        ("StartTime", false, "RFC 3339, inclusive"),
+        ("EndTime", false, "RFC 3339, exclusive"),
+        ("Limit", false, "1 to 1000"),
+        ("NextToken", false, "from the previous page"),
+    ];
+    let op = |method, path, summary, auth, body, answer| Op {
+        method,
+        path,
+        summary,
+        auth,
+        body,
+        answer,
+        query: &[],
+    };
+    let key = Answer::Bytes(200, "application/octet-stream");
+    let ops = [
+        op(
+            "GET",
+            "/healthz",
+            "The process is up",
+            Auth::None,
+            None,
+            Answer::Json(200, schema::<Value>),
+        ),
+        op(
+            "GET",
+            "/readyz",
+            "The database answers",
+            Auth::None,
+            None,
+            Answer::Json(200, schema::<Value>),
+        ),
+        op(
+            "GET",
+            "/metrics",
+            "Prometheus metrics",
+            Auth::None,
+            None,
+            Answer::Bytes(200, "text/plain"),
+        ),
+        op(
+            "GET",
+            "/openapi.json",
+            "This document",
+            Auth::None,
+            None,
+            Answer::Json(200, schema::<Value>),
+        ),
+        Op {
+            query: KEY_QUERY,
+            ..op(
+                "GET",
+                "/v1/hls/key",
+                "The 16 key bytes, for an entitled viewer",
+                Auth::Playback,
+                None,
+                key,
+            )
+        },
+        Op {
+            query: KEY_QUERY,
+            ..op(
+                "GET",
+                "/",
+                "The same, for Alibaba-style key URIs",
+                Auth::Playback,
+                None,
+                key,
+            )
+        },
+        Op {
+            query: TOKEN_QUERY,
+            ..op(
+                "GET",
+                "/v1/hls/playlist/{*path}",
+                "A playlist of the origin folder with a fresh token in its key URIs, or a segment",
+                Auth::Playback,
+                None,
+                Answer::Bytes(200, "application/vnd.apple.mpegurl"),
+            )
+        },
+        op(
+            "POST",
+            "/v1/login",
+            "Sign a viewer in: the token, also as the vodkms_token cookie",
+            Auth::None,
+            Some(schema::<LoginRequest>),
+            Answer::Json(200, schema::<TokenResponse>),
+        ),
+        op(
+            "POST",
+            "/v1/logout",
+            "Revoke the presented token and clear the cookie",
+            Auth::Playback,
+            None,
+            Answer::Empty(204),
+        ),
+        op(
+            "POST",
+            "/v1/tokens",
+            "Mint a playback token (issuer)",
+            Auth::ApiClient,
+            Some(schema::<IssueTokenRequest>),
+            Answer::Json(201, schema::<TokenResponse>),
+        ),
+        op(
+            "POST",
+            "/v1/viewers",
+            "Create a viewer account (admin)",
+            Auth::ApiClient,
+            Some(schema::<CreateViewerRequest>),
+            Answer::Json(201, schema::<ViewerInfo>),
+        ),
+        op(
+            "GET",
+            "/v1/viewers",
+            "List viewer accounts (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<ListViewersResponse>),
+        ),
+        op(
+            "GET",
+            "/v1/viewers/{username}",
+            "Show a viewer (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<ViewerInfo>),
+        ),
+        op(
+            "PATCH",
+            "/v1/viewers/{username}",
+            "Change a viewer; turning it off ends its tokens (admin)",
+            Auth::ApiClient,
+            Some(schema::<UpdateViewerRequest>),
+            Answer::Json(200, schema::<ViewerInfo>),
+        ),
+        op(
+            "DELETE",
+            "/v1/viewers/{username}",
+            "Delete a viewer and end its tokens (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Empty(204),
+        ),
+        op(
+            "POST",
+            "/v1/revocations",
+            "Revoke a token, a viewer's tokens or a video (admin, issuer)",
+            Auth::ApiClient,
+            Some(schema::<RevokeRequest>),
+            Answer::Json(201, schema::<RevocationInfo>),
+        ),
+        op(
+            "GET",
+            "/v1/revocations",
+            "Revocations in force (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<ListRevocationsResponse>),
+        ),
+        Op {
+            query: LIFT_QUERY,
+            ..op(
+                "DELETE",
+                "/v1/revocations",
+                "Lift a revocation (admin)",
+                Auth::ApiClient,
+                None,
+                Answer::Empty(204),
+            )
+        },
+        Op {
+            query: AUDIT_QUERY,
+            ..op(
+                "GET",
+                "/v1/audit",
+                "The broker's audit trail, newest first (admin)",
+                Auth::ApiClient,
+                None,
+                Answer::Json(200, schema::<BrokerAuditResponse>),
+            )
+        },
+    ];
+    kms::http::openapi::document(
+        "vodkms key broker",
+        "Playback tokens, viewer sign-in, HLS key and playlist delivery.",
+        &ops,
+        schema::<kms::api::ErrorBody>,
+    )
 }
 
 /// Serves until `shutdown` resolves (requests in flight finish), over TLS

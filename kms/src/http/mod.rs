@@ -4,6 +4,7 @@ mod error;
 pub mod extract;
 mod handlers;
 pub mod metrics;
+pub mod openapi;
 pub mod tls;
 
 use std::time::Instant;
@@ -37,6 +38,7 @@ pub fn app(kms: Kms) -> Router {
     }));
     Router::new()
         .route("/metrics", get(metrics::scrape).with_state(metrics.clone()))
+        .route("/openapi.json", get(openapi_document))
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/keys", post(h::create_key).get(h::list_keys))
@@ -66,6 +68,67 @@ pub fn app(kms: Kms) -> Router {
         .layer(middleware::from_fn(request_id))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(kms)
+}
+
+/// `GET /openapi.json`.
+async fn openapi_document() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
+}
+
+/// The KMS's OpenAPI document: every route of `app`, with the schemas of
+/// the types its handlers use.
+pub fn document() -> serde_json::Value {
+    use crate::api::*;
+    use openapi::{schema, Answer, Auth, Op};
+    use serde_json::Value;
+    const AUDIT_QUERY: &[(&str, bool, &str)] = &[
+        ("KeyId", false, "only this key"),
+        ("ClientId", false, "only this API client"),
+        ("Operation", false, "only this operation, e.g. Decrypt"),
+        ("StartTime", false, "RFC 3339, inclusive"),
+        ("EndTime", false, "RFC 3339, exclusive"),
+        ("Limit", false, "1 to 1000, default 100"),
+        ("NextToken", false, "from the previous page"),
+    ];
+    let op = |method, path, summary, auth, body, answer| Op {
+        method,
+        path,
+        summary,
+        auth,
+        body,
+        answer,
+        query: &[],
+    };
+    let ops = [
+        op("GET", "/healthz", "The process is up", Auth::None, None, Answer::Json(200, schema::<Value>)),
+        op("GET", "/readyz", "The database answers", Auth::None, None, Answer::Json(200, schema::<Value>)),
+        op("GET", "/metrics", "Prometheus metrics", Auth::None, None, Answer::Bytes(200, "text/plain")),
+        op("GET", "/openapi.json", "This document", Auth::None, None, Answer::Json(200, schema::<Value>)),
+        op("POST", "/v1/keys", "Create a master key (admin)", Auth::ApiClient, Some(schema::<CreateKeyRequest>), Answer::Json(201, schema::<KeyMetadata>)),
+        op("GET", "/v1/keys", "List master keys (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListKeysResponse>)),
+        op("GET", "/v1/keys/{key_id}", "Describe a key by id or alias%2FNAME (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<KeyMetadata>)),
+        op("POST", "/v1/keys/{key_id}/{action}", "rotate, disable, enable, schedule-deletion ({PendingWindowInDays}) or cancel-deletion (admin)", Auth::ApiClient, Some(schema::<ScheduleDeletionRequest>), Answer::Json(200, schema::<Value>)),
+        op("GET", "/v1/keys/alias/{*name}", "Describe a key by alias (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<KeyMetadata>)),
+        op("POST", "/v1/keys/alias/{*name}", "An action on a key by alias: alias/NAME/rotate, ... (admin)", Auth::ApiClient, Some(schema::<ScheduleDeletionRequest>), Answer::Json(200, schema::<Value>)),
+        op("POST", "/v1/generate-data-key", "A fresh data key and its envelope-encrypted copy (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
+        op("POST", "/v1/generate-data-key-without-plaintext", "The same without Plaintext (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
+        op("POST", "/v1/decrypt", "Open a CiphertextBlob (decrypt)", Auth::ApiClient, Some(schema::<DecryptRequest>), Answer::Json(200, schema::<DecryptResponse>)),
+        op("POST", "/v1/re-encrypt", "Re-seal a blob under another key or context (generate)", Auth::ApiClient, Some(schema::<ReEncryptRequest>), Answer::Json(200, schema::<ReEncryptResponse>)),
+        op("POST", "/v1/clients", "Create an API client; its token is shown once (admin)", Auth::ApiClient, Some(schema::<CreateClientRequest>), Answer::Json(201, schema::<CreateClientResponse>)),
+        op("GET", "/v1/clients", "List API clients (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListClientsResponse>)),
+        op("DELETE", "/v1/clients/{client_id}", "Revoke a client at once (admin)", Auth::ApiClient, None, Answer::Empty(204)),
+        op("GET", "/v1/whoami", "The calling client", Auth::ApiClient, None, Answer::Json(200, schema::<ClientInfo>)),
+        Op {
+            query: AUDIT_QUERY,
+            ..op("GET", "/v1/audit", "The audit trail, newest first (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<AuditResponse>))
+        },
+    ];
+    openapi::document(
+        "vodkms KMS",
+        "Master keys, data keys (envelope encryption), API clients and the audit trail.",
+        &ops,
+        schema::<ErrorBody>,
+    )
 }
 
 /// What the KMS adds to /metrics: its audit writer and database pool.

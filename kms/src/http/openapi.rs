@@ -1,0 +1,233 @@
+//! OpenAPI 3.0 documents, generated from the code: each API lists its
+//! operations next to its router, and the request and response bodies are the
+//! JSON Schemas of the very types the handlers (de)serialize (schemars). A
+//! test checks that every route of the routers is in the document.
+
+use schemars::gen::{SchemaGenerator, SchemaSettings};
+use schemars::schema::Schema;
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No credential.
+    None,
+    /// An API client token of the KMS (`Authorization: Bearer`).
+    ApiClient,
+    /// A playback token: query `token`/`MtsHlsUriToken`, Bearer, or cookie.
+    Playback,
+}
+
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schema of `T`, as a reference into `components/schemas`.
+pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// What a successful call answers.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    Json(u16, SchemaFn),
+    Empty(u16),
+    /// Raw bytes of this media type (the 16 key bytes, a playlist, a page).
+    Bytes(u16, &'static str),
+}
+
+pub struct Op {
+    pub method: &'static str,
+    /// The axum route (`/v1/keys/{key_id}`, `/v1/hls/playlist/{*path}`).
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    pub body: Option<SchemaFn>,
+    pub answer: Answer,
+    /// Query parameters: (name, required, description).
+    pub query: &'static [(&'static str, bool, &'static str)],
+}
+
+/// `{*path}` (axum) → `{path}` (OpenAPI), with the parameter names.
+fn openapi_path(route: &str) -> (String, Vec<String>) {
+    let mut names = Vec::new();
+    let path = route
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => {
+                    let name = name.trim_start_matches('*').to_owned();
+                    let out = format!("{{{name}}}");
+                    names.push(name);
+                    out
+                }
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/");
+    (path, names)
+}
+
+/// The document for `ops`. `error` is the schema of every error body.
+pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> Value {
+    let mut g = SchemaSettings::openapi3().into_generator();
+    let error_ref = serde_json::to_value(error(&mut g)).unwrap_or(Value::Null);
+    let mut paths = Map::new();
+    for op in ops {
+        let (path, params) = openapi_path(op.path);
+        let mut parameters: Vec<Value> = params
+            .iter()
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        parameters.extend(op.query.iter().map(|(name, required, description)| {
+            json!({ "name": name, "in": "query", "required": required, "description": description, "schema": { "type": "string" } })
+        }));
+        let mut responses = Map::new();
+        match op.answer {
+            Answer::Json(status, f) => {
+                let s = serde_json::to_value(f(&mut g)).unwrap_or(Value::Null);
+                responses.insert(
+                    status.to_string(),
+                    json!({ "description": "Success", "content": { "application/json": { "schema": s } } }),
+                );
+            }
+            Answer::Empty(status) => {
+                responses.insert(
+                    status.to_string(),
+                    json!({ "description": "Success, no body" }),
+                );
+            }
+            Answer::Bytes(status, media) => {
+                responses.insert(
+                    status.to_string(),
+                    json!({ "description": "Success", "content": { media: { "schema": { "type": "string", "format": "binary" } } } }),
+                );
+            }
+        }
+        responses.insert(
+            "default".into(),
+            json!({ "description": "Refused: a stable Code, a Message and the RequestId", "content": { "application/json": { "schema": error_ref } } }),
+        );
+        let mut operation = json!({
+            "summary": op.summary,
+            "operationId": operation_id(op.method, op.path),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(f) = op.body {
+            let s = serde_json::to_value(f(&mut g)).unwrap_or(Value::Null);
+            operation["requestBody"] =
+                json!({ "required": true, "content": { "application/json": { "schema": s } } });
+        }
+        operation["security"] = match op.auth {
+            Auth::None => json!([]),
+            Auth::ApiClient => json!([{ "apiClient": [] }]),
+            Auth::Playback => {
+                json!([{ "playbackQuery": [] }, { "playbackBearer": [] }, { "playbackCookie": [] }])
+            }
+        };
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        entry[op.method.to_ascii_lowercase()] = operation;
+    }
+    let schemas = serde_json::to_value(g.take_definitions()).unwrap_or(Value::Null);
+    let mut paths = Value::Object(paths);
+    let mut schemas = schemas;
+    fix_paths(&mut paths);
+    if let Value::Object(all) = &mut schemas {
+        all.values_mut().for_each(fix_schema);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": title, "version": env!("CARGO_PKG_VERSION"), "description": description },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiClient": { "type": "http", "scheme": "bearer", "description": "An API client token of the KMS (vkms_...)" },
+                "playbackBearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
+                "playbackQuery": { "type": "apiKey", "in": "query", "name": "token" },
+                "playbackCookie": { "type": "apiKey", "in": "cookie", "name": "vodkms_token" },
+            },
+        },
+    })
+}
+
+/// JSON Schema allows `true` for "anything" (schemars writes it for
+/// `serde_json::Value`); OpenAPI 3.0 wants `{}`. Fixes one schema and the
+/// schemas inside it.
+fn fix_schema(v: &mut Value) {
+    if *v == Value::Bool(true) {
+        *v = json!({});
+        return;
+    }
+    let Value::Object(map) = v else { return };
+    for (key, child) in map.iter_mut() {
+        match key.as_str() {
+            "properties" => {
+                if let Value::Object(props) = child {
+                    props.values_mut().for_each(fix_schema);
+                }
+            }
+            "items" | "not" => fix_schema(child),
+            "allOf" | "anyOf" | "oneOf" => {
+                if let Value::Array(list) = child {
+                    list.iter_mut().for_each(fix_schema);
+                }
+            }
+            "additionalProperties" if child.is_object() => fix_schema(child),
+            _ => {}
+        }
+    }
+}
+
+/// Fixes every `schema` found in the paths.
+fn fix_paths(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "schema" {
+                    fix_schema(child);
+                } else {
+                    fix_paths(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(fix_paths),
+        _ => {}
+    }
+}
+
+/// `POST /v1/keys/{key_id}/{action}` → `post_v1_keys_key_id_action`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_ascii_lowercase();
+    for part in path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        id.push('_');
+        id.push_str(part);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_ids() {
+        assert_eq!(
+            openapi_path("/v1/keys/{key_id}/{action}").0,
+            "/v1/keys/{key_id}/{action}"
+        );
+        let (p, names) = openapi_path("/v1/hls/playlist/{*path}");
+        assert_eq!(
+            (p.as_str(), names),
+            ("/v1/hls/playlist/{path}", vec!["path".to_owned()])
+        );
+        assert_eq!(
+            operation_id("GET", "/v1/keys/{key_id}"),
+            "get_v1_keys_key_id"
+        );
+    }
+}
