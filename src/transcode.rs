@@ -28,6 +28,9 @@ pub struct KmsTarget {
     /// The video the data key protects (its EncryptionContext).
     #[arg(long)]
     video_id: String,
+    /// PEM file of a private CA to trust for an https:// KMS.
+    #[arg(long, env = "VODKMS_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -84,10 +87,18 @@ impl KmsDataKeys {
         if !broker::token::valid_video_id(&target.video_id) {
             bail!("--video-id must be 1 to 256 printable characters without spaces");
         }
+        let ca_pem = target
+            .ca_file
+            .as_ref()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()?;
         let client = KmsClient::new(
             &target.kms_url,
             kms::crypto::ApiToken::from_presented(token.trim()),
-            ClientConfig::default(),
+            ClientConfig {
+                ca_pem,
+                ..ClientConfig::default()
+            },
         )?;
         Ok(Self {
             client,
