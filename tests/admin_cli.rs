@@ -238,3 +238,50 @@ async fn the_whole_key_lifecycle_and_the_rest_from_the_cli() {
     let broker_trail = cli.json(admin, &["audit", "--broker", "--operation", "Revoke"]);
     assert!(!broker_trail["Records"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follow_prints_new_records_as_they_are_written() {
+    let b = BrokerSetup::new().await;
+    let mut child = Command::new(common::BIN)
+        .args(["audit", "--follow", "--json", "--operation", "CreateKey"])
+        .env("VODKMS_TOKEN", &b.kms.admin)
+        .env("VODKMS_KMS_URL", &b.kms.kms.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // A key made after --follow started must show up on its output.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let new_key = b.kms.api.create_key(&b.kms.admin, "alias/followed").await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert_eq!(v["Operation"], "CreateKey", "{line}");
+                if v["KeyId"] == new_key.as_str() {
+                    break true;
+                }
+                seen.push(line);
+            }
+            Err(_) if std::time::Instant::now() > deadline => break false,
+            Err(_) => {}
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "the new record never appeared; saw {seen:?}");
+}
