@@ -162,7 +162,6 @@ async fn openapi_document() -> axum::Json<serde_json::Value> {
 pub fn document() -> serde_json::Value {
     use crate::api::*;
     use kms::http::openapi::{schema, Answer, Auth, Op};
-    use serde_json::Value;
     const KEY_QUERY: &[(&str, bool, &str)] = &[
         (
             "vid",
@@ -191,83 +190,36 @@ pub fn document() -> serde_json::Value {
         ("Limit", false, "1 to 1000"),
         ("NextToken", false, "from the previous page"),
     ];
-    let op = |method, path, summary, auth, body, answer| Op {
-        method,
-        path,
-        summary,
-        auth,
-        body,
-        answer,
-        query: &[],
-    };
     let key = Answer::Bytes(200, "application/octet-stream");
     let ops = [
-        op(
+        Op::new(
             "GET",
-            "/healthz",
-            "The process is up",
-            Auth::None,
+            "/v1/hls/key",
+            "The 16 key bytes, for an entitled viewer",
+            Auth::Playback,
             None,
-            Answer::Json(200, schema::<Value>),
-        ),
-        op(
+            key,
+        )
+        .with_query(KEY_QUERY),
+        Op::new(
             "GET",
-            "/readyz",
-            "The database answers",
-            Auth::None,
+            "/",
+            "The same, for Alibaba-style key URIs",
+            Auth::Playback,
             None,
-            Answer::Json(200, schema::<Value>),
-        ),
-        op(
+            key,
+        )
+        .with_query(KEY_QUERY),
+        Op::new(
             "GET",
-            "/metrics",
-            "Prometheus metrics",
-            Auth::None,
+            "/v1/hls/playlist/{*path}",
+            "A playlist of the origin folder with a fresh token in its key URIs, or a segment",
+            Auth::Playback,
             None,
-            Answer::Bytes(200, "text/plain"),
-        ),
-        op(
-            "GET",
-            "/openapi.json",
-            "This document",
-            Auth::None,
-            None,
-            Answer::Json(200, schema::<Value>),
-        ),
-        Op {
-            query: KEY_QUERY,
-            ..op(
-                "GET",
-                "/v1/hls/key",
-                "The 16 key bytes, for an entitled viewer",
-                Auth::Playback,
-                None,
-                key,
-            )
-        },
-        Op {
-            query: KEY_QUERY,
-            ..op(
-                "GET",
-                "/",
-                "The same, for Alibaba-style key URIs",
-                Auth::Playback,
-                None,
-                key,
-            )
-        },
-        Op {
-            query: TOKEN_QUERY,
-            ..op(
-                "GET",
-                "/v1/hls/playlist/{*path}",
-                "A playlist of the origin folder with a fresh token in its key URIs, or a segment",
-                Auth::Playback,
-                None,
-                Answer::Bytes(200, "application/vnd.apple.mpegurl"),
-            )
-        },
-        op(
+            Answer::Bytes(200, "application/vnd.apple.mpegurl"),
+        )
+        .with_query(TOKEN_QUERY),
+        Op::new(
             "POST",
             "/v1/login",
             "Sign a viewer in: the token, also as the vodkms_token cookie",
@@ -275,7 +227,7 @@ pub fn document() -> serde_json::Value {
             Some(schema::<LoginRequest>),
             Answer::Json(200, schema::<TokenResponse>),
         ),
-        op(
+        Op::new(
             "POST",
             "/v1/logout",
             "Revoke the presented token and clear the cookie",
@@ -283,7 +235,7 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Empty(204),
         ),
-        op(
+        Op::new(
             "POST",
             "/v1/tokens",
             "Mint a playback token (issuer)",
@@ -291,7 +243,7 @@ pub fn document() -> serde_json::Value {
             Some(schema::<IssueTokenRequest>),
             Answer::Json(201, schema::<TokenResponse>),
         ),
-        op(
+        Op::new(
             "POST",
             "/v1/viewers",
             "Create a viewer account (admin)",
@@ -299,7 +251,7 @@ pub fn document() -> serde_json::Value {
             Some(schema::<CreateViewerRequest>),
             Answer::Json(201, schema::<ViewerInfo>),
         ),
-        op(
+        Op::new(
             "GET",
             "/v1/viewers",
             "List viewer accounts (admin)",
@@ -307,7 +259,7 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Json(200, schema::<ListViewersResponse>),
         ),
-        op(
+        Op::new(
             "GET",
             "/v1/viewers/{username}",
             "Show a viewer (admin)",
@@ -315,7 +267,7 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Json(200, schema::<ViewerInfo>),
         ),
-        op(
+        Op::new(
             "PATCH",
             "/v1/viewers/{username}",
             "Change a viewer; turning it off ends its tokens (admin)",
@@ -323,7 +275,7 @@ pub fn document() -> serde_json::Value {
             Some(schema::<UpdateViewerRequest>),
             Answer::Json(200, schema::<ViewerInfo>),
         ),
-        op(
+        Op::new(
             "DELETE",
             "/v1/viewers/{username}",
             "Delete a viewer and end its tokens (admin)",
@@ -331,7 +283,7 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Empty(204),
         ),
-        op(
+        Op::new(
             "POST",
             "/v1/revocations",
             "Revoke a token, a viewer's tokens or a video (admin, issuer)",
@@ -339,7 +291,7 @@ pub fn document() -> serde_json::Value {
             Some(schema::<RevokeRequest>),
             Answer::Json(201, schema::<RevocationInfo>),
         ),
-        op(
+        Op::new(
             "GET",
             "/v1/revocations",
             "Revocations in force (admin)",
@@ -347,28 +299,24 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Json(200, schema::<ListRevocationsResponse>),
         ),
-        Op {
-            query: LIFT_QUERY,
-            ..op(
-                "DELETE",
-                "/v1/revocations",
-                "Lift a revocation (admin)",
-                Auth::ApiClient,
-                None,
-                Answer::Empty(204),
-            )
-        },
-        Op {
-            query: AUDIT_QUERY,
-            ..op(
-                "GET",
-                "/v1/audit",
-                "The broker's audit trail, newest first (admin)",
-                Auth::ApiClient,
-                None,
-                Answer::Json(200, schema::<BrokerAuditResponse>),
-            )
-        },
+        Op::new(
+            "DELETE",
+            "/v1/revocations",
+            "Lift a revocation (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Empty(204),
+        )
+        .with_query(LIFT_QUERY),
+        Op::new(
+            "GET",
+            "/v1/audit",
+            "The broker's audit trail, newest first (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<BrokerAuditResponse>),
+        )
+        .with_query(AUDIT_QUERY),
     ];
     kms::http::openapi::document(
         "vodkms key broker",

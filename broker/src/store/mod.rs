@@ -17,6 +17,13 @@ pub mod sqlite;
 pub use postgres::PgBrokerStore;
 pub use sqlite::SqliteBrokerStore;
 
+/// Audit text as both backends keep it: PostgreSQL text cannot hold NUL, so
+/// NUL becomes U+FFFD (sanitized, never refused), and SQLite does the same so
+/// both give back identical records.
+pub(crate) fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
 /// A revocation changed somewhere: reload it. `Reset`: reload them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationChange {

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::{BrokerStore, RevocationChange, StoreError};
+use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
     SessionRecord, ViewerRecord,
@@ -95,11 +95,6 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         last_used_at: row.try_get("last_used_at").map_err(map_err)?,
         ends_at: row.try_get("ends_at").map_err(map_err)?,
     })
-}
-
-/// PostgreSQL text cannot hold NUL; audit text is sanitized, never refused.
-fn storable(s: &str) -> String {
-    s.replace('\0', "\u{FFFD}")
 }
 
 const VIEWER_COLUMNS: &str =

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 
-use super::{BrokerStore, RevocationChange, StoreError};
+use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
     SessionRecord, ViewerRecord,
@@ -79,12 +79,6 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         last_used_at: from_micros(row.try_get("last_used_at").map_err(map_err)?)?,
         ends_at: from_micros(row.try_get("ends_at").map_err(map_err)?)?,
     })
-}
-
-/// As in PostgreSQL, NUL in audit text becomes U+FFFD, so both backends give
-/// back the same records.
-fn storable(s: &str) -> String {
-    s.replace('\0', "\u{FFFD}")
 }
 
 async fn insert_revocation(

@@ -216,13 +216,11 @@ pub fn write_metric(
 pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    // MatchedPath is a shared string: cloning it copies no text.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
     m.observe(
-        route.as_deref().unwrap_or("unmatched"),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         &method,
         resp.status().as_u16(),
         started,

@@ -35,6 +35,7 @@ pub enum Answer {
     Bytes(u16, &'static str),
 }
 
+#[derive(Clone, Copy)]
 pub struct Op {
     pub method: &'static str,
     /// The axum route (`/v1/keys/{key_id}`, `/v1/hls/playlist/{*path}`).
@@ -45,6 +46,75 @@ pub struct Op {
     pub answer: Answer,
     /// Query parameters: (name, required, description).
     pub query: &'static [(&'static str, bool, &'static str)],
+}
+
+impl Op {
+    pub const fn new(
+        method: &'static str,
+        path: &'static str,
+        summary: &'static str,
+        auth: Auth,
+        body: Option<SchemaFn>,
+        answer: Answer,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            summary,
+            auth,
+            body,
+            answer,
+            query: &[],
+        }
+    }
+
+    pub const fn with_query(
+        mut self,
+        query: &'static [(&'static str, bool, &'static str)],
+    ) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// What both servers answer besides their API: liveness, readiness, metrics
+/// and this document. `document` lists them for every server.
+fn service_ops() -> [Op; 4] {
+    let any = Answer::Json(200, schema::<Value>);
+    [
+        Op::new(
+            "GET",
+            "/healthz",
+            "The process is up",
+            Auth::None,
+            None,
+            any,
+        ),
+        Op::new(
+            "GET",
+            "/readyz",
+            "The database answers",
+            Auth::None,
+            None,
+            any,
+        ),
+        Op::new(
+            "GET",
+            "/metrics",
+            "Prometheus metrics",
+            Auth::None,
+            None,
+            Answer::Bytes(200, "text/plain"),
+        ),
+        Op::new(
+            "GET",
+            "/openapi.json",
+            "This document",
+            Auth::None,
+            None,
+            any,
+        ),
+    ]
 }
 
 /// `{*path}` (axum) → `{path}` (OpenAPI), with the parameter names.
@@ -68,12 +138,13 @@ fn openapi_path(route: &str) -> (String, Vec<String>) {
     (path, names)
 }
 
-/// The document for `ops`. `error` is the schema of every error body.
+/// The document for `ops` (and the service routes every server has).
+/// `error` is the schema of every error body.
 pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> Value {
     let mut g = SchemaSettings::openapi3().into_generator();
     let error_ref = serde_json::to_value(error(&mut g)).unwrap_or(Value::Null);
     let mut paths = Map::new();
-    for op in ops {
+    for op in service_ops().iter().chain(ops) {
         let (path, params) = openapi_path(op.path);
         let mut parameters: Vec<Value> = params
             .iter()
