@@ -154,6 +154,7 @@ pub async fn run(
         cookie_secure: false,
         cookie_same_site: "Lax".into(),
         client_ip_header: None,
+        trusted_proxies: Vec::new(),
         origin_dir: Some(origin.clone()),
         web_dir: Some(origin),
     };

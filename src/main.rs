@@ -182,9 +182,14 @@ struct BrokerArgs {
     /// SameSite of the sign-in cookie: Lax, Strict or None.
     #[arg(long, env = "VODKMS_COOKIE_SAMESITE", default_value = "Lax")]
     cookie_same_site: String,
-    /// Take the caller's address from this header set by your proxy (e.g. X-Forwarded-For).
+    /// Take the caller's address from this header set by your proxy (e.g.
+    /// X-Forwarded-For), when the request comes from a --trusted-proxies peer.
     #[arg(long, env = "VODKMS_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// Proxies whose --client-ip-header is believed: addresses or CIDR
+    /// ranges, comma-separated (e.g. 10.0.0.0/8,::1).
+    #[arg(long, env = "VODKMS_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
     /// Seconds a decrypted key is reused without asking the KMS (0: never).
     #[arg(long, env = "VODKMS_KEY_CACHE_TTL_SECS", default_value_t = 300)]
     key_cache_ttl_secs: u64,
@@ -470,6 +475,12 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .map(axum::http::HeaderName::try_from)
         .transpose()
         .context("VODKMS_CLIENT_IP_HEADER")?;
+    let trusted_proxies = broker::http::parse_trusted_proxies(&args.trusted_proxies)
+        .map_err(anyhow::Error::msg)
+        .context("VODKMS_TRUSTED_PROXIES")?;
+    if client_ip_header.is_some() && trusted_proxies.is_empty() {
+        bail!("VODKMS_CLIENT_IP_HEADER needs VODKMS_TRUSTED_PROXIES (--trusted-proxies): the addresses of the proxies that set it; from anyone else the header is a lie");
+    }
     let ca_pem = args
         .kms_ca_file
         .as_ref()
@@ -524,6 +535,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         cookie_secure: args.cookie_secure,
         cookie_same_site: same_site.to_owned(),
         client_ip_header,
+        trusted_proxies,
         origin_dir: args.origin_dir.clone(),
         web_dir: args.web_dir.clone(),
     };

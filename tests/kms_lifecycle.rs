@@ -222,7 +222,7 @@ async fn re_encrypt_moves_a_blob_without_revealing_it() {
                 "CiphertextBlob": g["CiphertextBlob"],
                 "SourceEncryptionContext": { "video_id": "a" },
                 "DestinationKeyId": "alias/archive",
-                "DestinationEncryptionContext": { "video_id": "b" },
+                "DestinationEncryptionContext": { "video_id": "a" },
             }),
         )
         .await;
@@ -231,11 +231,12 @@ async fn re_encrypt_moves_a_blob_without_revealing_it() {
     assert_eq!(body["KeyId"], other.as_str());
     assert_eq!(body["SourceKeyId"], s.key_id.as_str());
     let blob = body["CiphertextBlob"].as_str().unwrap();
+    assert_ne!(blob, g["CiphertextBlob"].as_str().unwrap());
     assert_eq!(
-        b64(&api.decrypt(&s.decryptor, blob, "b").await.ok()["Plaintext"]),
+        b64(&api.decrypt(&s.decryptor, blob, "a").await.ok()["Plaintext"]),
         b64(&g["Plaintext"])
     );
-    api.decrypt(&s.decryptor, blob, "a")
+    api.decrypt(&s.decryptor, blob, "b")
         .await
         .assert_error(400, "InvalidCiphertext");
     // Wrong source context: refused.

@@ -44,6 +44,10 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     pub aud: Audience,
+    /// The master keys whose data keys this token may release: set on tokens
+    /// of an issuer limited to some keys. Absent: any key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<uuid::Uuid>>,
 }
 
 /// `aud` may be one string or an array of them (RFC 7519 §4.1.3).
@@ -70,6 +74,11 @@ impl Claims {
 
     pub fn allows(&self, video_id: &str) -> bool {
         self.all_videos() || self.vids.iter().any(|v| v == video_id)
+    }
+
+    /// Whether a data key sealed under master key `key_id` may be released.
+    pub fn allows_key(&self, key_id: uuid::Uuid) -> bool {
+        self.keys.as_ref().is_none_or(|keys| keys.contains(&key_id))
     }
 
     /// The one video this token names, if it names exactly one (not `*`).
@@ -206,6 +215,18 @@ impl TokenKeys {
         self.hs256.is_some()
     }
 
+    /// A MAC for the broker's own sign-in device cookies, under a key derived
+    /// from the HS256 secret (so a cookie can never pass for a token).
+    /// `None` if no secret is configured.
+    pub fn device_mac(&self, data: &[u8]) -> Option<[u8; 32]> {
+        let mut derive = hmac_for(self.hs256.as_ref()?)?;
+        derive.update(b"vodkms device cookie v1");
+        let key: Zeroizing<[u8; 32]> = Zeroizing::new(derive.finalize().into_bytes().into());
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_slice()).ok()?;
+        mac.update(data);
+        Some(mac.finalize().into_bytes().into())
+    }
+
     /// Signs with HS256 (the broker's own tokens). `None` if no secret is configured.
     pub fn sign(&self, claims: &Claims) -> Option<String> {
         let secret = self.hs256.as_ref()?;
@@ -280,6 +301,9 @@ impl TokenKeys {
         // An empty list is valid: entitled to nothing.
         if claims.vids.len() > MAX_VIDEOS || claims.vids.iter().any(|v| !valid_video_id(v)) {
             return Err(TokenError::InvalidClaims("vids"));
+        }
+        if claims.keys.as_ref().is_some_and(|k| k.len() > MAX_VIDEOS) {
+            return Err(TokenError::InvalidClaims("keys"));
         }
         if claims.exp < claims.iat {
             return Err(TokenError::InvalidClaims("exp"));
@@ -356,6 +380,7 @@ mod tests {
             jti: "t1".into(),
             nbf: None,
             aud: Audience::One(AUDIENCE.into()),
+            keys: None,
         }
     }
 

@@ -158,6 +158,7 @@ pub fn claims(sub: &str, vids: &[&str], iat: i64, exp: i64) -> Claims {
         jti: uuid::Uuid::new_v4().simple().to_string(),
         nbf: None,
         aud: Audience::One(AUDIENCE.into()),
+        keys: None,
     }
 }
 

@@ -56,9 +56,8 @@ pub fn status_of(e: &BrokerError) -> StatusCode {
     match e {
         MissingToken | InvalidToken(_) | TokenExpired | TokenRevoked | InvalidCredentials
         | Unauthenticated => StatusCode::UNAUTHORIZED,
-        NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | AccessDenied(_) => {
-            StatusCode::FORBIDDEN
-        }
+        NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | KeyNotInScope
+        | AccessDenied(_) => StatusCode::FORBIDDEN,
         KeyNotFound | ViewerNotFound | RevocationNotFound => StatusCode::NOT_FOUND,
         MissingVideoId | InvalidParameter(_) | InvalidCiphertext(_) | NotAnHlsKey => {
             StatusCode::BAD_REQUEST

@@ -1,7 +1,7 @@
 //! Request extractors: the caller's address, playback tokens from headers,
 //! and the API client behind management calls.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
@@ -24,26 +24,101 @@ impl FromRequestParts<AppState> for Ctx {
             .get::<kms::http::RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let forwarded = s.http.client_ip_header.as_ref().and_then(|name| {
-            // The last hop is the one our own proxy added.
-            let all = parts.headers.get_all(name).iter().next_back()?;
-            let last = all.to_str().ok()?.rsplit(',').next()?.trim();
-            last.parse::<std::net::IpAddr>().ok()
-        });
-        let address = forwarded
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip())
-            })
-            .map(|ip| ip.to_string())
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ip = match (peer, &s.http.client_ip_header) {
+            (Some(peer), Some(name)) => Some(client_address(
+                peer,
+                parts.headers.get_all(name).iter().map(|v| v.as_bytes()),
+                &s.http.trusted_proxies,
+            )),
+            (peer, _) => peer,
+        };
+        let (address, throttle_key) = ip
+            .map(|ip| (ip.to_string(), throttle_key(ip)))
             .unwrap_or_default();
         Ok(Self(RequestContext {
             request_id,
             address,
+            throttle_key,
         }))
     }
+}
+
+/// The caller's address. A forwarding header (`X-Forwarded-For` style: lines
+/// and comma-separated entries, each proxy appending the address it saw)
+/// counts only when the TCP peer is a trusted proxy. Then the caller is the
+/// right-most entry that is not itself a trusted proxy: everything left of it
+/// was written by the caller and proves nothing. Entries that are not plain
+/// addresses end the walk (the peer's own view is kept).
+pub fn client_address<'a>(
+    peer: IpAddr,
+    header_values: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
+    let mut client = peer;
+    if !is_trusted(&peer) {
+        return canonical(peer);
+    }
+    for value in header_values.rev() {
+        let Ok(text) = std::str::from_utf8(value) else {
+            return canonical(client);
+        };
+        for entry in text.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return canonical(client);
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                return canonical(ip);
+            }
+        }
+    }
+    canonical(client)
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) as the IPv4 they are.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// What rate limits count by: an IPv4 address, or an IPv6 /64 (one
+/// subscriber usually holds a whole /64, so single addresses are free).
+pub fn throttle_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// Every non-empty value of cookie `name`, in the order sent.
+pub fn cookies<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .filter_map(move |pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            (n == name && !v.is_empty()).then(|| v.trim_matches('"').to_owned())
+        })
+}
+
+/// The first value of cookie `name`.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    cookies(headers, name).next()
 }
 
 /// Playback tokens from `Authorization: Bearer` and the `vodkms_token`
@@ -59,16 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PlaybackTokens {
             .map(|t| t.expose_secret().to_owned())
             .into_iter()
             .collect();
-        for value in parts.headers.get_all(header::COOKIE) {
-            let Ok(text) = value.to_str() else { continue };
-            for pair in text.split(';') {
-                if let Some((name, v)) = pair.trim().split_once('=') {
-                    if name == COOKIE_NAME && !v.is_empty() {
-                        tokens.push(v.trim_matches('"').to_owned());
-                    }
-                }
-            }
-        }
+        tokens.extend(cookies(&parts.headers, COOKIE_NAME));
         Ok(Self(tokens))
     }
 }
@@ -83,5 +149,77 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let Ok(BearerToken(token)) = BearerToken::from_request_parts(parts, s).await;
         Ok(Self(s.broker.authenticate(token.as_ref()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &str) -> Vec<ipnet::IpNet> {
+        super::super::parse_trusted_proxies(list).unwrap()
+    }
+
+    fn client(peer: &str, headers: &[&str], trusted: &str) -> String {
+        client_address(
+            peer.parse().unwrap(),
+            headers.iter().map(|h| h.as_bytes()),
+            &nets(trusted),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn the_header_counts_only_from_trusted_peers() {
+        // An untrusted peer names whatever it likes: ignored.
+        assert_eq!(
+            client("203.0.113.9", &["198.51.100.1"], "10.0.0.0/8"),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            client("10.1.1.1", &["198.51.100.1"], "10.0.0.0/8"),
+            "198.51.100.1"
+        );
+        // No header from a trusted peer: the peer.
+        assert_eq!(client("10.1.1.1", &[], "10.0.0.0/8"), "10.1.1.1");
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_entry() {
+        let t = "10.0.0.0/8,192.0.2.10";
+        // The caller prepended a fake address; our proxies appended the real one.
+        assert_eq!(
+            client("10.1.1.1", &["198.51.100.66, 203.0.113.5, 192.0.2.10"], t),
+            "203.0.113.5"
+        );
+        // Several header lines are one list, in order.
+        assert_eq!(
+            client("10.1.1.1", &["198.51.100.66", "203.0.113.5, 10.2.2.2"], t),
+            "203.0.113.5"
+        );
+        // Only proxies: the left-most of them.
+        assert_eq!(client("10.1.1.1", &["10.3.3.3, 10.2.2.2"], t), "10.3.3.3");
+        // Garbage where an address should be: stop at the last proxy seen.
+        assert_eq!(client("10.1.1.1", &["203.0.113.5, unknown"], t), "10.1.1.1");
+        assert_eq!(client("10.1.1.1", &["unknown, 10.2.2.2"], t), "10.2.2.2");
+        // IPv4-mapped IPv6 peers match IPv4 ranges.
+        assert_eq!(
+            client("::ffff:10.1.1.1", &["203.0.113.5"], t),
+            "203.0.113.5"
+        );
+    }
+
+    #[test]
+    fn ipv6_is_throttled_by_64() {
+        let a = throttle_key("2001:db8:1:2::1".parse().unwrap());
+        let b = throttle_key("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = throttle_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(throttle_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(
+            throttle_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use super::error::ApiError;
 use super::extract::{Admin, Ctx, PlaybackTokens};
-use super::AppState;
+use super::{AppState, DEVICE_COOKIE_NAME};
 use crate::api::*;
 use crate::model::{BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, RevocationKind};
 use crate::service::{
@@ -165,13 +165,23 @@ fn token_json(t: &IssuedToken) -> TokenResponse {
 pub async fn login(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Response> {
-    let issued = s.broker.login(&ctx, &req.username, req.password).await?;
+    let device = super::extract::cookie(&headers, DEVICE_COOKIE_NAME);
+    let issued = s
+        .broker
+        .login(&ctx, &req.username, req.password, device.as_deref())
+        .await?;
     let cookie = s.http.cookie(&issued.token, issued.ttl_secs);
     let mut resp = Json(token_json(&issued)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if let Some(device) = &issued.device_cookie {
+        if let Ok(v) = HeaderValue::from_str(&s.http.device_cookie(device)) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -25,6 +25,8 @@ use handlers as h;
 
 /// The cookie `/v1/login` sets and key requests read.
 pub const COOKIE_NAME: &str = "vodkms_token";
+/// The cookie that tells `/v1/login` this browser signed in before.
+pub const DEVICE_COOKIE_NAME: &str = "vodkms_device";
 /// Management bodies are small; key requests have none.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -35,9 +37,10 @@ pub struct HttpConfig {
     pub cookie_secure: bool,
     /// `Lax`, `Strict` or `None` (`None` needs `Secure`; browsers say so).
     pub cookie_same_site: String,
-    /// Take the caller's address from this header (its last entry), when a
-    /// proxy of ours sets it. Otherwise the TCP peer address.
+    /// Take the caller's address from this header, but only when the TCP
+    /// peer is one of `trusted_proxies` (see `extract::client_address`).
     pub client_ip_header: Option<HeaderName>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Playlists (rewritten per viewer) and segments served at
     /// `/v1/hls/playlist/{path}`.
     pub origin_dir: Option<PathBuf>,
@@ -52,10 +55,24 @@ impl Default for HttpConfig {
             cookie_secure: true,
             cookie_same_site: "Lax".into(),
             client_ip_header: None,
+            trusted_proxies: Vec::new(),
             origin_dir: None,
             web_dir: None,
         }
     }
+}
+
+/// `--trusted-proxies`: comma-separated addresses or CIDR ranges.
+pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{s:?} is not an address or a CIDR range"))
+        })
+        .collect()
 }
 
 impl HttpConfig {
@@ -63,6 +80,19 @@ impl HttpConfig {
     fn cookie(&self, token: &str, max_age: u64) -> String {
         let mut c = format!(
             "{COOKIE_NAME}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={}",
+            self.cookie_same_site
+        );
+        if self.cookie_secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
+
+    /// The device cookie: sent back to `/v1/login` only.
+    fn device_cookie(&self, value: &str) -> String {
+        let mut c = format!(
+            "{DEVICE_COOKIE_NAME}={value}; Path=/v1/login; Max-Age={}; HttpOnly; SameSite={}",
+            crate::service::DEVICE_COOKIE_SECS,
             self.cookie_same_site
         );
         if self.cookie_secure {

@@ -27,9 +27,9 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<String, Entry>,
+    map: HashMap<Vec<u8>, Entry>,
     /// Insertion order, for eviction; may hold keys already replaced or removed.
-    order: VecDeque<(String, Instant)>,
+    order: VecDeque<(Vec<u8>, Instant)>,
 }
 
 pub struct KeyCache {
@@ -39,13 +39,15 @@ pub struct KeyCache {
     per_shard: usize,
 }
 
-/// The cache key: the EDK is bound to the video it was decrypted for.
-fn cache_key(video_id: &str, ciphertext: &str) -> String {
-    // Video ids have no control characters, so '\n' cannot be forged.
-    let mut k = String::with_capacity(video_id.len() + 1 + ciphertext.len());
-    k.push_str(video_id);
-    k.push('\n');
-    k.push_str(ciphertext);
+/// The cache key: the EDK's decoded bytes (so its text variants, padded or
+/// not, base64 or base64url, share one entry), bound to the video it was
+/// decrypted for.
+fn cache_key(video_id: &str, blob: &[u8]) -> Vec<u8> {
+    // Video ids have no control characters, so the first '\n' ends the id.
+    let mut k = Vec::with_capacity(video_id.len() + 1 + blob.len());
+    k.extend_from_slice(video_id.as_bytes());
+    k.push(b'\n');
+    k.extend_from_slice(blob);
     k
 }
 
@@ -59,16 +61,16 @@ impl KeyCache {
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
+    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, video_id: &str, ciphertext: &str, now: Instant) -> Option<CachedKey> {
+    pub fn get(&self, video_id: &str, blob: &[u8], now: Instant) -> Option<CachedKey> {
         if self.ttl.is_zero() {
             return None;
         }
-        let key = cache_key(video_id, ciphertext);
+        let key = cache_key(video_id, blob);
         let mut shard = self.shard(&key);
         match shard.map.get(&key) {
             Some(e) if now.duration_since(e.inserted) < self.ttl => Some(e.value.clone()),
@@ -80,11 +82,11 @@ impl KeyCache {
         }
     }
 
-    pub fn insert(&self, video_id: &str, ciphertext: &str, value: CachedKey, now: Instant) {
+    pub fn insert(&self, video_id: &str, blob: &[u8], value: CachedKey, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
-        let key = cache_key(video_id, ciphertext);
+        let key = cache_key(video_id, blob);
         let mut shard = self.shard(&key);
         shard.order.push_back((key.clone(), now));
         shard.map.insert(
@@ -149,14 +151,14 @@ mod tests {
     fn hit_miss_ttl_and_binding() {
         let c = KeyCache::new(100, Duration::from_secs(10));
         let t0 = Instant::now();
-        c.insert("v1", "edk", value(1), t0);
+        c.insert("v1", b"edk", value(1), t0);
         assert_eq!(
-            c.get("v1", "edk", t0).unwrap().key.expose_secret(),
+            c.get("v1", b"edk", t0).unwrap().key.expose_secret(),
             &[1; 16]
         );
         // Same EDK, other video: a miss, so the KMS checks the binding.
-        assert!(c.get("v2", "edk", t0).is_none());
-        assert!(c.get("v1", "edk", t0 + Duration::from_secs(11)).is_none());
+        assert!(c.get("v2", b"edk", t0).is_none());
+        assert!(c.get("v1", b"edk", t0 + Duration::from_secs(11)).is_none());
         assert!(c.is_empty());
     }
 
@@ -165,7 +167,7 @@ mod tests {
         let c = KeyCache::new(32, Duration::from_secs(10));
         let t0 = Instant::now();
         for i in 0..1000 {
-            c.insert("v", &format!("edk{i}"), value(1), t0);
+            c.insert("v", format!("edk{i}").as_bytes(), value(1), t0);
         }
         assert!(c.len() <= 32 + SHARDS, "len {}", c.len());
         c.sweep(t0 + Duration::from_secs(10));

@@ -186,10 +186,10 @@ impl Broker {
         record: &mut BrokerAuditRecord,
     ) -> Result<Admitted, BrokerError> {
         let mono = Instant::now();
-        if !ctx.address.is_empty() {
+        if !ctx.throttle_key.is_empty() {
             self.0
                 .address_limits
-                .acquire(&ctx.address, mono)
+                .acquire(&ctx.throttle_key, mono)
                 .map_err(BrokerError::RateLimited)?;
         }
         let (claims, via_session, which) = self.verify_playback(tokens, mono).await?;
@@ -267,18 +267,21 @@ impl Broker {
             .map_err(|e| BrokerError::InvalidCiphertext(e.to_string()))?;
         record.key_id = Some(blob.header.key_id);
         record.key_version = Some(blob.header.version);
+        if !claims.allows_key(blob.header.key_id) {
+            return Err(BrokerError::KeyNotInScope);
+        }
 
-        let key = match self.0.keys.get(&video_id, &ciphertext, mono) {
+        let key = match self.0.keys.get(&video_id, blob.as_bytes(), mono) {
             Some(hit) => {
                 self.0.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 hit
             }
             None => {
                 self.0.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                let fetched = self.decrypt(&video_id, &ciphertext).await?;
+                let fetched = self.decrypt(&video_id, &blob.to_text()).await?;
                 self.0
                     .keys
-                    .insert(&video_id, &ciphertext, fetched.clone(), Instant::now());
+                    .insert(&video_id, blob.as_bytes(), fetched.clone(), Instant::now());
                 fetched
             }
         };

@@ -25,6 +25,8 @@ pub enum BrokerError {
     KeyNotForVideo,
     #[error("the key is disabled")]
     KeyDisabled,
+    #[error("this token's issuer may not release keys of this master key")]
+    KeyNotInScope,
     #[error("no such key")]
     KeyNotFound,
     #[error("vid is required unless the token names exactly one video")]
@@ -76,6 +78,7 @@ impl BrokerError {
             Self::VideoRevoked => "VideoRevoked",
             Self::KeyNotForVideo => "KeyNotForVideo",
             Self::KeyDisabled => "KeyDisabled",
+            Self::KeyNotInScope => "KeyNotInScope",
             Self::KeyNotFound => "KeyNotFound",
             Self::MissingVideoId => "MissingVideoId",
             Self::InvalidParameter(_) => "InvalidParameter",

@@ -72,6 +72,17 @@ impl RateLimiter {
         self.take(key, now, true)
     }
 
+    /// Gives back a token taken by `acquire` (the attempt it reserved did not
+    /// count against the caller after all).
+    pub fn refund(&self, key: &str) {
+        if self.rate.unlimited() {
+            return;
+        }
+        if let Some(b) = self.shard(key).get_mut(key) {
+            b.tokens = (b.tokens + 1.0).min(self.rate.burst);
+        }
+    }
+
     /// Whether a token is available, without taking it.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
         self.take(key, now, false)

@@ -13,6 +13,9 @@ use crate::token::{valid_id, valid_video_id, Audience, Claims, AUDIENCE, MAX_SUB
 /// A freshly minted playback token. The token is a bearer credential.
 pub struct IssuedToken {
     pub token: Zeroizing<String>,
+    /// From `/v1/login` only: proof that this browser signed in to this
+    /// account, which lets it past the account-wide sign-in limit.
+    pub device_cookie: Option<String>,
     pub token_id: String,
     pub expires_at: DateTime<Utc>,
     pub ttl_secs: u64,
@@ -65,12 +68,21 @@ impl Broker {
 
     /// Signs a token for `viewer`. After a viewer revocation in this same
     /// second, `iat` moves one second on so the new token is not caught by it.
+    /// A token of an issuer limited to some keys carries them (`keys`), and
+    /// its id starts with the issuer's id, so the issuer may revoke it.
     pub(super) fn mint(
         &self,
         viewer: &str,
         vids: Vec<String>,
         ttl_secs: u64,
+        issuer: Option<&Client>,
     ) -> Result<IssuedToken, BrokerError> {
+        let scope = issuer.and_then(|c| c.0.key_ids.clone());
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let jti = match (&scope, issuer) {
+            (Some(_), Some(c)) => format!("{}{random}", scoped_token_prefix(c)),
+            _ => random,
+        };
         let mut iat = self.now().timestamp();
         if let Some(revoked) = self.0.revoked.viewer_revoked_at(viewer) {
             if iat <= revoked {
@@ -85,9 +97,10 @@ impl Broker {
             vids,
             iat,
             exp: iat + ttl,
-            jti: uuid::Uuid::new_v4().simple().to_string(),
+            jti,
             nbf: None,
             aud: Audience::One(AUDIENCE.to_owned()),
+            keys: scope,
         };
         let token = self
             .0
@@ -96,6 +109,7 @@ impl Broker {
             .ok_or(BrokerError::SigningNotConfigured)?;
         Ok(IssuedToken {
             token: Zeroizing::new(token),
+            device_cookie: None,
             token_id: claims.jti,
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
             ttl_secs: u64::try_from(ttl).unwrap_or(0),
@@ -130,7 +144,7 @@ impl Broker {
                     "TtlSeconds must be 1 to {max}"
                 )));
             }
-            self.mint(viewer, video_ids, ttl)
+            self.mint(viewer, video_ids, ttl, Some(client))
         }
         .await;
         if let Ok(t) = &result {
@@ -155,6 +169,7 @@ impl Broker {
         let result = async {
             client.require_admin_or_issuer()?;
             check_subject(kind, subject)?;
+            require_revocation_scope(client, kind, subject)?;
             let now = self.now();
             let revoked_at = match kind {
                 RevocationKind::Viewer => self.viewer_revocation_time(subject, now),
@@ -254,6 +269,33 @@ impl Broker {
         }
         self.end_audit(rec, &result);
         result.map(|()| true)
+    }
+}
+
+/// The token ids an issuer limited to some keys gives out start with this.
+fn scoped_token_prefix(client: &Client) -> String {
+    format!("{}.", client.0.client_id.simple())
+}
+
+/// A client limited to some keys revokes only tokens it issued itself: a
+/// viewer or a whole video reaches further than its scope.
+fn require_revocation_scope(
+    client: &Client,
+    kind: RevocationKind,
+    subject: &str,
+) -> Result<(), BrokerError> {
+    if client.0.key_ids.is_none() {
+        return Ok(());
+    }
+    match kind {
+        RevocationKind::Token if subject.starts_with(&scoped_token_prefix(client)) => Ok(()),
+        RevocationKind::Token => Err(BrokerError::AccessDenied(
+            "a client limited to some keys may revoke only the tokens it issued".into(),
+        )),
+        RevocationKind::Viewer | RevocationKind::Video => Err(BrokerError::AccessDenied(format!(
+            "revoking a whole {} needs an admin or an issuer not limited to some keys; revoke the tokens you issued by TokenId",
+            kind.as_str().to_lowercase()
+        ))),
     }
 }
 

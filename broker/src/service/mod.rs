@@ -30,7 +30,7 @@ pub use delivery::{KeyRequest, ReleasedKey};
 pub use error::BrokerError;
 pub use limits::{Rate, RateLimiter};
 pub use management::{AuditPage, IssuedToken, RevocationView};
-pub use viewers::{NewViewer, ViewerUpdate, ViewerView};
+pub use viewers::{NewViewer, ViewerUpdate, ViewerView, DEVICE_COOKIE_SECS};
 
 use crate::model::{BrokerAuditRecord, BrokerOperation, RevocationKind, SessionRecord};
 use crate::store::{BrokerStore, RevocationChange};
@@ -56,8 +56,11 @@ pub struct BrokerConfig {
     pub playlist_token_ttl: Duration,
     pub rate_per_token: Rate,
     pub rate_per_address: Rate,
-    /// Sign-in attempts per address, and failed ones per account.
+    /// Sign-in attempts per address; failed ones per account from one
+    /// address; and failed ones per account from devices it never signed in
+    /// on (see `viewers::login`).
     pub login_rate_per_address: Rate,
+    pub login_failures_per_account_address: Rate,
     pub login_failures_per_account: Rate,
     pub audit_buffer_capacity: usize,
     pub audit_batch_size: usize,
@@ -82,7 +85,8 @@ impl Default for BrokerConfig {
             rate_per_token: Rate::new(10.0, 100.0),
             rate_per_address: Rate::new(200.0, 1000.0),
             login_rate_per_address: Rate::new(0.5, 20.0),
-            login_failures_per_account: Rate::new(1.0 / 12.0, 5.0),
+            login_failures_per_account_address: Rate::new(1.0 / 12.0, 5.0),
+            login_failures_per_account: Rate::new(1.0 / 5.0, 50.0),
             audit_buffer_capacity: 200_000,
             audit_batch_size: 2000,
             audit_flush_interval: Duration::from_millis(100),
@@ -133,6 +137,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The caller's address (never used as an identity, only for limits and audit).
     pub address: String,
+    /// What per-address limits count by: the address, or its IPv6 /64.
+    pub throttle_key: String,
 }
 
 struct Inner {
@@ -147,6 +153,7 @@ struct Inner {
     token_limits: RateLimiter,
     address_limits: RateLimiter,
     login_address_limits: RateLimiter,
+    login_pair_limits: RateLimiter,
     login_account_limits: RateLimiter,
     audit: Arc<AuditLog<BrokerAuditRecord>>,
     releases: delivery::ReleaseAggregator,
@@ -215,6 +222,7 @@ impl Broker {
             token_limits: RateLimiter::new(config.rate_per_token),
             address_limits: RateLimiter::new(config.rate_per_address),
             login_address_limits: RateLimiter::new(config.login_rate_per_address),
+            login_pair_limits: RateLimiter::new(config.login_failures_per_account_address),
             login_account_limits: RateLimiter::new(config.login_failures_per_account),
             identities: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(parallelism),
@@ -296,6 +304,7 @@ impl Broker {
             &self.0.token_limits,
             &self.0.address_limits,
             &self.0.login_address_limits,
+            &self.0.login_pair_limits,
             &self.0.login_account_limits,
         ] {
             l.sweep(mono);

@@ -2,7 +2,10 @@
 
 use std::time::Instant;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use subtle::ConstantTimeEq as _;
 
 use super::{Broker, BrokerError, Client, IssuedToken, RequestContext};
 use crate::model::{BrokerOperation, Revocation, RevocationKind, ViewerRecord};
@@ -254,17 +257,19 @@ impl Broker {
     }
 
     /// Signs a viewer in. Unknown user, disabled account and wrong password
-    /// give the same answer in about the same time.
+    /// give the same answer in about the same time. `device` is the device
+    /// cookie of an earlier sign-in, if the browser sent one.
     pub async fn login(
         &self,
         ctx: &RequestContext,
         username: &str,
         password: Password,
+        device: Option<&str>,
     ) -> Result<IssuedToken, BrokerError> {
         let mut rec = self.begin_audit(BrokerOperation::Login, ctx)?;
         let shown: String = username.chars().take(MAX_USERNAME_LEN).collect();
         rec.viewer = Some(shown);
-        let result = self.login_inner(ctx, username, password).await;
+        let result = self.login_inner(ctx, username, password, device).await;
         if let Ok(t) = &result {
             rec.token_id = Some(t.token_id.clone());
         }
@@ -272,23 +277,60 @@ impl Broker {
         result
     }
 
+    /// Sign-in limits, all taken *before* the password is hashed, so parallel
+    /// guesses cannot all slip through, and given back when the attempt
+    /// succeeds (only failures count):
+    /// - per address (or IPv6 /64): attempts of any kind;
+    /// - per account and address: failures, so one address guesses slowly;
+    /// - per account: failures from browsers that never signed in to it. A
+    ///   botnet can exhaust this one, but a viewer whose browser holds a
+    ///   device cookie of an earlier sign-in is not counted in it, so many
+    ///   addresses cannot lock the account's owner out.
     async fn login_inner(
         &self,
         ctx: &RequestContext,
         username: &str,
         password: Password,
+        device: Option<&str>,
     ) -> Result<IssuedToken, BrokerError> {
         let mono = Instant::now();
-        // Throttle before hashing: argon2 is the expensive part.
         self.0
             .login_address_limits
-            .acquire(&ctx.address, mono)
+            .acquire(&ctx.throttle_key, mono)
             .map_err(BrokerError::RateLimited)?;
-        let account_key = username.to_ascii_lowercase();
+        let account = username.to_ascii_lowercase();
+        let pair = format!("{account}\n{}", ctx.throttle_key);
         self.0
-            .login_account_limits
-            .check(&account_key, mono)
+            .login_pair_limits
+            .acquire(&pair, mono)
             .map_err(BrokerError::RateLimited)?;
+        let known_device = device.is_some_and(|d| self.device_known(&account, d));
+        if !known_device {
+            if let Err(wait) = self.0.login_account_limits.acquire(&account, mono) {
+                self.0.login_pair_limits.refund(&pair);
+                return Err(BrokerError::RateLimited(wait));
+            }
+        }
+        let result = self.check_password(username, password).await;
+        if !matches!(result, Err(BrokerError::InvalidCredentials)) {
+            self.0.login_pair_limits.refund(&pair);
+            if !known_device {
+                self.0.login_account_limits.refund(&account);
+            }
+        }
+        let viewer = result?;
+        let ttl = self.0.config.login_token_ttl.as_secs();
+        let mut issued = self.mint(&viewer.username, viewer.entitlements, ttl, None)?;
+        issued.device_cookie = self.device_cookie(&account);
+        Ok(issued)
+    }
+
+    /// The enabled viewer whose password this is, or `InvalidCredentials`.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: Password,
+    ) -> Result<ViewerRecord, BrokerError> {
         if !self.0.tokens.can_sign() {
             return Err(BrokerError::SigningNotConfigured);
         }
@@ -302,14 +344,47 @@ impl Broker {
             .map_or_else(|| self.0.dummy_hash.clone(), |v| v.password_hash.clone());
         let matches = self.verify_password(password, hash).await?;
         match viewer {
-            Some(v) if matches && v.enabled => {
-                let ttl = self.0.config.login_token_ttl.as_secs();
-                self.mint(&v.username, v.entitlements, ttl)
-            }
-            _ => {
-                let _ = self.0.login_account_limits.acquire(&account_key, mono);
-                Err(BrokerError::InvalidCredentials)
-            }
+            Some(v) if matches && v.enabled => Ok(v),
+            _ => Err(BrokerError::InvalidCredentials),
         }
     }
+
+    /// `ID.EXPIRY.MAC`: this browser signed in to `account` (lowercased).
+    fn device_cookie(&self, account: &str) -> Option<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let exp = self.now().timestamp().saturating_add(DEVICE_COOKIE_SECS);
+        let mac = self
+            .0
+            .tokens
+            .device_mac(device_mac_input(account, &id, exp).as_bytes())?;
+        Some(format!("{id}.{exp}.{}", URL_SAFE_NO_PAD.encode(mac)))
+    }
+
+    fn device_known(&self, account: &str, cookie: &str) -> bool {
+        let mut parts = cookie.splitn(3, '.');
+        let (Some(id), Some(exp), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let Ok(exp) = exp.parse::<i64>() else {
+            return false;
+        };
+        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else {
+            return false;
+        };
+        let Some(expected) = self
+            .0
+            .tokens
+            .device_mac(device_mac_input(account, id, exp).as_bytes())
+        else {
+            return false;
+        };
+        bool::from(expected.as_slice().ct_eq(&mac)) && exp > self.now().timestamp()
+    }
+}
+
+/// How long a device cookie vouches for a browser.
+pub const DEVICE_COOKIE_SECS: i64 = 90 * 24 * 3600;
+
+fn device_mac_input(account: &str, id: &str, exp: i64) -> String {
+    format!("{account}\n{id}\n{exp}")
 }

@@ -141,6 +141,18 @@ impl Kms {
                 "SourceKeyVersionId": source.version,
             }));
             caller.require(Role::Generate, Some(source.key_id))?;
+            // A new context is a new video: moving a key there is as good as
+            // reading it, so it takes the decrypt right on the source key too.
+            if dest_context != source_context {
+                caller
+                    .require(Role::Decrypt, Some(source.key_id))
+                    .map_err(|_| {
+                        KmsError::AccessDenied(
+                            "changing the EncryptionContext needs the decrypt right on the source key"
+                                .into(),
+                        )
+                    })?;
+            }
             let dest_id = match destination_key {
                 Some(k) => self.resolve_key_id(k).await?,
                 None => source.key_id,

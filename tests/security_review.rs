@@ -1,0 +1,452 @@
+//! Regression tests for the security review (issue 11): each test performs
+//! the attack a finding describes against real processes and sees it refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine as _;
+use common::brokers::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// M2: a `generate` client (a transcoder) may not move a video's EDK to
+/// another video, which would let one subscription decrypt every video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m2_generate_client_cannot_rewrap_an_edk_to_another_video() {
+    let b = BrokerSetup::new().await;
+    let (key_a, edk_a) = b.data_key("film-a").await;
+    let api = &b.kms.api;
+    // The attack: re-encrypt film-a's public EDK to film-b's context.
+    let moved = api
+        .post(
+            "/v1/re-encrypt",
+            &b.kms.generator,
+            json!({
+                "CiphertextBlob": edk_a,
+                "SourceEncryptionContext": { "video_id": "film-a" },
+                "DestinationEncryptionContext": { "video_id": "film-b" },
+            }),
+        )
+        .await;
+    moved.assert_error(403, "AccessDenied");
+    assert!(moved.body["Message"]
+        .as_str()
+        .unwrap()
+        .contains("decrypt right"));
+    // Not even through a wrong source context (the check comes first).
+    api.post(
+        "/v1/re-encrypt",
+        &b.kms.generator,
+        json!({
+            "CiphertextBlob": edk_a,
+            "SourceEncryptionContext": { "video_id": "film-b" },
+            "DestinationEncryptionContext": { "video_id": "film-a" },
+        }),
+    )
+    .await
+    .assert_error(403, "AccessDenied");
+
+    // A viewer entitled only to film-b gets nothing from film-a's EDK.
+    let token_b = b.token("mallory", &["film-b"]).await;
+    let query = format!("vid=film-b&Ciphertext={}&token={}", q(&edk_a), q(&token_b));
+    assert_eq!(b.key_status(&query).await, (403, "KeyNotForVideo".into()));
+
+    // Rewrapping within the same context (e.g. onto a new key) still works.
+    let same = api
+        .post(
+            "/v1/re-encrypt",
+            &b.kms.generator,
+            json!({
+                "CiphertextBlob": edk_a,
+                "SourceEncryptionContext": { "video_id": "film-a" },
+                "DestinationEncryptionContext": { "video_id": "film-a" },
+            }),
+        )
+        .await;
+    let rewrapped = same.ok()["CiphertextBlob"].as_str().unwrap().to_owned();
+    let plain = api.decrypt(&b.kms.decryptor, &rewrapped, "film-a").await;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(plain.ok()["Plaintext"].as_str().unwrap())
+            .unwrap(),
+        key_a
+    );
+    // The refusal is audited.
+    api.audit_until(&b.kms.admin, "Operation=ReEncrypt", |r| {
+        r.iter().any(|r| r["Outcome"] == "AccessDenied")
+    })
+    .await;
+}
+
+/// M3: an issuer limited to one master key mints `VideoIds: ["*"]`; its
+/// tokens release no key sealed under another master key, and it may revoke
+/// only the tokens it issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m3_scoped_issuer_power_stops_at_its_keys() {
+    let b = BrokerSetup::new().await;
+    let kms = &b.kms;
+    let other_key = kms.api.create_key(&kms.admin, "alias/other").await;
+    let (_, scoped) = kms
+        .api
+        .create_client(&kms.admin, "issuer", Some(vec![&kms.key_id]))
+        .await;
+    // A key under the issuer's master key, and one under another.
+    let (_, edk_in) = b.data_key("film-in").await;
+    let out = kms
+        .api
+        .generate(&kms.generator, &other_key, "film-out")
+        .await;
+    let edk_out = out.ok()["CiphertextBlob"].as_str().unwrap().to_owned();
+
+    let mint = |issuer: String| {
+        let api = b.api.clone();
+        async move {
+            let r = api
+                .post(
+                    "/v1/tokens",
+                    &issuer,
+                    json!({ "Viewer": "eve", "VideoIds": ["*"] }),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body
+        }
+    };
+    let issued = mint(scoped.clone()).await;
+    let token = issued["Token"].as_str().unwrap();
+    let key = |vid: &str, edk: &str| format!("vid={vid}&Ciphertext={}&token={}", q(edk), q(token));
+    assert_eq!(b.key_status(&key("film-in", &edk_in)).await.0, 200);
+    assert_eq!(
+        b.key_status(&key("film-out", &edk_out)).await,
+        (403, "KeyNotInScope".into())
+    );
+    // An unscoped issuer's token still reaches both.
+    let wide = b.token("eve", &["*"]).await;
+    let wide_q = format!("vid=film-out&Ciphertext={}&token={}", q(&edk_out), q(&wide));
+    assert_eq!(b.key_status(&wide_q).await.0, 200);
+
+    // Revocations: its own token, yes; another issuer's token, a viewer or a
+    // whole video, no.
+    let revoke = |who: &str, kind: &str, id: &str| {
+        let api = b.api.clone();
+        let body = json!({ "Type": kind, "Id": id });
+        let who = who.to_owned();
+        async move { api.post("/v1/revocations", &who, body).await }
+    };
+    let other_issued = mint(b.issuer.clone()).await;
+    revoke(&scoped, "Token", other_issued["TokenId"].as_str().unwrap())
+        .await
+        .assert_error(403, "AccessDenied");
+    revoke(&scoped, "Video", "film-out")
+        .await
+        .assert_error(403, "AccessDenied");
+    revoke(&scoped, "Viewer", "eve")
+        .await
+        .assert_error(403, "AccessDenied");
+    assert_eq!(b.key_status(&wide_q).await.0, 200, "nothing was revoked");
+    let own = revoke(&scoped, "Token", issued["TokenId"].as_str().unwrap()).await;
+    assert_eq!(own.status, 201, "{:?}", own.body);
+    assert_eq!(
+        b.key_status(&key("film-in", &edk_in)).await,
+        (401, "TokenRevoked".into())
+    );
+    // The unscoped issuer may still take a video down.
+    assert_eq!(revoke(&b.issuer, "Video", "film-out").await.status, 201);
+}
+
+/// L4: text variants of one EDK (padding, standard base64) share one cache
+/// entry instead of each forcing a KMS decrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l4_edk_text_variants_share_one_cache_entry() {
+    let b = BrokerSetup::new().await;
+    let (_, edk) = b.data_key("film").await;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&edk)
+        .unwrap();
+    let variants = [
+        edk.clone(),
+        base64::engine::general_purpose::STANDARD.encode(&bytes),
+        base64::engine::general_purpose::URL_SAFE.encode(&bytes),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes),
+    ];
+    assert!(variants[1] != variants[0] && variants[2] != variants[0]);
+    let token = b.token("alice", &["film"]).await;
+    for v in &variants {
+        let query = format!("vid=film&Ciphertext={}&token={}", q(v), q(&token));
+        assert_eq!(b.key_status(&query).await.0, 200, "{v}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", b.broker.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("vodkms_broker_key_cache_misses_total"), 1);
+    assert_eq!(value("vodkms_broker_key_cache_hits_total"), 3);
+    // And the KMS saw exactly one Decrypt.
+    let records: Vec<Value> = b
+        .kms
+        .api
+        .audit_until(&b.kms.admin, "Operation=Decrypt", |r| !r.is_empty())
+        .await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+}
+
+/// A broker behind a proxy on 127.0.0.1 that sets X-Forwarded-For.
+async fn behind_proxy(extra: &[(&str, &str)]) -> BrokerSetup {
+    let mut env = vec![
+        ("VODKMS_CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ("VODKMS_TRUSTED_PROXIES", "127.0.0.1/32,::1"),
+    ];
+    env.extend_from_slice(extra);
+    BrokerSetup::with_env(&env).await
+}
+
+async fn make_viewer(b: &BrokerSetup, name: &str, password: &str) {
+    let r = b
+        .api
+        .post(
+            "/v1/viewers",
+            &b.kms.admin,
+            json!({ "Username": name, "Password": password, "Entitlements": ["film"] }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+/// `(status, value of the vodkms_device cookie set, if any)`.
+async fn sign_in(
+    b: &BrokerSetup,
+    user: &str,
+    password: &str,
+    from: Option<&str>,
+    device: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut req = b
+        .api
+        .request(reqwest::Method::POST, "/v1/login", None)
+        .json(&json!({ "Username": user, "Password": password }));
+    if let Some(addr) = from {
+        req = req.header("X-Forwarded-For", addr);
+    }
+    if let Some(d) = device {
+        req = req.header("Cookie", format!("vodkms_device={d}"));
+    }
+    let r = b.api.raw(req).await;
+    let device = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("vodkms_device="))
+        .map(|c| c.split(';').next().unwrap().to_owned());
+    (r.status, device)
+}
+
+/// M1: 60 parallel guesses from one address, the 60th right. The limit is
+/// taken before the password is hashed, so only the first few run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m1_parallel_guesses_from_one_address_are_throttled_before_hashing() {
+    let b = BrokerSetup::new().await;
+    make_viewer(&b, "vera", "correct horse").await;
+    let guesses = (0..60).map(|i| {
+        let password = if i == 59 {
+            "correct horse".to_owned()
+        } else {
+            format!("guess number {i}")
+        };
+        let b = &b;
+        async move { sign_in(b, "vera", &password, None, None).await.0 }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let hashed = statuses.iter().filter(|s| **s != 429).count();
+    assert!(
+        statuses.iter().all(|s| [200, 401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        (1..=5).contains(&hashed),
+        "{hashed} guesses ran: {statuses:?}"
+    );
+    // The audit has them all, refused ones included.
+    b.api
+        .audit_until(&b.kms.admin, "Operation=Login&Limit=100", |r| r.len() >= 60)
+        .await;
+}
+
+/// M1 and M1b: a botnet (many forwarded addresses) exhausts the account's
+/// limit for unknown browsers, but the owner's browser, which signed in
+/// before, still gets in, from any address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m1_many_addresses_cannot_lock_the_owner_out() {
+    let b = behind_proxy(&[]).await;
+    make_viewer(&b, "vera", "correct horse").await;
+    let (status, device) = sign_in(&b, "vera", "correct horse", Some("192.0.2.1"), None).await;
+    assert_eq!(status, 200);
+    let device = device.expect("a device cookie");
+
+    let mut statuses = Vec::new();
+    for wave in 0..3 {
+        let guesses = (0..20).map(|i| {
+            let addr = format!("198.51.100.{}", wave * 20 + i + 1);
+            let b = &b;
+            async move {
+                sign_in(b, "vera", "not the password", Some(&addr), None)
+                    .await
+                    .0
+            }
+        });
+        statuses.extend(futures_util::future::join_all(guesses).await);
+    }
+    assert!(
+        statuses.contains(&401) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    // A new browser on a new address: refused, the account is under attack.
+    let (status, _) = sign_in(&b, "vera", "correct horse", Some("203.0.113.7"), None).await;
+    assert_eq!(status, 429);
+    // The owner's browser: in, even from another address.
+    let (status, _) = sign_in(
+        &b,
+        "vera",
+        "correct horse",
+        Some("203.0.113.8"),
+        Some(&device),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A forged or foreign device cookie is no better than none.
+    let forged = format!("{}x", &device[..device.len() - 1]);
+    let (status, _) = sign_in(
+        &b,
+        "vera",
+        "correct horse",
+        Some("203.0.113.9"),
+        Some(&forged),
+    )
+    .await;
+    assert_eq!(status, 429);
+    make_viewer(&b, "other", "other password").await;
+    let (_, other_device) = sign_in(&b, "other", "other password", Some("192.0.2.2"), None).await;
+    let (status, _) = sign_in(
+        &b,
+        "vera",
+        "correct horse",
+        Some("203.0.113.10"),
+        other_device.as_deref(),
+    )
+    .await;
+    assert_eq!(status, 429);
+}
+
+/// M1b: X-Forwarded-For counts only from a trusted proxy, and then only
+/// its right-most untrusted entry; IPv6 is limited by /64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m1b_forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    let limits = [
+        ("VODKMS_ADDRESS_RATE", "0.001"),
+        ("VODKMS_ADDRESS_BURST", "2"),
+    ];
+    let (_, edk) = {
+        let b = behind_proxy(&limits).await;
+        let (k, edk) = b.data_key("film").await;
+        let token = b.token("alice", &["film"]).await;
+        let key = |xff: &str| {
+            let req = b
+                .api
+                .request(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/v1/hls/key?vid=film&Ciphertext={}&token={}",
+                        q(&edk),
+                        q(&token)
+                    ),
+                    None,
+                )
+                .header("X-Forwarded-For", xff.to_owned());
+            let api = b.api.clone();
+            async move { api.raw_bytes(req).await.0 }
+        };
+        // Each client address has its own budget of 2.
+        assert_eq!(key("203.0.113.5").await, 200);
+        assert_eq!(key("203.0.113.5").await, 200);
+        assert_eq!(key("203.0.113.5").await, 429);
+        // Prepending a fake address changes nothing: the proxy's entry counts.
+        assert_eq!(key("198.51.100.1, 203.0.113.5").await, 429);
+        assert_eq!(key("203.0.113.6").await, 200);
+        // IPv6: one /64 is one caller.
+        assert_eq!(key("2001:db8:1:2::1").await, 200);
+        assert_eq!(key("2001:db8:1:2::2").await, 200);
+        assert_eq!(key("2001:db8:1:2:ffff::3").await, 429);
+        assert_eq!(key("2001:db8:1:3::1").await, 200);
+        // The audit names the forwarded address.
+        b.api
+            .audit_until(&b.kms.admin, "Limit=100", |r| {
+                r.iter().any(|r| r["Address"] == "203.0.113.5")
+                    && r.iter().any(|r| r["Address"] == "2001:db8:1:2::2")
+            })
+            .await;
+        (k, edk)
+    };
+    let _ = edk;
+
+    // Without the proxy trusted, the header is the caller's word: ignored.
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ("VODKMS_TRUSTED_PROXIES", "192.0.2.250"),
+        limits[0],
+        limits[1],
+    ])
+    .await;
+    let (_, edk) = b.data_key("film").await;
+    let token = b.token("alice", &["film"]).await;
+    let path = format!(
+        "/v1/hls/key?vid=film&Ciphertext={}&token={}",
+        q(&edk),
+        q(&token)
+    );
+    let mut statuses = Vec::new();
+    for i in 1..=4 {
+        let req = b
+            .api
+            .request(reqwest::Method::GET, &path, None)
+            .header("X-Forwarded-For", format!("198.51.100.{i}"));
+        statuses.push(b.api.raw_bytes(req).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let records = b
+        .api
+        .audit_until(&b.kms.admin, "Limit=100", |r| r.len() >= 2)
+        .await;
+    assert!(
+        records.iter().all(|r| r["Address"] != "198.51.100.1"),
+        "{records:#?}"
+    );
+
+    // A header without trusted proxies is a configuration error.
+    let db = fresh_database().await;
+    let started = ServerProcess::spawn(
+        &["broker", "serve"],
+        free_port(),
+        &[
+            ("DATABASE_URL", db.as_str()),
+            ("VODKMS_KMS_URL", b.kms.kms.url.as_str()),
+            ("VODKMS_KMS_TOKEN", b.kms.decryptor.as_str()),
+            ("VODKMS_TOKEN_SECRET", b.secret_b64.as_str()),
+            ("VODKMS_CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ],
+        "broker",
+    )
+    .await;
+    let log = started.err().expect("refused to start");
+    assert!(log.contains("VODKMS_TRUSTED_PROXIES"), "{log}");
+}
