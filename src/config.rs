@@ -51,6 +51,7 @@ pub struct BrokerSection {
     pub cookie_same_site: Option<String>,
     pub client_ip_header: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub key_uri_base: Option<Vec<String>>,
     pub key_cache_ttl_secs: Option<u64>,
     pub key_max_age_secs: Option<u64>,
     pub token_leeway_secs: Option<u64>,
@@ -129,6 +130,7 @@ impl BrokerSection {
             cookie_same_site => "VODKMS_COOKIE_SAMESITE",
             client_ip_header => "VODKMS_CLIENT_IP_HEADER",
             trusted_proxies => "VODKMS_TRUSTED_PROXIES",
+            key_uri_base => "VODKMS_KEY_URI_BASE",
             key_cache_ttl_secs => "VODKMS_KEY_CACHE_TTL_SECS",
             key_max_age_secs => "VODKMS_KEY_MAX_AGE_SECS",
             token_leeway_secs => "VODKMS_TOKEN_LEEWAY_SECS",
@@ -359,6 +361,11 @@ pub fn check(path: &Path) -> Vec<String> {
         if let Some(origins) = &b.cors_origins {
             if let Err(e) = broker::http::CorsOrigins::parse(&origins.join(",")) {
                 problems.push(format!("[broker] cors_origins: {e}"));
+            }
+        }
+        if let Some(bases) = &b.key_uri_base {
+            if let Err(e) = hls::rewrite::TokenTargets::new(bases) {
+                problems.push(format!("[broker] key_uri_base: {e}"));
             }
         }
         if let Some(proxies) = &b.trusted_proxies {

@@ -155,6 +155,8 @@ pub async fn run(
         cookie_same_site: "Lax".into(),
         client_ip_header: None,
         trusted_proxies: Vec::new(),
+        token_targets: hls::rewrite::TokenTargets::new(&[format!("http://{addr}")])
+            .map_err(anyhow::Error::msg)?,
         origin_dir: Some(origin.clone()),
         web_dir: Some(origin),
     };

@@ -186,6 +186,11 @@ struct BrokerArgs {
     /// X-Forwarded-For), when the request comes from a --trusted-proxies peer.
     #[arg(long, env = "VODKMS_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// The key URI bases your playlists use (what `vodkms hls encrypt
+    /// --key-uri-base` was given), comma-separated: served playlists get the
+    /// viewer's token only in key URIs on these (or relative to the broker).
+    #[arg(long, env = "VODKMS_KEY_URI_BASE", default_value = "")]
+    key_uri_base: String,
     /// Proxies whose --client-ip-header is believed: addresses or CIDR
     /// ranges, comma-separated (e.g. 10.0.0.0/8,::1).
     #[arg(long, env = "VODKMS_TRUSTED_PROXIES", default_value = "")]
@@ -478,6 +483,19 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
     let trusted_proxies = broker::http::parse_trusted_proxies(&args.trusted_proxies)
         .map_err(anyhow::Error::msg)
         .context("VODKMS_TRUSTED_PROXIES")?;
+    let key_uri_bases: Vec<String> = args
+        .key_uri_base
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let token_targets = hls::rewrite::TokenTargets::new(&key_uri_bases)
+        .map_err(anyhow::Error::msg)
+        .context("VODKMS_KEY_URI_BASE")?;
+    if args.origin_dir.is_some() && key_uri_bases.is_empty() {
+        tracing::warn!("--origin-dir without --key-uri-base: served playlists get tokens only in key URIs relative to the broker; absolute ones are left without");
+    }
     if client_ip_header.is_some() && trusted_proxies.is_empty() {
         bail!("VODKMS_CLIENT_IP_HEADER needs VODKMS_TRUSTED_PROXIES (--trusted-proxies): the addresses of the proxies that set it; from anyone else the header is a lie");
     }
@@ -536,6 +554,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         cookie_same_site: same_site.to_owned(),
         client_ip_header,
         trusted_proxies,
+        token_targets,
         origin_dir: args.origin_dir.clone(),
         web_dir: args.web_dir.clone(),
     };

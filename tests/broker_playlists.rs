@@ -294,6 +294,7 @@ async fn reissued_tokens_live_no_longer_than_a_playback_session() {
     for (sessions, want_extra) in [("0", 0), ("600", 540)] {
         let b = BrokerSetup::with_env(&[
             ("VODKMS_ORIGIN_DIR", origin),
+            ("VODKMS_KEY_URI_BASE", "http://b"),
             ("VODKMS_SESSION_IDLE_SECS", sessions),
             ("VODKMS_SESSION_MAX_SECS", "600"),
         ])

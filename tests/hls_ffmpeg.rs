@@ -135,7 +135,13 @@ async fn hls_encrypt_output_plays_through_the_broker_only_when_entitled() {
     assert!(err.contains("403"), "{err}");
     let published = std::fs::read_to_string(s.path("origin/film-a/index.m3u8")).unwrap();
     let parsed = hls::playlist::Playlist::parse(&published).unwrap();
-    let with_wrong_token = hls::rewrite::with_token(&parsed, &mallory).unwrap();
+    let with_wrong_token = hls::rewrite::with_token(
+        &parsed,
+        &hls::rewrite::TokenTargets::new(std::slice::from_ref(&s.b.broker.url)).unwrap(),
+        "/v1/hls/playlist/film-a/index.m3u8",
+        &mallory,
+    )
+    .unwrap();
     std::fs::write(s.path("origin/film-a/mallory.m3u8"), with_wrong_token).unwrap();
     match frames(&s.path("origin/film-a/mallory.m3u8")) {
         Ok(got) => assert_ne!(got, reference, "played with another video's token"),

@@ -450,3 +450,168 @@ async fn m1b_forwarded_addresses_are_believed_only_from_trusted_proxies() {
     let log = started.err().expect("refused to start");
     assert!(log.contains("VODKMS_TRUSTED_PROXIES"), "{log}");
 }
+
+/// The tokens in a served playlist, each with the absolute URL its URI
+/// resolves to by WHATWG rules (as a browser's player would fetch it).
+fn tokens_by_destination(playlist_url: &str, playlist: &str) -> Vec<(url::Url, String)> {
+    let base = url::Url::parse(playlist_url).unwrap();
+    let mut uris: Vec<String> = Vec::new();
+    for line in playlist.lines() {
+        if let Some(at) = line.find("URI=\"") {
+            let rest = &line[at + 5..];
+            uris.push(rest[..rest.find('"').unwrap()].to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            uris.push(line.to_owned());
+        }
+    }
+    uris.into_iter()
+        .filter_map(|uri| {
+            let resolved = base.join(&uri).ok()?;
+            let token = resolved
+                .query_pairs()
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .filter(|t| !t.is_empty())?;
+            Some((resolved, token))
+        })
+        .collect()
+}
+
+fn claims_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// M5: served playlists carry the viewer's token only in URIs that reach
+/// the broker's own key endpoints, judged as a browser resolves them, and
+/// the token written names no more videos than the playlist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m5_playlist_tokens_reach_only_the_brokers_own_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path();
+    let b = BrokerSetup::with_env(&[("VODKMS_ORIGIN_DIR", origin.to_str().unwrap())]).await;
+    let (_, edk) = b.data_key("v").await;
+    let own = url::Url::parse(&b.broker.url).unwrap();
+    let q_edk = q(&edk);
+    let key_uris = [
+        format!("{}/v1/hls/key?vid=v&Ciphertext={q_edk}", b.broker.url),
+        format!("/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+        format!("https://evil.example/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+        format!("//evil.example/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+        format!("\\\\evil.example/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+        format!("/\\evil.example/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+        format!("http:\\\\evil.example\\v1\\hls\\key?vid=v&Ciphertext={q_edk}"),
+        format!(
+            "http://127.0.0.1:{}@evil.example/v1/hls/key?vid=v&Ciphertext={q_edk}",
+            b.broker.port
+        ),
+        format!("http://127.0.0.1:1/v1/hls/key?vid=v&Ciphertext={q_edk}"),
+    ];
+    let mut media = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n");
+    for (i, uri) in key_uris.iter().enumerate() {
+        media.push_str(&format!(
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\",IV=0x{i:032x}\n#EXTINF:2,\ns{i}.ts\n"
+        ));
+    }
+    media.push_str("#EXT-X-ENDLIST\n");
+    std::fs::create_dir_all(origin.join("v/lo")).unwrap();
+    std::fs::write(origin.join("v/lo/index.m3u8"), &media).unwrap();
+    std::fs::write(
+        origin.join("v/master.m3u8"),
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlo/index.m3u8\n\
+         #EXT-X-STREAM-INF:BANDWIDTH=2\n//evil.example/hi.m3u8\n\
+         #EXT-X-STREAM-INF:BANDWIDTH=3\n\\\\evil.example/hi.m3u8\n\
+         #EXT-X-STREAM-INF:BANDWIDTH=4\nhttps://evil.example/hi.m3u8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        origin.join("v/alibaba.m3u8"),
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/?Ciphertext={q_edk}\",IV=0x00\n#EXTINF:2,\ns0.ts\n"
+        ),
+    )
+    .unwrap();
+
+    let token = b.token("alice", &["v", "w", "x"]).await;
+    let get = |path: &str, token: &str| {
+        let api = b.api.clone();
+        let path = format!("/v1/hls/playlist/{path}?token={}", q(token));
+        async move {
+            let (status, _, body) = fetch_from(&api, &path, None, None).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            String::from_utf8(body).unwrap()
+        }
+    };
+    let url_of = |path: &str| format!("{}/v1/hls/playlist/{path}", b.broker.url);
+
+    let served = get("v/lo/index.m3u8", &token).await;
+    let found = tokens_by_destination(&url_of("v/lo/index.m3u8"), &served);
+    // Exactly the two URIs on the broker's key endpoint got one.
+    assert_eq!(found.len(), 2, "{served}");
+    for (dest, t) in &found {
+        assert_eq!(dest.origin(), own.origin(), "{dest}");
+        assert_eq!(dest.path(), "/v1/hls/key");
+        // Names only the playlist's video, not all three of the token's.
+        assert_eq!(claims_of(t)["vids"], json!(["v"]));
+    }
+    assert_eq!(served.matches("token=").count(), 2, "{served}");
+
+    // The master: only its same-host media playlist gets a token, naming the
+    // videos of its media playlists (it names none itself).
+    let served = get("v/master.m3u8", &token).await;
+    let found = tokens_by_destination(&url_of("v/master.m3u8"), &served);
+    assert_eq!(found.len(), 1, "{served}");
+    assert_eq!(found[0].0.origin(), own.origin());
+    assert_eq!(claims_of(&found[0].1)["vids"], json!(["v"]));
+    assert_eq!(served.matches("token=").count(), 1, "{served}");
+
+    // A playlist whose key URIs name no video: a token naming several gets
+    // none written; a token naming one gets that one.
+    let served = get("v/alibaba.m3u8", &token).await;
+    assert!(served.contains("token=\""), "{served}");
+    assert!(tokens_by_destination(&url_of("v/alibaba.m3u8"), &served).is_empty());
+    let single = b.token("alice", &["v"]).await;
+    let served = get("v/alibaba.m3u8", &single).await;
+    let found = tokens_by_destination(&url_of("v/alibaba.m3u8"), &served);
+    assert_eq!(found.len(), 1, "{served}");
+    assert_eq!(claims_of(&found[0].1)["vids"], json!(["v"]));
+}
+
+/// L3: whether an alias exists is not revealed to callers that may not use
+/// it: the role is checked before the alias is looked up, and a client
+/// limited to some keys gets the same refusal for a missing alias as for
+/// one outside its scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l3_aliases_do_not_leak_to_callers_without_rights() {
+    let s = Setup::new().await;
+    let api = &s.api;
+    let other = api.create_key(&s.admin, "alias/other").await;
+    let (_, scoped) = api
+        .create_client(&s.admin, "generate", Some(vec![&other]))
+        .await;
+    for alias in ["alias/vod", "alias/does-not-exist"] {
+        api.generate(&s.decryptor, alias, "v")
+            .await
+            .assert_error(403, "AccessDenied");
+        api.generate(&scoped, alias, "v")
+            .await
+            .assert_error(403, "AccessDenied");
+        api.get(&format!("/v1/keys/{alias}"), &s.generator)
+            .await
+            .assert_error(403, "AccessDenied");
+        api.post(&format!("/v1/keys/{alias}/rotate"), &s.decryptor, json!({}))
+            .await
+            .assert_error(403, "AccessDenied");
+    }
+    // Those allowed still learn what they need.
+    api.generate(&s.generator, "alias/does-not-exist", "v")
+        .await
+        .assert_error(404, "KeyNotFound");
+    api.generate(&scoped, "alias/other", "v").await.ok();
+}

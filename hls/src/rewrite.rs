@@ -2,6 +2,8 @@
 //! playlist, the URIs of its media playlists) get the viewer's playback
 //! token; segment URIs stay untouched so any CDN can cache the segments.
 
+use url::Url;
+
 use crate::playlist::{Attributes, Kind, Line, Playlist, PlaylistError};
 
 /// Query parameters that carry a playback token; replaced, never repeated.
@@ -43,11 +45,139 @@ pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistErr
     Ok(out)
 }
 
-/// The playlist with `token` on every broker key URI and, in a master
-/// playlist, on every relative media playlist URI. Absolute media playlist
-/// URIs point elsewhere and are left alone: the token is not sent away.
-pub fn with_token(playlist: &Playlist<'_>, token: &str) -> Result<String, PlaylistError> {
-    Ok(Template::new(playlist)?.render(token))
+/// The broker's own key endpoints: the only places a viewer's token is sent.
+/// URIs are judged as a browser resolves them (WHATWG URL rules, against the
+/// playlist's own address), so `//host/...`, `HTTPS://Host:443/...` and the
+/// like are recognised for what they are.
+#[derive(Debug, Clone)]
+pub struct TokenTargets {
+    /// Absolute endpoints (scheme, host, port and path).
+    endpoints: Vec<Url>,
+    /// Paths that are key endpoints on the playlist's own host.
+    local_paths: Vec<String>,
+}
+
+/// Stands for the playlist's own origin when resolving relative URIs: a URI
+/// that keeps it stays on the host that served the playlist.
+const PLAYLIST_ORIGIN: &str = "https://playlist.invalid";
+const PLAYLIST_HOST: &str = "playlist.invalid";
+
+/// The broker's key endpoint path, when a base names no path.
+pub const KEY_PATH: &str = "/v1/hls/key";
+
+impl TokenTargets {
+    /// From key URI bases as `vodkms hls encrypt --key-uri-base` takes them:
+    /// a broker URL (its `/v1/hls/key` is the endpoint) or the endpoint itself.
+    /// Relative key URIs reach the playlist's own host: its `/v1/hls/key`
+    /// and `/` (Alibaba-style) and the bases' paths count.
+    pub fn new(bases: &[String]) -> Result<Self, String> {
+        let Self {
+            mut endpoints,
+            mut local_paths,
+        } = Self::default();
+        for base in bases {
+            let mut url = Url::parse(base.trim())
+                .map_err(|e| format!("{base:?} is not an absolute URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!("{base:?} is not an http(s) URL"));
+            }
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+                return Err(format!("{base:?} must have no query, fragment or user"));
+            }
+            if url.path() == "/" && !base.trim().ends_with('/') {
+                url.set_path(KEY_PATH);
+            }
+            if !local_paths.iter().any(|p| p == url.path()) {
+                local_paths.push(url.path().to_owned());
+            }
+            endpoints.push(url);
+        }
+        Ok(Self {
+            endpoints,
+            local_paths,
+        })
+    }
+
+    /// Where a URI of the playlist served at `playlist_path` really goes, or
+    /// `None` if it is no URL a player follows.
+    fn resolve(playlist_path: &str, uri: &str) -> Option<Url> {
+        // Browsers read `\` as `/` in http(s) URLs, other parsers do not:
+        // never guess which one the player is.
+        if uri.contains('\\') {
+            return None;
+        }
+        let base = Url::parse(PLAYLIST_ORIGIN).ok()?.join(playlist_path).ok()?;
+        base.join(uri).ok()
+    }
+
+    /// Still on the playlist's origin (`.invalid` names no real host).
+    fn same_host(url: &Url) -> bool {
+        url.scheme() == "https" && url.host_str() == Some(PLAYLIST_HOST) && url.port().is_none()
+    }
+
+    /// A key URI that may carry the viewer's token.
+    pub fn key_uri(&self, playlist_path: &str, uri: &str) -> bool {
+        let Some(url) = Self::resolve(playlist_path, uri) else {
+            return false;
+        };
+        if Self::same_host(&url) {
+            return self.local_paths.iter().any(|p| p == url.path());
+        }
+        self.endpoints
+            .iter()
+            .any(|e| e.origin() == url.origin() && e.path() == url.path())
+    }
+
+    /// A media playlist URI (in a master playlist) that may carry the token:
+    /// only one served by the same host as the master.
+    pub fn playlist_uri(&self, playlist_path: &str, uri: &str) -> bool {
+        Self::local_path(playlist_path, uri).is_some()
+    }
+
+    /// The path a same-host URI resolves to (percent-encoded), if it is one.
+    pub fn local_path(playlist_path: &str, uri: &str) -> Option<String> {
+        Self::resolve(playlist_path, uri)
+            .filter(Self::same_host)
+            .map(|url| url.path().to_owned())
+    }
+}
+
+impl Default for TokenTargets {
+    /// No absolute endpoint: only key URIs relative to the playlist's host.
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            local_paths: vec![KEY_PATH.to_owned(), "/".to_owned()],
+        }
+    }
+}
+
+/// The decoded segments of a percent-encoded URL path; `None` if one is not
+/// UTF-8.
+pub fn path_segments(path: &str) -> Option<Vec<String>> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        })
+        .collect()
+}
+
+impl TokenTargets {}
+
+/// The playlist with `token` on every key URI of the broker's (`targets`)
+/// and, in a master playlist, on every media playlist URI of the same host.
+/// URIs that point elsewhere are left alone: the token is not sent away.
+pub fn with_token(
+    playlist: &Playlist<'_>,
+    targets: &TokenTargets,
+    playlist_path: &str,
+    token: &str,
+) -> Result<String, PlaylistError> {
+    Ok(Template::new(playlist, targets, playlist_path)?.render(token))
 }
 
 /// A playlist cut where tokens go, so serving it to a viewer is one
@@ -57,14 +187,24 @@ pub struct Template {
     pieces: Vec<String>,
     /// As [`key_video_ids`].
     pub video_ids: Vec<String>,
+    /// In a master playlist: the paths (percent-encoded) of its media
+    /// playlists on the same host, whose keys its viewers will ask for.
+    pub media_playlists: Vec<String>,
 }
 
 /// Marks a token's place while cutting; parsing refuses NUL in playlists.
 const HOLE: &str = "\0";
 
 impl Template {
-    pub fn new(playlist: &Playlist<'_>) -> Result<Self, PlaylistError> {
+    /// `playlist_path`: the URL path the playlist is served at, against
+    /// which its relative URIs resolve.
+    pub fn new(
+        playlist: &Playlist<'_>,
+        targets: &TokenTargets,
+        playlist_path: &str,
+    ) -> Result<Self, PlaylistError> {
         let mut out = String::new();
+        let mut media_playlists = Vec::new();
         let mut next_uri_is_playlist = false;
         for (i, line) in playlist.lines.iter().enumerate() {
             match line {
@@ -77,10 +217,18 @@ impl Template {
                     let mut attrs =
                         Attributes::parse(value).map_err(|e| PlaylistError::new(i + 1, e))?;
                     let rewritten = match attrs.get("URI") {
-                        Some(uri) if KEY_TAGS.contains(name) && is_broker_key_uri(uri) => {
+                        Some(uri)
+                            if KEY_TAGS.contains(name)
+                                && is_broker_key_uri(uri)
+                                && targets.key_uri(playlist_path, uri) =>
+                        {
                             Some(set_token(uri))
                         }
-                        Some(uri) if !KEY_TAGS.contains(name) && is_relative(uri) => {
+                        Some(uri)
+                            if !KEY_TAGS.contains(name)
+                                && targets.playlist_uri(playlist_path, uri) =>
+                        {
+                            media_playlists.extend(TokenTargets::local_path(playlist_path, uri));
                             Some(set_token(uri))
                         }
                         _ => None,
@@ -96,7 +244,10 @@ impl Template {
                         None => out.push_str(value),
                     }
                 }
-                Line::Uri(uri) if next_uri_is_playlist && is_relative(uri) => {
+                Line::Uri(uri)
+                    if next_uri_is_playlist && targets.playlist_uri(playlist_path, uri) =>
+                {
+                    media_playlists.extend(TokenTargets::local_path(playlist_path, uri));
                     out.push_str(&set_token(uri));
                 }
                 Line::Tag { name, value } => {
@@ -122,6 +273,7 @@ impl Template {
         Ok(Self {
             pieces: out.split(HOLE).map(str::to_owned).collect(),
             video_ids: key_video_ids(playlist)?,
+            media_playlists,
         })
     }
 
@@ -143,10 +295,6 @@ impl Template {
 
 fn is_broker_key_uri(uri: &str) -> bool {
     query_param(uri, "Ciphertext").is_some()
-}
-
-fn is_relative(uri: &str) -> bool {
-    !uri.contains("://") && !uri.starts_with("//")
 }
 
 fn split_uri(uri: &str) -> (&str, Option<&str>, &str) {
@@ -186,6 +334,57 @@ fn set_token(uri: &str) -> String {
 mod tests {
     use super::*;
 
+    const AT: &str = "/v1/hls/playlist/p/index.m3u8";
+
+    fn targets(bases: &[&str]) -> TokenTargets {
+        TokenTargets::new(&bases.iter().map(|b| b.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn tokens_go_only_to_the_brokers_key_endpoints() {
+        let t = targets(&["https://keys.example", "https://decrypt.example/"]);
+        for (uri, ok) in [
+            ("https://keys.example/v1/hls/key?Ciphertext=E", true),
+            ("HTTPS://KEYS.example:443/v1/hls/key?Ciphertext=E", true),
+            ("https://keys.example/v1/hls/%6Bey?Ciphertext=E", false),
+            ("https://decrypt.example/?Ciphertext=E", true),
+            ("https://keys.example:8443/v1/hls/key?Ciphertext=E", false),
+            ("http://keys.example/v1/hls/key?Ciphertext=E", false),
+            ("https://keys.example.evil/v1/hls/key?Ciphertext=E", false),
+            (
+                "https://keys.example@evil.example/v1/hls/key?Ciphertext=E",
+                false,
+            ),
+            ("https://evil.example/v1/hls/key?Ciphertext=E", false),
+            ("https://keys.example/other?Ciphertext=E", false),
+            // Relative: the playlist's own host.
+            ("/v1/hls/key?Ciphertext=E", true),
+            ("../../key?Ciphertext=E", true),
+            ("../../../key?Ciphertext=E", false),
+            ("/?Ciphertext=E", true),
+            // Scheme-relative and backslashed: another host, whatever they look like.
+            ("//evil.example/v1/hls/key?Ciphertext=E", false),
+            ("\\\\evil.example/v1/hls/key?Ciphertext=E", false),
+            ("/\\evil.example/v1/hls/key?Ciphertext=E", false),
+            ("http:\\\\evil.example/v1/hls/key?Ciphertext=E", false),
+            ("https:evil.example/v1/hls/key?Ciphertext=E", false),
+            ("\t//evil.example/v1/hls/key?Ciphertext=E", false),
+        ] {
+            assert_eq!(t.key_uri(AT, uri), ok, "{uri}");
+        }
+        for (uri, ok) in [
+            ("lo/index.m3u8", true),
+            ("/v1/hls/playlist/x.m3u8", true),
+            ("//cdn.example/i.m3u8", false),
+            ("\\\\cdn.example/i.m3u8", false),
+            ("https://cdn.example/i.m3u8", false),
+        ] {
+            assert_eq!(t.playlist_uri(AT, uri), ok, "{uri}");
+        }
+        assert!(TokenTargets::new(&["keys.example".into()]).is_err());
+        assert!(TokenTargets::new(&["ftp://keys.example".into()]).is_err());
+    }
+
     #[test]
     fn media_key_uris_get_the_token_and_segments_do_not() {
         let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
@@ -195,7 +394,7 @@ mod tests {
             #EXTINF:2,\ns1.ts?x=1\n#EXT-X-ENDLIST\n";
         let p = Playlist::parse(text).unwrap();
         assert_eq!(key_video_ids(&p).unwrap(), ["film 1"]);
-        let out = with_token(&p, "T.k-n").unwrap();
+        let out = with_token(&p, &targets(&["https://b"]), AT, "T.k-n").unwrap();
         assert_eq!(
             out,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
@@ -214,7 +413,7 @@ mod tests {
             #EXT-X-STREAM-INF:BANDWIDTH=2\nhttps://cdn.example/v1/i.m3u8\n";
         let p = Playlist::parse(text).unwrap();
         assert_eq!(key_video_ids(&p).unwrap(), ["v"]);
-        let out = with_token(&p, "TOK").unwrap();
+        let out = with_token(&p, &targets(&["https://b/"]), AT, "TOK").unwrap();
         assert_eq!(
             out,
             "#EXTM3U\n#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"https://b/?Ciphertext=E&vid=v&token=TOK\"\n\
@@ -230,14 +429,14 @@ mod tests {
             Playlist::parse("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"open\n#EXTINF:1,\na.ts\n")
                 .unwrap();
         assert!(key_video_ids(&p).is_err());
-        assert!(with_token(&p, "t").is_err());
+        assert!(with_token(&p, &targets(&[]), AT, "t").is_err());
         // Alibaba style: no vid, still gets the token.
         let p = Playlist::parse(
             "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://b/?Ciphertext=E\"\n#EXTINF:1,\na.ts\n",
         )
         .unwrap();
         assert!(key_video_ids(&p).unwrap().is_empty());
-        assert!(with_token(&p, "T")
+        assert!(with_token(&p, &targets(&["https://b/"]), AT, "T")
             .unwrap()
             .contains("URI=\"https://b/?Ciphertext=E&token=T\""));
     }

@@ -126,14 +126,18 @@ impl ServerProcess {
         secret: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        // Its own address is the key URI base of the playlists tests write.
+        let port = free_port();
+        let own = format!("http://127.0.0.1:{port}");
         let mut all = vec![
             ("DATABASE_URL", db),
             ("VODKMS_KMS_TOKEN", kms_token),
             ("VODKMS_TOKEN_SECRET", secret),
             ("VODKMS_KMS_URL", kms_url),
+            ("VODKMS_KEY_URI_BASE", own.as_str()),
         ];
         all.extend_from_slice(env);
-        match Self::spawn(&["broker", "serve"], free_port(), &all, "broker").await {
+        match Self::spawn(&["broker", "serve"], port, &all, "broker").await {
             Ok(p) => p,
             Err(log) => panic!("broker did not start:\n{log}"),
         }

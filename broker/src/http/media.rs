@@ -35,7 +35,7 @@ fn http_error(status: StatusCode, code: &'static str, message: impl Into<String>
 
 /// `path` as a relative path of plain names: no `..`, no hidden names, no
 /// backslashes, nothing absolute.
-fn safe_relative(path: &str) -> Option<PathBuf> {
+pub(super) fn safe_relative(path: &str) -> Option<PathBuf> {
     if path.is_empty() || path.len() > 1024 {
         return None;
     }

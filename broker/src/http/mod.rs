@@ -44,6 +44,9 @@ pub struct HttpConfig {
     /// Playlists (rewritten per viewer) and segments served at
     /// `/v1/hls/playlist/{path}`.
     pub origin_dir: Option<PathBuf>,
+    /// The broker's public key endpoints (`--key-uri-base`): the only
+    /// absolute key URIs of served playlists that get the viewer's token.
+    pub token_targets: hls::rewrite::TokenTargets,
     /// Static files (a player page) served at `/web/{path}`.
     pub web_dir: Option<PathBuf>,
 }
@@ -57,6 +60,7 @@ impl Default for HttpConfig {
             client_ip_header: None,
             trusted_proxies: Vec::new(),
             origin_dir: None,
+            token_targets: hls::rewrite::TokenTargets::default(),
             web_dir: None,
         }
     }
@@ -126,7 +130,7 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         origin: http
             .origin_dir
             .clone()
-            .map(|d| Arc::new(origin::Origin::new(d))),
+            .map(|d| Arc::new(origin::Origin::new(d, http.token_targets.clone()))),
         broker,
         http: Arc::new(http),
     };

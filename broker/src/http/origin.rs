@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hls::playlist::{Playlist, MAX_PLAYLIST_BYTES};
-use hls::rewrite::Template;
+use hls::rewrite::{path_segments, Template, TokenTargets};
 
 /// How long a cached playlist is served before its file is looked at again:
 /// a changed playlist is served within this time.
@@ -32,13 +32,15 @@ struct Entry {
 
 pub struct Origin {
     dir: PathBuf,
+    targets: TokenTargets,
     cache: Mutex<HashMap<PathBuf, Entry>>,
 }
 
 impl Origin {
-    pub fn new(dir: PathBuf) -> Self {
+    pub fn new(dir: PathBuf, targets: TokenTargets) -> Self {
         Self {
             dir,
+            targets,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -51,8 +53,38 @@ impl Origin {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The playlist at `relative` (already checked to be plain names).
+    /// The playlist at `relative` (already checked to be plain names). A
+    /// master playlist's videos are those its own key tags name and those of
+    /// its media playlists, so the token written into it reaches them.
     pub async fn playlist(&self, relative: &Path) -> Result<Arc<Template>, OriginError> {
+        let template = self.load(relative).await?;
+        if template.media_playlists.is_empty() {
+            return Ok(template);
+        }
+        let mut video_ids = template.video_ids.clone();
+        for path in &template.media_playlists {
+            let Some(child) = origin_relative(path) else {
+                continue;
+            };
+            // A media playlist that is missing or broken fails on its own fetch.
+            if let Ok(media) = self.load(&child).await {
+                for v in &media.video_ids {
+                    if !video_ids.contains(v) {
+                        video_ids.push(v.clone());
+                    }
+                }
+            }
+        }
+        if video_ids == template.video_ids {
+            return Ok(template);
+        }
+        let mut with_children = Template::clone(&template);
+        with_children.video_ids = video_ids;
+        Ok(Arc::new(with_children))
+    }
+
+    /// One playlist file as a template, from the cache while unchanged.
+    async fn load(&self, relative: &Path) -> Result<Arc<Template>, OriginError> {
         let now = Instant::now();
         if let Some(e) = self.lock().get(relative) {
             if now.duration_since(e.checked) < RECHECK {
@@ -81,8 +113,11 @@ impl Origin {
             .await
             .map_err(|e| OriginError::Invalid(e.to_string()))?;
         let playlist = Playlist::parse(&text).map_err(|e| OriginError::Invalid(e.to_string()))?;
-        let template =
-            Arc::new(Template::new(&playlist).map_err(|e| OriginError::Invalid(e.to_string()))?);
+        let served_at = served_at(relative);
+        let template = Arc::new(
+            Template::new(&playlist, &self.targets, &served_at)
+                .map_err(|e| OriginError::Invalid(e.to_string()))?,
+        );
         let mut cache = self.lock();
         if cache.len() >= MAX_ENTRIES {
             cache.clear();
@@ -99,3 +134,29 @@ impl Origin {
         Ok(template)
     }
 }
+
+/// The URL path a playlist of the origin folder is served at.
+fn served_at(relative: &Path) -> String {
+    let mut path = String::from(PLAYLIST_ROUTE);
+    for (i, part) in relative.iter().enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        path.push_str(&part.to_string_lossy());
+    }
+    path
+}
+
+/// The origin file a resolved URL path names, if it is under the playlist
+/// route and made of plain names.
+fn origin_relative(url_path: &str) -> Option<PathBuf> {
+    let segments = path_segments(url_path)?;
+    let route: Vec<&str> = PLAYLIST_ROUTE.trim_matches('/').split('/').collect();
+    if segments.len() <= route.len() || segments[..route.len()] != route[..] {
+        return None;
+    }
+    super::media::safe_relative(&segments[route.len()..].join("/"))
+}
+
+/// Where `--origin-dir` is served.
+pub const PLAYLIST_ROUTE: &str = "/v1/hls/playlist/";

@@ -42,6 +42,13 @@ impl Broker {
         for video_id in video_ids {
             self.check_video(&admitted.claims, video_id)?;
         }
+        // The token written in names no more videos than the playlist does;
+        // a playlist that names none gets the token's one video, or nothing.
+        let videos = match (video_ids, admitted.claims.single_video()) {
+            ([], Some(only)) => vec![only.to_owned()],
+            ([], None) => return Ok(Zeroizing::new(String::new())),
+            (named, _) => named.to_vec(),
+        };
         let presented = || {
             Zeroizing::new(
                 tokens
@@ -50,8 +57,10 @@ impl Broker {
                     .unwrap_or_default(),
             )
         };
+        // Without a signing key (or past the grant) the viewer's own token
+        // goes in: it reaches only the broker's own key endpoints.
         Ok(self
-            .refreshed(&admitted.claims, video_ids)
+            .refreshed(&admitted.claims, videos)
             .unwrap_or_else(presented))
     }
 
@@ -63,7 +72,7 @@ impl Broker {
     /// every revocation and session of the original applying to it. `None`
     /// when the broker cannot sign (EdDSA verification only) or the grant is
     /// over.
-    fn refreshed(&self, claims: &Claims, video_ids: &[String]) -> Option<Zeroizing<String>> {
+    fn refreshed(&self, claims: &Claims, video_ids: Vec<String>) -> Option<Zeroizing<String>> {
         let keys = &self.0.tokens;
         if !keys.can_sign() {
             return None;
@@ -83,11 +92,7 @@ impl Broker {
             return None;
         }
         let fresh = Claims {
-            vids: if video_ids.is_empty() {
-                claims.vids.clone()
-            } else {
-                video_ids.to_vec()
-            },
+            vids: video_ids,
             exp,
             nbf: None,
             ..claims.clone()

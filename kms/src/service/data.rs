@@ -68,9 +68,10 @@ impl Kms {
             ev.caller(caller);
             check_context(&req.context)?;
             ev.context(&req.context);
-            let key_id = self.resolve_key_id(&req.key_id).await?;
+            let key_id = self
+                .resolve_key_for(caller, Role::Generate, &req.key_id)
+                .await?;
             ev.key(key_id, None);
-            caller.require(Role::Generate, Some(key_id))?;
             let plaintext = generate_data_key(req.spec, &mut OsRng);
             let blob = self
                 .seal_under_primary(ctx, key_id, &plaintext, &req.context, &mut ev)
@@ -154,11 +155,10 @@ impl Kms {
                     })?;
             }
             let dest_id = match destination_key {
-                Some(k) => self.resolve_key_id(k).await?,
+                Some(k) => self.resolve_key_for(caller, Role::Generate, k).await?,
                 None => source.key_id,
             };
             ev.key(dest_id, None);
-            caller.require(Role::Generate, Some(dest_id))?;
             let plaintext = self.open_blob(&blob, &source_context).await?;
             let sealed = self
                 .seal_under_primary(ctx, dest_id, &plaintext, &dest_context, &mut ev)

@@ -133,8 +133,7 @@ impl Kms {
     }
 
     pub async fn describe_key(&self, caller: &Caller, key: &str) -> Result<KeyView, KmsError> {
-        let id = self.resolve_key_id(key).await?;
-        caller.require(Role::Admin, Some(id))?;
+        let id = self.resolve_key_for(caller, Role::Admin, key).await?;
         self.key_view(id).await
     }
 
@@ -176,9 +175,8 @@ impl Kms {
         let mut ev = self.begin_audit(op, ctx)?;
         ev.caller(caller);
         let result = async {
-            let id = self.resolve_key_id(key).await?;
+            let id = self.resolve_key_for(caller, Role::Admin, key).await?;
             ev.key(id, None);
-            caller.require(Role::Admin, Some(id))?;
             let (out, version) = f(id).await?;
             ev.key(id, version);
             Ok(out)

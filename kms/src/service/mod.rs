@@ -88,14 +88,19 @@ impl Caller {
             .is_none_or(|ids| ids.contains(&key_id))
     }
 
-    /// Deny by default: the role must match, and the key must be in scope.
-    fn require(&self, role: Role, key_id: Option<Uuid>) -> Result<(), KmsError> {
+    fn require_role(&self, role: Role) -> Result<(), KmsError> {
         if self.0.role != role {
             return Err(KmsError::AccessDenied(format!(
                 "this call needs a client of role `{}`",
                 role.as_str()
             )));
         }
+        Ok(())
+    }
+
+    /// Deny by default: the role must match, and the key must be in scope.
+    fn require(&self, role: Role, key_id: Option<Uuid>) -> Result<(), KmsError> {
+        self.require_role(role)?;
         match key_id {
             Some(id) if !self.may_use(id) => Err(KmsError::AccessDenied(
                 "this client may not use this key".into(),
@@ -291,6 +296,29 @@ impl Kms {
             return Err(KmsError::Unauthenticated);
         }
         Ok(Caller(client))
+    }
+
+    /// Resolves `key` for a caller who needs `role` on it, checking the role
+    /// before looking anything up, so a caller that may not use keys learns
+    /// nothing about which aliases exist. For a client limited to some keys,
+    /// an unknown alias and a key outside its scope look the same.
+    async fn resolve_key_for(
+        &self,
+        caller: &Caller,
+        role: Role,
+        key: &str,
+    ) -> Result<Uuid, KmsError> {
+        caller.require_role(role)?;
+        let id = match self.resolve_key_id(key).await {
+            Err(KmsError::KeyNotFound) if caller.0.key_ids.is_some() => {
+                return Err(KmsError::AccessDenied(
+                    "this client may not use this key".into(),
+                ))
+            }
+            other => other?,
+        };
+        caller.require(role, Some(id))?;
+        Ok(id)
     }
 
     /// Accepts a key id (UUID) or an alias (`alias/...`).
