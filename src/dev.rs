@@ -157,8 +157,8 @@ pub async fn run(
         trusted_proxies: Vec::new(),
         token_targets: hls::rewrite::TokenTargets::new(&[format!("http://{addr}")])
             .map_err(anyhow::Error::msg)?,
-        origin_dir: Some(origin.clone()),
-        web_dir: Some(origin),
+        origin_dir: Some(origin),
+        web_dir: None,
     };
     let app = broker::http::app_with_fallback(broker.clone(), http, extras);
 

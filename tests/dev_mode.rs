@@ -169,6 +169,18 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
         .unwrap()
         .len();
     assert_eq!(generated, 3, "one data key per sample segment");
+    // L2: /web/ is not the origin folder (playlists without a token, key files).
+    for path in ["/web/demo/index.m3u8", "/web/", "/web///demo"] {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
     api.audit_until(admin, "Operation=ReleaseKey&Viewer=demo", |rs| {
         !rs.is_empty()
     })

@@ -615,3 +615,89 @@ async fn l3_aliases_do_not_leak_to_callers_without_rights() {
         .assert_error(404, "KeyNotFound");
     api.generate(&scoped, "alias/other", "v").await.ok();
 }
+
+/// L2: static serving refuses hidden files, key and keyinfo files, symlinks
+/// out of the folder, and never redirects (`/web///x` once redirected to the
+/// scheme-relative `//x/`, an open redirect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l2_static_files_stay_in_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    let origin = dir.path().join("origin");
+    let outside = dir.path().join("outside");
+    for d in [
+        &web,
+        &origin,
+        &outside,
+        &web.join("demo"),
+        &origin.join("v"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(web.join("player.html"), "<p>player</p>").unwrap();
+    std::fs::write(web.join("demo/index.html"), "<p>demo</p>").unwrap();
+    std::fs::write(web.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(web.join("film.key"), [7u8; 16]).unwrap();
+    std::fs::write(web.join("enc.keyinfo"), "uri\nfile\n").unwrap();
+    std::fs::write(outside.join("secret.html"), "outside").unwrap();
+    std::fs::write(outside.join("s0.ts"), [1u8; 188]).unwrap();
+    std::fs::write(
+        outside.join("index.m3u8"),
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns0.ts\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.html"), web.join("out.html")).unwrap();
+    std::os::unix::fs::symlink(&outside, web.join("outdir")).unwrap();
+    std::os::unix::fs::symlink(web.join("player.html"), web.join("in.html")).unwrap();
+    std::os::unix::fs::symlink(outside.join("s0.ts"), origin.join("v/s0.ts")).unwrap();
+    std::os::unix::fs::symlink(outside.join("index.m3u8"), origin.join("v/index.m3u8")).unwrap();
+    std::fs::write(origin.join("v/s1.ts"), [2u8; 188]).unwrap();
+
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
+        ("VODKMS_ORIGIN_DIR", origin.to_str().unwrap()),
+    ])
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token = b.token("alice", &["v"]).await;
+    for (path, want) in [
+        ("/web/player.html".to_owned(), 200),
+        ("/web/in.html".to_owned(), 200),
+        ("/web/demo/".to_owned(), 200),
+        ("/web/.env".to_owned(), 404),
+        ("/web/%2Eenv".to_owned(), 404),
+        ("/web/film.key".to_owned(), 404),
+        ("/web/FILM.KEY".to_owned(), 404),
+        ("/web/enc.keyinfo".to_owned(), 404),
+        ("/web/out.html".to_owned(), 404),
+        ("/web/outdir/secret.html".to_owned(), 404),
+        ("/web/../outside/secret.html".to_owned(), 404),
+        ("/web/%2E%2E/outside/secret.html".to_owned(), 404),
+        ("/web/demo".to_owned(), 404),
+        ("/web///demo".to_owned(), 404),
+        ("/web//evil.example/".to_owned(), 404),
+        ("/web/%5C%5Cevil.example/".to_owned(), 404),
+        ("/v1/hls/playlist/v/s1.ts".to_owned(), 200),
+        ("/v1/hls/playlist/v/s0.ts".to_owned(), 404),
+        (
+            format!("/v1/hls/playlist/v/index.m3u8?token={}", q(&token)),
+            404,
+        ),
+    ] {
+        let r = http
+            .get(format!("{}{path}", b.broker.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        assert!(r.headers().get("location").is_none(), "{path} redirected");
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("outside") && !body.contains("SECRET"),
+            "{path}: {body}"
+        );
+    }
+}

@@ -49,6 +49,56 @@ pub(super) fn safe_relative(path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Files never served from the web or origin folders, whatever they are
+/// named like: data keys written by `vodkms datakey`, ffmpeg key info files.
+const SECRET_EXTENSIONS: &[&str] = &["key", "keyinfo", "pem"];
+
+/// `full` if it is inside `dir` once every symlink is followed, else `None`
+/// (a link out of the folder, or no such file).
+pub(super) async fn contained(dir: &FsPath, full: &FsPath) -> Option<PathBuf> {
+    let dir = tokio::fs::canonicalize(dir).await.ok()?;
+    let real = tokio::fs::canonicalize(full).await.ok()?;
+    real.starts_with(&dir).then_some(real)
+}
+
+/// `GET /web/{path}`: a static file of `--web-dir` (`index.html` for a
+/// folder). Never a redirect, a hidden file, a key file, or a file a symlink
+/// takes out of the folder.
+pub async fn web_file(
+    State(s): State<AppState>,
+    uri: axum::http::Uri,
+    request: Request,
+) -> ApiResult<Response> {
+    let path = uri.path();
+    let missing = || not_found(path);
+    let dir = s.http.web_dir.as_deref().ok_or_else(missing)?;
+    let mut segments = hls::rewrite::path_segments(path).ok_or_else(missing)?;
+    if segments.last().is_none_or(|last| last.is_empty()) {
+        segments.pop();
+        segments.push("index.html".into());
+    }
+    let relative = safe_relative(&segments.join("/")).ok_or_else(missing)?;
+    let extension = relative
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if SECRET_EXTENSIONS.contains(&extension.as_str()) {
+        return Err(missing());
+    }
+    let full = contained(dir, &dir.join(&relative))
+        .await
+        .ok_or_else(missing)?;
+    if !tokio::fs::metadata(&full).await.is_ok_and(|m| m.is_file()) {
+        return Err(missing());
+    }
+    let response = serve_file(&full, request).await;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(missing());
+    }
+    Ok(response)
+}
+
 /// `GET /v1/hls/playlist/{path}`: `DIR/path` rewritten for the viewer if it
 /// is a playlist (`.m3u8`), else a segment file as it is.
 pub async fn origin_file(
@@ -87,6 +137,9 @@ pub async fn origin_file(
     if !SEGMENT_EXTENSIONS.contains(&extension.as_str()) {
         return Err(not_found(&path));
     }
+    let full = contained(origin, &full)
+        .await
+        .ok_or_else(|| not_found(&path))?;
     let mut response = serve_file(&full, request).await;
     if response.status() == StatusCode::NOT_FOUND {
         return Err(not_found(&path));

@@ -168,8 +168,11 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         )
         .route("/v1/audit", get(h::audit))
         .route("/v1/hls/playlist/{*path}", get(media::origin_file));
-    if let Some(dir) = web_dir {
-        router = router.nest_service("/web", tower_http::services::ServeDir::new(dir));
+    if web_dir.is_some() {
+        // Our own handler, not ServeDir: no redirects (ServeDir's trailing
+        // slash one turned `/web///x` into `//x/`), no hidden or key files,
+        // no symlinks out of the folder.
+        router = router.nest_service("/web", get(media::web_file).with_state(state.clone()));
     }
     if own_fallback {
         router = router.fallback(kms::http::not_found);

@@ -91,13 +91,15 @@ impl Origin {
                 return Ok(Arc::clone(&e.template));
             }
         }
-        let full = self.dir.join(relative);
-        let meta = match tokio::fs::metadata(&full).await {
-            Ok(m) if m.is_file() => m,
-            _ => {
-                self.lock().remove(relative);
-                return Err(OriginError::NotFound);
-            }
+        // Symlinks are followed only as far as the folder's edge.
+        let full = super::media::contained(&self.dir, &self.dir.join(relative)).await;
+        let meta = match &full {
+            Some(path) => tokio::fs::metadata(path).await.ok(),
+            None => None,
+        };
+        let (Some(full), Some(meta)) = (full, meta.filter(|m| m.is_file())) else {
+            self.lock().remove(relative);
+            return Err(OriginError::NotFound);
         };
         let modified = meta.modified().ok();
         if let Some(e) = self.lock().get_mut(relative) {
