@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 mod admin;
 mod config;
 mod dev;
+mod secret_env;
 mod transcode;
 
 /// See Cargo.toml: allocation is a tenth of the key path's CPU.
@@ -249,10 +250,7 @@ struct BrokerArgs {
 /// (command lines are visible to every user of the machine).
 fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
     // An empty variable counts as unset (how a wrapper blanks one).
-    let from_env = std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(zeroize::Zeroizing::new);
+    let from_env = secret_env::get(var);
     match (from_env, file) {
         (Some(_), Some(_)) => bail!("give {var} or {var}_FILE, not both"),
         (Some(v), None) => Ok(Some(v)),
@@ -367,10 +365,7 @@ impl DbArgs {
     /// The root key comes from VODKMS_ROOT_KEY (never a flag: command lines
     /// are visible to every user of the machine) or from a file.
     fn root_key(&self) -> Result<RootKey> {
-        let from_env = std::env::var("VODKMS_ROOT_KEY")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(zeroize::Zeroizing::new);
+        let from_env = secret_env::get("VODKMS_ROOT_KEY");
         match (&from_env, &self.root_key_file) {
             (Some(_), Some(_)) => bail!("give VODKMS_ROOT_KEY or VODKMS_ROOT_KEY_FILE, not both"),
             (None, None) => bail!(
@@ -659,11 +654,23 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+    // Still single-threaded: secrets leave the environment before anything
+    // else can read it (or a thread can race the change).
+    let mut warnings = Vec::new();
+    if let Err(e) = secret_env::take() {
+        warnings.push(format!("secret variables are out of the environment, but /proc/PID/environ could not be wiped ({e})"));
+    }
+    if args
+        .iter()
+        .any(|a| a == "--database-url" || a.starts_with("--database-url="))
+    {
+        warnings.push("--database-url puts the database password on the command line, visible to every user of this machine: use DATABASE_URL or --database-url-file".into());
+    }
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run()),
+        Ok(rt) => rt.block_on(run(warnings)),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -671,7 +678,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> std::process::ExitCode {
+async fn run(warnings: Vec<String>) -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -683,6 +690,9 @@ async fn run() -> std::process::ExitCode {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
     }
     let result = match cli.command {
         Command::Keys { target, command } => return admin::keys(target, command).await,

@@ -701,3 +701,41 @@ async fn l2_static_files_stay_in_their_folder() {
         );
     }
 }
+
+/// L7: secret variables do not stay readable in `/proc/PID/environ` of the
+/// running servers, and a password on the command line is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l7_secrets_leave_the_environment() {
+    let b = BrokerSetup::new().await;
+    let environ = |pid: u32| std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let kms_env = environ(b.kms.kms.pid());
+    assert!(
+        contains(&kms_env, "VODKMS_ROOT_KEY="),
+        "the name stays, the value goes"
+    );
+    assert!(!contains(&kms_env, &b.kms.root_key));
+    let broker_env = environ(b.broker.pid());
+    assert!(!contains(&broker_env, &b.secret_b64));
+    assert!(!contains(&broker_env, &b.kms.decryptor));
+    // They still work: the broker reached the KMS with its token and signs.
+    let (_, edk) = b.data_key("film").await;
+    let token = b.token("alice", &["film"]).await;
+    let query = format!("vid=film&Ciphertext={}&token={}", q(&edk), q(&token));
+    assert_eq!(b.key_status(&query).await.0, 200);
+
+    let kms = ServerProcess::spawn(
+        &["kms", "serve", "--database-url", &b.kms.db],
+        free_port(),
+        &[("VODKMS_ROOT_KEY", b.kms.root_key.as_str())],
+        "kms",
+    )
+    .await
+    .unwrap();
+    eventually(10, "the warning is logged", || {
+        let log = kms.log_text();
+        async move { log.contains("--database-url puts the database password on the command line") }
+    })
+    .await;
+}
