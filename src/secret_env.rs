@@ -46,8 +46,15 @@ pub fn take() -> Result<(), String> {
     overwrite_original_block(&present).map_err(|e| e.to_string())
 }
 
-/// A secret variable's value, as it was at start-up (empty counts as unset).
+/// A variable's value (empty counts as unset): a secret one as it was at
+/// start-up, any other from the environment.
 pub fn get(var: &str) -> Option<Zeroizing<String>> {
+    if !SECRET_VARS.contains(&var) {
+        return std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Zeroizing::new);
+    }
     TAKEN
         .get()
         .and_then(|m| m.get(var))
