@@ -157,8 +157,10 @@ pub async fn run(
         trusted_proxies: Vec::new(),
         token_targets: hls::rewrite::TokenTargets::new(&[format!("http://{addr}")])
             .map_err(anyhow::Error::msg)?,
-        origin_dir: Some(origin),
-        web_dir: None,
+        origin_dir: Some(origin.clone()),
+        // The demo page's "play without signing in" loads the published playlist
+        // here; key and hidden files are never served (see media::web_file).
+        web_dir: Some(origin),
     };
     let app = broker::http::app_with_fallback(broker.clone(), http, extras);
 
