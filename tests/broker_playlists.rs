@@ -4,8 +4,7 @@
 
 mod common;
 
-use base64::Engine as _;
-use common::brokers::{fetch_from, BrokerSetup, ORIGIN};
+use common::brokers::{fetch_from, token_payload, BrokerSetup, ORIGIN};
 use serde_json::{json, Value};
 
 fn token_in(uri: &str) -> String {
@@ -13,16 +12,6 @@ fn token_in(uri: &str) -> String {
         .find_map(|p| p.strip_prefix("token="))
         .unwrap_or_else(|| panic!("no token in {uri}"))
         .to_owned()
-}
-
-fn payload(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn key_uri(playlist: &str) -> String {
@@ -86,7 +75,7 @@ async fn playlists_are_rewritten_for_entitled_viewers_only() {
         media
     );
     let fresh = token_in(&key_uri(&text));
-    let (old, new) = (payload(&token), payload(&fresh));
+    let (old, new) = (token_payload(&token), token_payload(&fresh));
     assert_eq!(new["jti"], old["jti"]);
     assert_eq!(new["iat"], old["iat"]);
     assert_eq!(new["sub"], "alice");
@@ -310,7 +299,7 @@ async fn reissued_tokens_live_no_longer_than_a_playback_session() {
             .await;
         assert_eq!(status, 200);
         let fresh = token_in(&key_uri(&String::from_utf8(body).unwrap()));
-        let (old, new) = (payload(token), payload(&fresh));
+        let (old, new) = (token_payload(token), token_payload(&fresh));
         // Sessions off: the original's exp; on: up to iat + the session max (600 s).
         assert_eq!(
             new["exp"].as_i64().unwrap() - old["exp"].as_i64().unwrap(),

@@ -17,34 +17,16 @@ async fn m2_generate_client_cannot_rewrap_an_edk_to_another_video() {
     let (key_a, edk_a) = b.data_key("film-a").await;
     let api = &b.kms.api;
     // The attack: re-encrypt film-a's public EDK to film-b's context.
-    let moved = api
-        .post(
-            "/v1/re-encrypt",
-            &b.kms.generator,
-            json!({
-                "CiphertextBlob": edk_a,
-                "SourceEncryptionContext": { "video_id": "film-a" },
-                "DestinationEncryptionContext": { "video_id": "film-b" },
-            }),
-        )
-        .await;
+    let moved = rewrap(&b, &edk_a, "film-a", "film-b").await;
     moved.assert_error(403, "AccessDenied");
     assert!(moved.body["Message"]
         .as_str()
         .unwrap()
         .contains("decrypt right"));
     // Not even through a wrong source context (the check comes first).
-    api.post(
-        "/v1/re-encrypt",
-        &b.kms.generator,
-        json!({
-            "CiphertextBlob": edk_a,
-            "SourceEncryptionContext": { "video_id": "film-b" },
-            "DestinationEncryptionContext": { "video_id": "film-a" },
-        }),
-    )
-    .await
-    .assert_error(403, "AccessDenied");
+    rewrap(&b, &edk_a, "film-b", "film-a")
+        .await
+        .assert_error(403, "AccessDenied");
 
     // A viewer entitled only to film-b gets nothing from film-a's EDK.
     let token_b = b.token("mallory", &["film-b"]).await;
@@ -52,17 +34,7 @@ async fn m2_generate_client_cannot_rewrap_an_edk_to_another_video() {
     assert_eq!(b.key_status(&query).await, (403, "KeyNotForVideo".into()));
 
     // Rewrapping within the same context (e.g. onto a new key) still works.
-    let same = api
-        .post(
-            "/v1/re-encrypt",
-            &b.kms.generator,
-            json!({
-                "CiphertextBlob": edk_a,
-                "SourceEncryptionContext": { "video_id": "film-a" },
-                "DestinationEncryptionContext": { "video_id": "film-a" },
-            }),
-        )
-        .await;
+    let same = rewrap(&b, &edk_a, "film-a", "film-a").await;
     let rewrapped = same.ok()["CiphertextBlob"].as_str().unwrap().to_owned();
     let plain = api.decrypt(&b.kms.decryptor, &rewrapped, "film-a").await;
     assert_eq!(
@@ -76,6 +48,22 @@ async fn m2_generate_client_cannot_rewrap_an_edk_to_another_video() {
         r.iter().any(|r| r["Outcome"] == "AccessDenied")
     })
     .await;
+}
+
+/// `re-encrypt` of `edk` by the transcoder, from one video's context to another's.
+async fn rewrap(b: &BrokerSetup, edk: &str, from: &str, to: &str) -> Reply {
+    b.kms
+        .api
+        .post(
+            "/v1/re-encrypt",
+            &b.kms.generator,
+            json!({
+                "CiphertextBlob": edk,
+                "SourceEncryptionContext": { "video_id": from },
+                "DestinationEncryptionContext": { "video_id": to },
+            }),
+        )
+        .await
 }
 
 /// M3: an issuer limited to one master key mints `VideoIds: ["*"]`; its
@@ -477,16 +465,6 @@ fn tokens_by_destination(playlist_url: &str, playlist: &str) -> Vec<(url::Url, S
         .collect()
 }
 
-fn claims_of(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 /// M5: served playlists carry the viewer's token only in URIs that reach
 /// the broker's own key endpoints, judged as a browser resolves them, and
 /// the token written names no more videos than the playlist.
@@ -558,7 +536,7 @@ async fn m5_playlist_tokens_reach_only_the_brokers_own_endpoints() {
         assert_eq!(dest.origin(), own.origin(), "{dest}");
         assert_eq!(dest.path(), "/v1/hls/key");
         // Names only the playlist's video, not all three of the token's.
-        assert_eq!(claims_of(t)["vids"], json!(["v"]));
+        assert_eq!(token_payload(t)["vids"], json!(["v"]));
     }
     assert_eq!(served.matches("token=").count(), 2, "{served}");
 
@@ -568,7 +546,7 @@ async fn m5_playlist_tokens_reach_only_the_brokers_own_endpoints() {
     let found = tokens_by_destination(&url_of("v/master.m3u8"), &served);
     assert_eq!(found.len(), 1, "{served}");
     assert_eq!(found[0].0.origin(), own.origin());
-    assert_eq!(claims_of(&found[0].1)["vids"], json!(["v"]));
+    assert_eq!(token_payload(&found[0].1)["vids"], json!(["v"]));
     assert_eq!(served.matches("token=").count(), 1, "{served}");
 
     // A playlist whose key URIs name no video: a token naming several gets
@@ -580,7 +558,7 @@ async fn m5_playlist_tokens_reach_only_the_brokers_own_endpoints() {
     let served = get("v/alibaba.m3u8", &single).await;
     let found = tokens_by_destination(&url_of("v/alibaba.m3u8"), &served);
     assert_eq!(found.len(), 1, "{served}");
-    assert_eq!(claims_of(&found[0].1)["vids"], json!(["v"]));
+    assert_eq!(token_payload(&found[0].1)["vids"], json!(["v"]));
 }
 
 /// L3: whether an alias exists is not revealed to callers that may not use

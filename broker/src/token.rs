@@ -215,16 +215,39 @@ impl TokenKeys {
         self.hs256.is_some()
     }
 
-    /// A MAC for the broker's own sign-in device cookies, under a key derived
-    /// from the HS256 secret (so a cookie can never pass for a token).
-    /// `None` if no secret is configured.
-    pub fn device_mac(&self, data: &[u8]) -> Option<[u8; 32]> {
+    /// The HMAC of a sign-in device cookie, under a key derived from the
+    /// HS256 secret (so a cookie can never pass for a token). `None` if no
+    /// secret is configured.
+    fn device_mac(&self, account: &str, id: &str, exp: i64) -> Option<Hmac<Sha256>> {
         let mut derive = hmac_for(self.hs256.as_ref()?)?;
         derive.update(b"vodkms device cookie v1");
         let key: Zeroizing<[u8; 32]> = Zeroizing::new(derive.finalize().into_bytes().into());
         let mut mac = Hmac::<Sha256>::new_from_slice(key.as_slice()).ok()?;
-        mac.update(data);
-        Some(mac.finalize().into_bytes().into())
+        mac.update(format!("{account}\n{id}\n{exp}").as_bytes());
+        Some(mac)
+    }
+
+    /// A device cookie, `ID.EXPIRY.MAC`: this browser signed in to `account`
+    /// (lowercased), valid until `exp` (Unix seconds).
+    pub fn device_cookie(&self, account: &str, exp: i64) -> Option<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mac = self.device_mac(account, &id, exp)?.finalize().into_bytes();
+        Some(format!("{id}.{exp}.{}", URL_SAFE_NO_PAD.encode(mac)))
+    }
+
+    /// Whether `cookie` is a device cookie of `account`, unexpired at `now`.
+    pub fn device_known(&self, account: &str, cookie: &str, now: i64) -> bool {
+        let mut parts = cookie.splitn(3, '.');
+        let (Some(id), Some(exp), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(exp), Ok(mac)) = (exp.parse::<i64>(), URL_SAFE_NO_PAD.decode(mac)) else {
+            return false;
+        };
+        exp > now
+            && self
+                .device_mac(account, id, exp)
+                .is_some_and(|expected| expected.verify_slice(&mac).is_ok())
     }
 
     /// Signs with HS256 (the broker's own tokens). `None` if no secret is configured.
@@ -386,6 +409,41 @@ mod tests {
 
     fn hs_keys() -> TokenKeys {
         TokenKeys::new(Some(SecretBytes::new(vec![7u8; 32])), None, 60, 86_400).unwrap()
+    }
+
+    #[test]
+    fn device_cookies_name_one_account_until_they_expire() {
+        let keys = hs_keys();
+        let cookie = keys.device_cookie("vera", NOW + 100).unwrap();
+        assert!(keys.device_known("vera", &cookie, NOW));
+        assert!(!keys.device_known("vera", &cookie, NOW + 100));
+        assert!(!keys.device_known("other", &cookie, NOW));
+        let other_secret =
+            TokenKeys::new(Some(SecretBytes::new(vec![8u8; 32])), None, 60, 86_400).unwrap();
+        assert!(!other_secret.device_known("vera", &cookie, NOW));
+        // A later expiry with the old MAC, a flipped MAC, junk.
+        let (id, rest) = cookie.split_once('.').unwrap();
+        let mac = rest.split_once('.').unwrap().1;
+        assert!(!keys.device_known("vera", &format!("{id}.{}.{mac}", NOW + 999), NOW));
+        let flipped = format!("{}A", &cookie[..cookie.len() - 1]);
+        assert!(flipped == cookie || !keys.device_known("vera", &flipped, NOW));
+        for junk in ["", ".", "..", "a.b.c", "a.1.", "a.99999999999999999999.x"] {
+            assert!(!keys.device_known("vera", junk, NOW), "{junk}");
+        }
+        // A token is not a device cookie, nor the other way round.
+        let token = keys.sign(&claims()).unwrap();
+        assert!(!keys.device_known("alice", &token, NOW));
+        assert!(keys.verify(&cookie, NOW).is_err());
+        // Without a secret there are none.
+        let verify_only = TokenKeys::new(
+            None,
+            Some(SigningKey::from_bytes(&[1; 32]).verifying_key()),
+            60,
+            86_400,
+        )
+        .unwrap();
+        assert!(verify_only.device_cookie("vera", NOW + 100).is_none());
+        assert!(!verify_only.device_known("vera", &cookie, NOW));
     }
 
     fn forge(header: &str, claims: &Claims, sig: &[u8]) -> String {

@@ -34,15 +34,12 @@ impl FromRequestParts<AppState> for Ctx {
                 parts.headers.get_all(name).iter().map(|v| v.as_bytes()),
                 &s.http.trusted_proxies,
             )),
-            (peer, _) => peer,
+            (peer, _) => peer.map(canonical),
         };
-        let (address, throttle_key) = ip
-            .map(|ip| (ip.to_string(), throttle_key(ip)))
-            .unwrap_or_default();
         Ok(Self(RequestContext {
             request_id,
-            address,
-            throttle_key,
+            address: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            ipv6_prefix: ip.and_then(ipv6_prefix),
         }))
     }
 }
@@ -88,14 +85,13 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// What rate limits count by: an IPv4 address, or an IPv6 /64 (one
-/// subscriber usually holds a whole /64, so single addresses are free).
-pub fn throttle_key(ip: IpAddr) -> String {
+/// The /64 of an IPv6 address (what rate limits count it by).
+pub fn ipv6_prefix(ip: IpAddr) -> Option<String> {
     match canonical(ip) {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(_) => None,
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
         }
     }
 }
@@ -211,15 +207,13 @@ mod tests {
 
     #[test]
     fn ipv6_is_throttled_by_64() {
-        let a = throttle_key("2001:db8:1:2::1".parse().unwrap());
-        let b = throttle_key("2001:db8:1:2:ffff::9".parse().unwrap());
-        let c = throttle_key("2001:db8:1:3::1".parse().unwrap());
+        let a = ipv6_prefix("2001:db8:1:2::1".parse().unwrap());
+        let b = ipv6_prefix("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = ipv6_prefix("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a.as_deref(), Some("2001:db8:1:2::/64"));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(throttle_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
-        assert_eq!(
-            throttle_key("::ffff:192.0.2.1".parse().unwrap()),
-            "192.0.2.1"
-        );
+        assert_eq!(ipv6_prefix("192.0.2.1".parse().unwrap()), None);
+        assert_eq!(ipv6_prefix("::ffff:192.0.2.1".parse().unwrap()), None);
     }
 }

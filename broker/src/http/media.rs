@@ -53,6 +53,14 @@ pub(super) fn safe_relative(path: &str) -> Option<PathBuf> {
 /// named like: data keys written by `vodkms datakey`, ffmpeg key info files.
 const SECRET_EXTENSIONS: &[&str] = &["key", "keyinfo", "pem"];
 
+/// A file name's extension, lowercased ("" if none).
+fn extension_of(path: &FsPath) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default()
+}
+
 /// `full` if it is inside `dir` once every symlink is followed, else `None`
 /// (a link out of the folder, or no such file).
 pub(super) async fn contained(dir: &FsPath, full: &FsPath) -> Option<PathBuf> {
@@ -78,11 +86,7 @@ pub async fn web_file(
         segments.push("index.html".into());
     }
     let relative = safe_relative(&segments.join("/")).ok_or_else(missing)?;
-    let extension = relative
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let extension = extension_of(&relative);
     if SECRET_EXTENSIONS.contains(&extension.as_str()) {
         return Err(missing());
     }
@@ -119,11 +123,7 @@ pub async fn origin_file(
     let relative = safe_relative(&path).ok_or_else(|| {
         ApiError::invalid("the path must be plain names separated by /, without . or .. parts")
     })?;
-    let extension = relative
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let extension = extension_of(&relative);
     let full = origin.join(&relative);
     if extension == "m3u8" {
         let raw = raw.unwrap_or_default();

@@ -80,23 +80,20 @@ pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
 }
 
 impl HttpConfig {
-    /// A `Set-Cookie` value; `max_age` 0 clears the cookie.
+    /// A `Set-Cookie` value of the token cookie; `max_age` 0 clears it.
     fn cookie(&self, token: &str, max_age: u64) -> String {
-        let mut c = format!(
-            "{COOKIE_NAME}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={}",
-            self.cookie_same_site
-        );
-        if self.cookie_secure {
-            c.push_str("; Secure");
-        }
-        c
+        self.set_cookie(COOKIE_NAME, token, "/", max_age)
     }
 
     /// The device cookie: sent back to `/v1/login` only.
     fn device_cookie(&self, value: &str) -> String {
+        let max_age = u64::try_from(crate::service::DEVICE_COOKIE_SECS).unwrap_or(0);
+        self.set_cookie(DEVICE_COOKIE_NAME, value, "/v1/login", max_age)
+    }
+
+    fn set_cookie(&self, name: &str, value: &str, path: &str, max_age: u64) -> String {
         let mut c = format!(
-            "{DEVICE_COOKIE_NAME}={value}; Path=/v1/login; Max-Age={}; HttpOnly; SameSite={}",
-            crate::service::DEVICE_COOKIE_SECS,
+            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={}",
             self.cookie_same_site
         );
         if self.cookie_secure {

@@ -186,10 +186,10 @@ impl Broker {
         record: &mut BrokerAuditRecord,
     ) -> Result<Admitted, BrokerError> {
         let mono = Instant::now();
-        if !ctx.throttle_key.is_empty() {
+        if !ctx.address.is_empty() {
             self.0
                 .address_limits
-                .acquire(&ctx.throttle_key, mono)
+                .acquire(ctx.throttle_key(), mono)
                 .map_err(BrokerError::RateLimited)?;
         }
         let (claims, via_session, which) = self.verify_playback(tokens, mono).await?;

@@ -137,8 +137,16 @@ pub struct RequestContext {
     pub request_id: String,
     /// The caller's address (never used as an identity, only for limits and audit).
     pub address: String,
-    /// What per-address limits count by: the address, or its IPv6 /64.
-    pub throttle_key: String,
+    /// For an IPv6 address, its /64 (`2001:db8:1:2::/64`).
+    pub ipv6_prefix: Option<String>,
+}
+
+impl RequestContext {
+    /// What per-address limits count by: an IPv4 address, or an IPv6 /64
+    /// (one subscriber usually holds a whole /64, so single addresses are free).
+    pub fn throttle_key(&self) -> &str {
+        self.ipv6_prefix.as_deref().unwrap_or(&self.address)
+    }
 }
 
 struct Inner {

@@ -2,10 +2,7 @@
 
 use std::time::Instant;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use subtle::ConstantTimeEq as _;
 
 use super::{Broker, BrokerError, Client, IssuedToken, RequestContext};
 use crate::model::{BrokerOperation, Revocation, RevocationKind, ViewerRecord};
@@ -296,15 +293,16 @@ impl Broker {
         let mono = Instant::now();
         self.0
             .login_address_limits
-            .acquire(&ctx.throttle_key, mono)
+            .acquire(ctx.throttle_key(), mono)
             .map_err(BrokerError::RateLimited)?;
         let account = username.to_ascii_lowercase();
-        let pair = format!("{account}\n{}", ctx.throttle_key);
+        let pair = format!("{account}\n{}", ctx.throttle_key());
         self.0
             .login_pair_limits
             .acquire(&pair, mono)
             .map_err(BrokerError::RateLimited)?;
-        let known_device = device.is_some_and(|d| self.device_known(&account, d));
+        let now = self.now().timestamp();
+        let known_device = device.is_some_and(|d| self.0.tokens.device_known(&account, d, now));
         if !known_device {
             if let Err(wait) = self.0.login_account_limits.acquire(&account, mono) {
                 self.0.login_pair_limits.refund(&pair);
@@ -321,7 +319,10 @@ impl Broker {
         let viewer = result?;
         let ttl = self.0.config.login_token_ttl.as_secs();
         let mut issued = self.mint(&viewer.username, viewer.entitlements, ttl, None)?;
-        issued.device_cookie = self.device_cookie(&account);
+        issued.device_cookie = self
+            .0
+            .tokens
+            .device_cookie(&account, now.saturating_add(DEVICE_COOKIE_SECS));
         Ok(issued)
     }
 
@@ -348,43 +349,7 @@ impl Broker {
             _ => Err(BrokerError::InvalidCredentials),
         }
     }
-
-    /// `ID.EXPIRY.MAC`: this browser signed in to `account` (lowercased).
-    fn device_cookie(&self, account: &str) -> Option<String> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let exp = self.now().timestamp().saturating_add(DEVICE_COOKIE_SECS);
-        let mac = self
-            .0
-            .tokens
-            .device_mac(device_mac_input(account, &id, exp).as_bytes())?;
-        Some(format!("{id}.{exp}.{}", URL_SAFE_NO_PAD.encode(mac)))
-    }
-
-    fn device_known(&self, account: &str, cookie: &str) -> bool {
-        let mut parts = cookie.splitn(3, '.');
-        let (Some(id), Some(exp), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        let Ok(exp) = exp.parse::<i64>() else {
-            return false;
-        };
-        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else {
-            return false;
-        };
-        let Some(expected) = self
-            .0
-            .tokens
-            .device_mac(device_mac_input(account, id, exp).as_bytes())
-        else {
-            return false;
-        };
-        bool::from(expected.as_slice().ct_eq(&mac)) && exp > self.now().timestamp()
-    }
 }
 
 /// How long a device cookie vouches for a browser.
 pub const DEVICE_COOKIE_SECS: i64 = 90 * 24 * 3600;
-
-fn device_mac_input(account: &str, id: &str, exp: i64) -> String {
-    format!("{account}\n{id}\n{exp}")
-}
