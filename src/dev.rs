@@ -143,12 +143,16 @@ pub async fn run(
 
     let broker = start_broker(&creds, &pool, addr, clock).await?;
     let kms_app = kms::http::app(kms.clone());
+    let origin = dir.join("origin");
     let extras = Router::new()
         .route("/demo", get(demo_page))
         .route("/demo/hls.min.js", get(hls_js))
+        .route(
+            "/demo/published.m3u8",
+            get(published_playlist).with_state(origin.clone()),
+        )
         .nest("/kms", kms_app.clone())
         .fallback_service(kms_app);
-    let origin = dir.join("origin");
     let http = broker::http::HttpConfig {
         cors: broker::http::CorsOrigins::None,
         cookie_secure: false,
@@ -157,10 +161,8 @@ pub async fn run(
         trusted_proxies: Vec::new(),
         token_targets: hls::rewrite::TokenTargets::new(&[format!("http://{addr}")])
             .map_err(anyhow::Error::msg)?,
-        origin_dir: Some(origin.clone()),
-        // The demo page's "play without signing in" loads the published playlist
-        // here; key and hidden files are never served (see media::web_file).
-        web_dir: Some(origin),
+        origin_dir: Some(origin),
+        web_dir: None,
     };
     let app = broker::http::app_with_fallback(broker.clone(), http, extras);
 
@@ -380,6 +382,35 @@ async fn demo_page() -> impl axum::response::IntoResponse {
         ],
         DEMO_PAGE,
     )
+}
+
+/// The demo's playlist as it is published (a CDN would serve this): key URIs
+/// without a token, segments from the broker's origin route. What the demo
+/// page plays without signing in. Not `/web/`: that never serves the origin.
+async fn published_playlist(
+    axum::extract::State(origin): axum::extract::State<PathBuf>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = origin.join(DEMO_VIDEO).join("index.m3u8");
+    let Ok(text) = tokio::fs::read_to_string(&path).await else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    };
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(&format!("/v1/hls/playlist/{DEMO_VIDEO}/"));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
+    )
+        .into_response()
 }
 
 async fn hls_js() -> impl axum::response::IntoResponse {

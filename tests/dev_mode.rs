@@ -169,8 +169,14 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
         .unwrap()
         .len();
     assert_eq!(generated, 3, "one data key per sample segment");
-    // L2: no open redirect, no folder listing under /web/.
-    for path in ["/web/", "/web///demo", "/web//demo/"] {
+    // L2: /web/ is not the origin folder (playlists without a token, key
+    // files), and nothing under it redirects.
+    for path in [
+        "/web/demo/index.m3u8",
+        "/web/",
+        "/web///demo",
+        "/web//demo/",
+    ] {
         let r = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

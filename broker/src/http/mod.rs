@@ -19,6 +19,7 @@ use axum::Router;
 
 pub use cors::CorsOrigins;
 pub use error::{status_of, ApiError};
+pub use extract::{client_address, ipv6_prefix};
 
 use crate::service::Broker;
 use handlers as h;
