@@ -32,6 +32,7 @@ pub struct KmsSection {
     pub audit_buffer: Option<usize>,
     pub audit_flush_ms: Option<u64>,
     pub maintenance_interval_secs: Option<u64>,
+    pub max_stale_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +54,7 @@ pub struct BrokerSection {
     pub trusted_proxies: Option<Vec<String>>,
     pub key_uri_base: Option<Vec<String>>,
     pub key_cache_ttl_secs: Option<u64>,
+    pub max_stale_secs: Option<u64>,
     pub key_max_age_secs: Option<u64>,
     pub token_leeway_secs: Option<u64>,
     pub max_token_lifetime_secs: Option<u64>,
@@ -109,6 +111,7 @@ impl KmsSection {
             audit_buffer => "VODKMS_AUDIT_BUFFER",
             audit_flush_ms => "VODKMS_AUDIT_FLUSH_MS",
             maintenance_interval_secs => "VODKMS_MAINTENANCE_INTERVAL_SECS",
+            max_stale_secs => "VODKMS_MAX_STALE_SECS",
         })
     }
 }
@@ -132,6 +135,7 @@ impl BrokerSection {
             trusted_proxies => "VODKMS_TRUSTED_PROXIES",
             key_uri_base => "VODKMS_KEY_URI_BASE",
             key_cache_ttl_secs => "VODKMS_KEY_CACHE_TTL_SECS",
+            max_stale_secs => "VODKMS_MAX_STALE_SECS",
             key_max_age_secs => "VODKMS_KEY_MAX_AGE_SECS",
             token_leeway_secs => "VODKMS_TOKEN_LEEWAY_SECS",
             max_token_lifetime_secs => "VODKMS_MAX_TOKEN_LIFETIME_SECS",

@@ -199,6 +199,10 @@ struct BrokerArgs {
     /// Seconds a decrypted key is reused without asking the KMS (0: never).
     #[arg(long, env = "VODKMS_KEY_CACHE_TTL_SECS", default_value_t = 300)]
     key_cache_ttl_secs: u64,
+    /// Longest time a key learnt from the KMS is used without asking it again
+    /// (bounds the key cache, so a key disabled at the KMS stops within it).
+    #[arg(long, env = "VODKMS_MAX_STALE_SECS", default_value_t = 120)]
+    max_stale_secs: u64,
     /// Upper bound of the key response's Cache-Control max-age.
     #[arg(long, env = "VODKMS_KEY_MAX_AGE_SECS", default_value_t = 60)]
     key_max_age_secs: u64,
@@ -356,6 +360,11 @@ struct ServeArgs {
     /// Seconds between passes that carry out due rotations and deletions.
     #[arg(long, env = "VODKMS_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
+    /// Longest time cached keys and clients are used while this process
+    /// cannot confirm with the database that nothing changed (past it, key
+    /// operations it cannot confirm answer 503).
+    #[arg(long, env = "VODKMS_MAX_STALE_SECS", default_value_t = 120)]
+    max_stale_secs: u64,
     /// Encryptions per master key version before automatic rotation (max 2^32).
     #[arg(long, env = "VODKMS_MAX_ENCRYPTIONS_PER_VERSION", default_value_t = 1 << 32, hide = true)]
     max_encryptions_per_version: u64,
@@ -422,6 +431,7 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
         audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
         maintenance_interval: Duration::from_secs(args.maintenance_interval_secs.max(1)),
         max_encryptions_per_version: args.max_encryptions_per_version.clamp(1, 1 << 32),
+        max_stale: Duration::from_secs(args.max_stale_secs),
         ..KmsConfig::default()
     };
     let kms = Kms::start(store, root, Arc::new(SystemClock), config).await?;
@@ -526,7 +536,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .await
         .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
     let config = BrokerConfig {
-        key_cache_ttl: Duration::from_secs(args.key_cache_ttl_secs),
+        key_cache_ttl: Duration::from_secs(args.key_cache_ttl_secs.min(args.max_stale_secs)),
         key_max_age: Duration::from_secs(args.key_max_age_secs),
         login_token_ttl: Duration::from_secs(
             args.login_token_ttl_secs

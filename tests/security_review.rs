@@ -717,3 +717,120 @@ async fn l7_secrets_leave_the_environment() {
     })
     .await;
 }
+
+/// M4: a KMS process cut off from the database stops honouring what it
+/// cannot confirm once `--max-stale-secs` has passed: a client revoked and
+/// a key disabled through a second process are refused (503 meanwhile, the
+/// real answer once the database is back), never served on trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m4_a_kms_cut_off_from_the_database_stops_trusting_its_cache() {
+    use common::proxy::{upstream_of, DbProxy};
+    let db = fresh_database().await;
+    let proxy = DbProxy::start(upstream_of(&db)).await;
+    let root = random_root_key();
+    let cut_off = KmsProcess::start(
+        &proxy.url_for(&db),
+        &root,
+        &[("VODKMS_MAX_STALE_SECS", "2")],
+    )
+    .await;
+    let second = KmsProcess::start(&db, &root, &[]).await;
+    let admin = bootstrap(&db, &root);
+    let (a, b) = (cut_off.api(), second.api());
+    a.create_key(&admin, "alias/vod").await;
+    let (decryptor_id, decryptor) = a.create_client(&admin, "decrypt", None).await;
+    let (_, generator) = a.create_client(&admin, "generate", None).await;
+    let blob = a.generate(&generator, "alias/vod", "v").await.ok()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.decrypt(&decryptor, &blob, "v").await.ok();
+    let ready = |api: &Api| {
+        let api = api.clone();
+        async move {
+            api.raw(api.request(reqwest::Method::GET, "/readyz", None))
+                .await
+        }
+    };
+    let r = ready(&a).await;
+    assert_eq!(r.body["MaxStaleSeconds"], 2, "{:?}", r.body);
+
+    proxy.cut();
+    b.delete(&format!("/v1/clients/{decryptor_id}"), &admin)
+        .await;
+    b.post("/v1/keys/alias/vod/disable", &admin, json!({}))
+        .await
+        .ok();
+    // Past the bound: refused, whatever the cache says.
+    let slow = Api::with_timeout(&a.base, std::time::Duration::from_secs(15));
+    let (decrypt_status, generate_status) = loop {
+        let d = slow.decrypt(&decryptor, &blob, "v").await;
+        let g = slow.generate(&generator, "alias/vod", "v2").await;
+        if d.status != 200 && g.status != 200 {
+            break (d, g);
+        }
+    };
+    decrypt_status.assert_error(503, "ServiceUnavailable");
+    generate_status.assert_error(503, "ServiceUnavailable");
+    let metrics = reqwest::get(format!("{}/metrics", a.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unconfirmed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vodkms_kms_cache_unconfirmed_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(unconfirmed > 2.0, "{unconfirmed}");
+
+    // The database back: the real answers.
+    proxy.restore();
+    eventually(30, "the revoked client is refused", || {
+        let a = a.clone();
+        let (decryptor, blob) = (decryptor.clone(), blob.clone());
+        async move { a.decrypt(&decryptor, &blob, "v").await.status == 401 }
+    })
+    .await;
+    a.generate(&generator, "alias/vod", "v3")
+        .await
+        .assert_error(409, "KeyDisabled");
+    // Heartbeats confirm the caches again once the change listener is back.
+    eventually(30, "the caches are confirmed again", || {
+        let r = ready(&a);
+        async move {
+            let r = r.await;
+            r.status == 200 && r.body["CacheUnconfirmedSeconds"].as_f64().unwrap() < 2.0
+        }
+    })
+    .await;
+}
+
+/// M4, broker side: a key learnt from the KMS is released from the cache no
+/// longer than `--max-stale-secs`, so a key disabled at the KMS stops then
+/// (the key cache TTL alone would have kept it for 300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m4_the_brokers_key_cache_is_bounded_too() {
+    let b = BrokerSetup::with_env(&[("VODKMS_MAX_STALE_SECS", "1")]).await;
+    let r = b
+        .api
+        .raw(b.api.request(reqwest::Method::GET, "/readyz", None))
+        .await;
+    assert_eq!(r.body["KeyCacheMaxAgeSeconds"], 1, "{:?}", r.body);
+    let (_, edk) = b.data_key("film").await;
+    let token = b.token("alice", &["film"]).await;
+    let query = format!("vid=film&Ciphertext={}&token={}", q(&edk), q(&token));
+    assert_eq!(b.key_status(&query).await.0, 200);
+    b.kms
+        .api
+        .post("/v1/keys/alias/vod/disable", &b.kms.admin, json!({}))
+        .await
+        .ok();
+    eventually(20, "the disabled key is refused", || {
+        let f = b.key_status(&query);
+        async move { f.await == (403, "KeyDisabled".to_owned()) }
+    })
+    .await;
+}

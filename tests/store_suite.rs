@@ -440,6 +440,13 @@ async fn changes_are_announced(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(change, Change::Client(c.id));
+    // Heartbeats travel the same way, after what was sent before them.
+    store.heartbeat("nonce.42").await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(change, Change::Heartbeat("nonce.42".into()));
 }
 
 /// Runs each contract test against both backends.

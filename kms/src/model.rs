@@ -215,10 +215,13 @@ pub struct AuditFilter {
 }
 
 /// What changed, so other processes can drop their cached copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Key(Uuid),
     Client(Uuid),
     /// Notifications may have been missed: drop every cached entry.
     Reset,
+    /// A process's heartbeat, back through the change feed (see
+    /// `service::freshness`).
+    Heartbeat(String),
 }

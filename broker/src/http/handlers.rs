@@ -28,7 +28,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     s.broker.ready().await?;
-    Ok(Json(serde_json::json!({ "Status": "ready" })))
+    Ok(Json(serde_json::json!({
+        "Status": "ready",
+        "KeyCacheMaxAgeSeconds": s.broker.key_cache_max_age().as_secs(),
+    })))
 }
 
 /// The key request's query parameters, borrowed from the URL when they need

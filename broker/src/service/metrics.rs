@@ -62,6 +62,13 @@ impl Broker {
         );
         write_metric(
             out,
+            "vodkms_broker_key_cache_max_age_seconds",
+            "gauge",
+            "Longest a key learnt from the KMS is released without asking it again.",
+            self.0.config.key_cache_ttl.as_secs(),
+        );
+        write_metric(
+            out,
             "vodkms_broker_audit_buffered",
             "gauge",
             "Audit records waiting to be written.",

@@ -348,6 +348,11 @@ impl Broker {
         audit.and(sessions)
     }
 
+    /// Longest a key learnt from the KMS is released without asking it again.
+    pub fn key_cache_max_age(&self) -> Duration {
+        self.0.config.key_cache_ttl
+    }
+
     pub fn audit_buffered(&self) -> usize {
         self.0.audit.buffered()
     }

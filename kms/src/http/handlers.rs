@@ -57,7 +57,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn readyz(State(kms): State<Kms>) -> ApiResult<Json<serde_json::Value>> {
     kms.ready().await?;
-    Ok(Json(serde_json::json!({ "Status": "ready" })))
+    let (unconfirmed, max) = kms.staleness();
+    Ok(Json(serde_json::json!({
+        "Status": "ready",
+        "CacheUnconfirmedSeconds": unconfirmed.as_secs_f64(),
+        "MaxStaleSeconds": max.as_secs(),
+    })))
 }
 
 pub async fn create_key(

@@ -118,6 +118,21 @@ pub fn document() -> serde_json::Value {
 /// What the KMS adds to /metrics: its audit writer and database pool.
 fn kms_metrics(kms: &Kms, out: &mut String) {
     use metrics::write_metric;
+    let (unconfirmed, max) = kms.staleness();
+    write_metric(
+        out,
+        "vodkms_kms_cache_unconfirmed_seconds",
+        "gauge",
+        "Time since the caches were last confirmed current with the database.",
+        unconfirmed.as_secs_f64(),
+    );
+    write_metric(
+        out,
+        "vodkms_kms_max_stale_seconds",
+        "gauge",
+        "Past this, cached keys and clients are read again (503 without the database).",
+        max.as_secs(),
+    );
     write_metric(
         out,
         "vodkms_kms_audit_buffered",

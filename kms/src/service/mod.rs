@@ -7,6 +7,7 @@ mod clients;
 mod clock;
 mod data;
 mod error;
+mod freshness;
 mod keys;
 mod usage;
 
@@ -43,6 +44,9 @@ pub struct KmsConfig {
     pub maintenance_interval: Duration,
     /// Encryptions per master key version before it is rotated (GCM bound).
     pub max_encryptions_per_version: u64,
+    /// Longest time cached keys and clients are served without confirming
+    /// that no change was missed (see `freshness`).
+    pub max_stale: Duration,
 }
 
 impl Default for KmsConfig {
@@ -54,6 +58,7 @@ impl Default for KmsConfig {
             audit_flush_interval: Duration::from_millis(100),
             maintenance_interval: Duration::from_secs(60),
             max_encryptions_per_version: 1 << 32,
+            max_stale: Duration::from_secs(120),
         }
     }
 }
@@ -147,6 +152,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: KmsConfig,
     caches: Caches,
+    freshness: freshness::Freshness,
     audit: Arc<AuditLog<AuditRecord>>,
     usage: Arc<UsageLeases>,
 }
@@ -173,6 +179,7 @@ impl Kms {
         let usage = UsageLeases::new(store.clone(), config.max_encryptions_per_version);
         let kms = Kms(Arc::new(Inner {
             caches: Caches::new(config.cache_ttl),
+            freshness: freshness::Freshness::new(config.max_stale),
             store,
             root,
             clock,
@@ -197,6 +204,20 @@ impl Kms {
         });
 
         let weak = Arc::downgrade(&self.0);
+        let every = self.0.freshness.interval();
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let beat = inner.freshness.heartbeat();
+                if let Err(e) = inner.store.heartbeat(&beat).await {
+                    tracing::debug!(error = %e, "heartbeat not sent; caches stay unconfirmed");
+                }
+                drop(inner);
+                tokio::time::sleep(every).await;
+            }
+        });
+
+        let weak = Arc::downgrade(&self.0);
         let interval = self.0.config.maintenance_interval;
         tokio::spawn(async move {
             loop {
@@ -215,6 +236,7 @@ impl Kms {
             Change::Key(id) => self.0.caches.invalidate_key(id),
             Change::Client(id) => self.0.caches.invalidate_client(id),
             Change::Reset => self.0.caches.clear(),
+            Change::Heartbeat(payload) => self.0.freshness.received(&payload),
         }
     }
 
@@ -244,6 +266,12 @@ impl Kms {
 
     pub async fn ready(&self) -> Result<(), KmsError> {
         Ok(self.0.store.ping().await?)
+    }
+
+    /// How long since the caches were confirmed current, and the bound.
+    pub fn staleness(&self) -> (Duration, Duration) {
+        let f = &self.0.freshness;
+        (f.unconfirmed_for(), f.max_stale())
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -279,7 +307,7 @@ impl Kms {
     pub async fn authenticate(&self, token: Option<&ApiToken>) -> Result<Caller, KmsError> {
         let token = token.ok_or(KmsError::Unauthenticated)?;
         let digest = token.digest();
-        let client = match self.0.caches.client(&digest) {
+        let client = match self.cached(self.0.caches.client(&digest)) {
             Some((client, fresh)) => {
                 if !fresh {
                     self.refresh_in_background(Refresh::Client(digest.0));
@@ -328,7 +356,7 @@ impl Kms {
                 KmsError::invalid("KeyId must be a key id (UUID) or an alias (alias/...)")
             });
         }
-        match self.0.caches.alias(key) {
+        match self.cached(self.0.caches.alias(key)) {
             Some((id, fresh)) => {
                 if !fresh {
                     self.refresh_in_background(Refresh::Alias(key.to_owned()));
@@ -342,7 +370,7 @@ impl Kms {
     /// A key with its unwrapped versions: from the cache once loaded, so the
     /// hot path never waits on the database (see `cache`).
     async fn load_key(&self, id: Uuid) -> Result<Arc<CachedKey>, KmsError> {
-        match self.0.caches.key(&id) {
+        match self.cached(self.0.caches.key(&id)) {
             Some((key, fresh)) => {
                 if !fresh {
                     self.refresh_in_background(Refresh::Key(id));
@@ -351,6 +379,13 @@ impl Kms {
             }
             None => self.fetch_key(id).await,
         }
+    }
+
+    /// A cache hit, unless the caches are unconfirmed past `max_stale`: then
+    /// it counts as a miss, read again from the database (503 if it cannot
+    /// be reached), never served on trust.
+    fn cached<T>(&self, hit: Option<T>) -> Option<T> {
+        hit.filter(|_| self.0.freshness.cache_usable())
     }
 
     /// Re-reads a stale entry without making the request wait; one refresh

@@ -106,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
     /// Changes made by any process sharing this database.
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError>;
 
+    /// Sends `Change::Heartbeat(payload)` to every process watching changes,
+    /// the way changes travel.
+    async fn heartbeat(&self, payload: &str) -> Result<(), StoreError>;
+
     /// Replaces every version's wrapped material and the root key check value
     /// in one transaction. `Conflict` if the stored check value is not
     /// `old_check` or the versions stored are not exactly `versions` (a server

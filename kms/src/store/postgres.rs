@@ -72,6 +72,7 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, change: Change) -> Result<()
         Change::Key(id) => format!("key:{id}"),
         Change::Client(id) => format!("client:{id}"),
         Change::Reset => "reset".to_owned(),
+        Change::Heartbeat(p) => format!("heartbeat:{p}"),
     };
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -96,6 +97,7 @@ fn parse_change(payload: &str) -> Change {
     let parsed = match payload.split_once(':') {
         Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
         Some(("client", id)) => Uuid::parse_str(id).ok().map(Change::Client),
+        Some(("heartbeat", p)) => Some(Change::Heartbeat(p.to_owned())),
         _ => None,
     };
     parsed.unwrap_or(Change::Reset)
@@ -622,6 +624,12 @@ impl Store for PgStore {
 
     fn pool_stats(&self) -> Option<(u32, usize)> {
         Some((self.pool.size(), self.pool.num_idle()))
+    }
+
+    async fn heartbeat(&self, payload: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        notify(&mut tx, Change::Heartbeat(payload.to_owned())).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
