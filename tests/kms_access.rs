@@ -318,14 +318,16 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .await
         .assert_error(404, "ClientNotFound");
 
-    // The client's own request id is echoed when well-formed, replaced when not.
+    // The request id is always our own (L1 of the security review): the
+    // caller's, if well-formed, is kept as ClientRequestId in the audit.
     let r = api
         .raw(
             api.request(reqwest::Method::GET, "/v1/nothing", None)
                 .header("x-request-id", "trace-123"),
         )
         .await;
-    assert_eq!(r.request_id, "trace-123");
+    assert_ne!(r.request_id, "trace-123");
+    assert_eq!(r.request_id.len(), 32);
     r.assert_error(404, "NotFound");
     let r = api
         .raw(

@@ -32,12 +32,13 @@ async fn json_access_log_has_one_event_per_request_and_no_secret() {
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["request_id"] == "trace-me-1" {
+        if v["client_request_id"] == "trace-me-1" {
             found = Some(v);
         }
     }
     let event = found.expect("no access event for the request");
     assert_eq!(event["target"], "vodkms::access");
+    assert_eq!(event["request_id"], r.request_id.as_str());
     assert_eq!(event["route"], "/v1/keys");
     assert_eq!(event["method"], "GET");
     assert_eq!(event["status"], 200);

@@ -834,3 +834,50 @@ async fn m4_the_brokers_key_cache_is_bounded_too() {
     })
     .await;
 }
+
+/// L1: the request id is always the server's own, so a caller cannot make
+/// audit records share (or spoof) an id; the caller's is kept beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_callers_do_not_choose_audit_request_ids() {
+    let b = BrokerSetup::new().await;
+    let kms = &b.kms;
+    let r = kms
+        .api
+        .raw(
+            kms.api
+                .request(
+                    reqwest::Method::POST,
+                    "/v1/generate-data-key",
+                    Some(&kms.generator),
+                )
+                .header("X-Request-Id", "chosen-by-caller")
+                .json(&json!({ "KeyId": "alias/vod", "EncryptionContext": { "video_id": "v" } })),
+        )
+        .await;
+    r.ok();
+    assert_ne!(r.request_id, "chosen-by-caller");
+    let records = kms
+        .api
+        .audit_until(&kms.admin, "Operation=GenerateDataKey", |r| !r.is_empty())
+        .await;
+    assert_eq!(records[0]["RequestId"], r.request_id.as_str());
+    assert_eq!(records[0]["Detail"]["ClientRequestId"], "chosen-by-caller");
+
+    let r = b
+        .api
+        .raw(
+            b.api
+                .request(reqwest::Method::POST, "/v1/tokens", Some(&b.issuer))
+                .header("X-Request-Id", "chosen-too")
+                .json(&json!({ "Viewer": "v", "VideoIds": ["v"] })),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.request_id, "chosen-too");
+    let records = b
+        .api
+        .audit_until(&kms.admin, "Operation=IssueToken", |r| !r.is_empty())
+        .await;
+    assert_eq!(records[0]["RequestId"], r.request_id.as_str());
+    assert_eq!(records[0]["Detail"]["ClientRequestId"], "chosen-too");
+}

@@ -185,6 +185,21 @@ impl Operation {
 /// Outcome of an audited call: `Success`, or the error code that refused it.
 pub const OUTCOME_SUCCESS: &str = "Success";
 
+/// Adds `name: value` to an audit record's `Detail` object (made if absent).
+pub fn add_detail(
+    detail: &mut Option<serde_json::Value>,
+    name: &str,
+    value: impl Into<serde_json::Value>,
+) {
+    match detail {
+        Some(serde_json::Value::Object(map)) => {
+            map.insert(name.to_owned(), value.into());
+        }
+        Some(_) => {}
+        None => *detail = Some(serde_json::json!({ name: value.into() })),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditRecord {

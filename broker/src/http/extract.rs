@@ -19,11 +19,9 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<kms::http::RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+        let ids = parts.extensions.get::<kms::http::RequestId>();
+        let request_id = ids.map(|r| r.id.clone()).unwrap_or_default();
+        let client_request_id = ids.and_then(|r| r.client_request_id.clone());
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -40,6 +38,7 @@ impl FromRequestParts<AppState> for Ctx {
             request_id,
             address: ip.map(|ip| ip.to_string()).unwrap_or_default(),
             ipv6_prefix: ip.and_then(ipv6_prefix),
+            client_request_id,
         }))
     }
 }

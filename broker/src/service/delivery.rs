@@ -135,7 +135,8 @@ impl ReleaseAggregator {
             .flatten()
             .map(|(mut r, count, last)| {
                 if count > 1 {
-                    r.detail = Some(serde_json::json!({ "Count": count, "LastTime": last }));
+                    kms::model::add_detail(&mut r.detail, "Count", count);
+                    kms::model::add_detail(&mut r.detail, "LastTime", serde_json::json!(last));
                 }
                 r
             })

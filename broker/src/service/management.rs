@@ -322,5 +322,5 @@ fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str
         RevocationKind::Viewer => rec.viewer = Some(shown),
         RevocationKind::Video => rec.video_id = Some(shown),
     }
-    rec.detail = Some(serde_json::json!({ "Type": kind.as_str() }));
+    kms::model::add_detail(&mut rec.detail, "Type", kind.as_str());
 }

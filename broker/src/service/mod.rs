@@ -139,6 +139,8 @@ pub struct RequestContext {
     pub address: String,
     /// For an IPv6 address, its /64 (`2001:db8:1:2::/64`).
     pub ipv6_prefix: Option<String>,
+    /// The caller's own `X-Request-Id`, recorded as `Detail.ClientRequestId`.
+    pub client_request_id: Option<String>,
 }
 
 impl RequestContext {
@@ -382,7 +384,10 @@ impl Broker {
             token_id: None,
             client_id: None,
             address: (!ctx.address.is_empty()).then(|| ctx.address.clone()),
-            detail: None,
+            detail: ctx
+                .client_request_id
+                .as_ref()
+                .map(|id| serde_json::json!({ "ClientRequestId": id })),
         })
     }
 

@@ -81,11 +81,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .extensions
-            .get::<super::RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        Ok(Self(RequestContext::new(id)))
+        let ids = parts.extensions.get::<super::RequestId>();
+        let mut ctx = RequestContext::new(ids.map(|r| r.id.clone()).unwrap_or_default());
+        ctx.client_request_id = ids.and_then(|r| r.client_request_id.clone());
+        Ok(Self(ctx))
     }
 }

@@ -27,9 +27,14 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id of one request: taken from a well-formed `X-Request-Id`, else new.
+/// The id of one request, always our own (a caller's id is not trusted to be
+/// unique, and must not name our audit records), with the caller's
+/// well-formed `X-Request-Id`, if any, kept beside it.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub id: String,
+    pub client_request_id: Option<String>,
+}
 
 pub fn app(kms: Kms) -> Router {
     let source = kms.clone();
@@ -195,12 +200,12 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 /// one log event per request (never a credential).
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(valid_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let client_request_id = req.headers().get(&REQUEST_ID).and_then(valid_request_id);
+    req.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        client_request_id: client_request_id.clone(),
+    });
     // Only pay for the log fields when the event will be written.
     let log_fields = tracing::enabled!(tracing::Level::INFO).then(|| {
         let route = req
@@ -231,7 +236,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     if let Some((method, route, credential)) = log_fields {
         tracing::info!(
             target: "vodkms::access",
-            request_id = %id, %method, route, status = resp.status().as_u16(),
+            request_id = %id, client_request_id = client_request_id.as_deref().unwrap_or("-"),
+            %method, route, status = resp.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
             credential = credential.as_deref().unwrap_or("-"), "request"
         );

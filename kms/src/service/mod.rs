@@ -67,12 +67,15 @@ impl Default for KmsConfig {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    /// The caller's own `X-Request-Id`, recorded as `Detail.ClientRequestId`.
+    pub client_request_id: Option<String>,
 }
 
 impl RequestContext {
     pub fn new(request_id: impl Into<String>) -> Self {
         Self {
             request_id: request_id.into(),
+            client_request_id: None,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Caller {
 /// An audit record being filled in as an operation learns who and what.
 struct AuditEvent {
     record: AuditRecord,
+    client_request_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -129,6 +133,9 @@ impl AuditEvent {
             Ok(_) => OUTCOME_SUCCESS.to_owned(),
             Err(e) => e.code().to_owned(),
         };
+        if let Some(id) = self.client_request_id {
+            crate::model::add_detail(&mut self.record.detail, "ClientRequestId", id);
+        }
         self.record
     }
 
@@ -296,6 +303,7 @@ impl Kms {
                 request_id: ctx.request_id.clone(),
                 detail: None,
             },
+            client_request_id: ctx.client_request_id.clone(),
         })
     }
 
