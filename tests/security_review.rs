@@ -881,3 +881,102 @@ async fn l1_callers_do_not_choose_audit_request_ids() {
     assert_eq!(records[0]["RequestId"], r.request_id.as_str());
     assert_eq!(records[0]["Detail"]["ClientRequestId"], "chosen-too");
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+async fn metrics_of(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// L1: unknown credentials are cheap. Made-up API tokens are refused
+/// without a database query each (the KMS knows every client's digest), and
+/// their refusals are merged in the audit; the broker's management routes
+/// are rate limited per address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_a_flood_of_unknown_tokens_costs_no_query_each() {
+    let b = BrokerSetup::new().await;
+    let kms = &b.kms;
+    let before = metric(
+        &metrics_of(&kms.api.base).await,
+        "vodkms_kms_credential_lookups_total",
+    );
+    const FLOOD: usize = 400;
+    for chunk in 0..FLOOD / 50 {
+        let requests = (0..50).map(|i| {
+            let api = kms.api.clone();
+            let junk = format!("vkms_{}{chunk}x{i}", uuid::Uuid::new_v4().simple());
+            async move { api.decrypt(&junk, "AAAA", "v").await.status }
+        });
+        let statuses = futures_util::future::join_all(requests).await;
+        assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    }
+    let after = metric(
+        &metrics_of(&kms.api.base).await,
+        "vodkms_kms_credential_lookups_total",
+    );
+    // A few lookups a second may still go to the database, never one each.
+    assert!(
+        after - before < (FLOOD / 4) as f64,
+        "{} lookups for {FLOOD} requests",
+        after - before
+    );
+    // Real clients are unaffected, also one made a moment ago.
+    let (_, fresh) = kms.api.create_client(&kms.admin, "decrypt", None).await;
+    let (_, edk) = b.data_key("v").await;
+    kms.api.decrypt(&fresh, &edk, "v").await.ok();
+    // The refusals are a few audit records with counts, not one each.
+    let records = kms
+        .api
+        .audit_until(&kms.admin, "Operation=Decrypt&Limit=1000", |r| {
+            r.iter()
+                .filter(|r| r["Outcome"] == "Unauthenticated")
+                .map(|r| r["Detail"]["Count"].as_u64().unwrap_or(1))
+                .sum::<u64>()
+                >= FLOOD as u64
+        })
+        .await;
+    let refusal_records = records
+        .iter()
+        .filter(|r| r["Outcome"] == "Unauthenticated")
+        .count();
+    assert!(refusal_records < FLOOD / 4, "{refusal_records} records");
+
+    // The broker's management routes: limited per address.
+    let mut limited = false;
+    for chunk in 0..20 {
+        let requests = (0..50).map(|i| {
+            let api = b.api.clone();
+            let junk = format!("vkms_{}{chunk}x{i}", uuid::Uuid::new_v4().simple());
+            async move {
+                api.post(
+                    "/v1/tokens",
+                    &junk,
+                    json!({ "Viewer": "v", "VideoIds": ["v"] }),
+                )
+                .await
+                .status
+            }
+        });
+        let statuses = futures_util::future::join_all(requests).await;
+        assert!(
+            statuses.iter().all(|s| [401, 429].contains(s)),
+            "{statuses:?}"
+        );
+        if statuses.contains(&429) {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the broker's management routes were never limited");
+}

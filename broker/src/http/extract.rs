@@ -143,7 +143,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let Ok(BearerToken(token)) = BearerToken::from_request_parts(parts, s).await;
-        Ok(Self(s.broker.authenticate(token.as_ref()).await?))
+        let Ok(Ctx(ctx)) = Ctx::from_request_parts(parts, s).await;
+        Ok(Self(s.broker.authenticate(&ctx, token.as_ref()).await?))
     }
 }
 

@@ -3,14 +3,15 @@
 //! EncryptionContext, so a forged `vid` only makes the KMS refuse.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use kms::api::DecryptRequest;
 use kms::crypto::{Blob, SecretBytes};
+use kms::service::Aggregate;
 
 use super::sessions::Lookup;
 use super::{Broker, BrokerError, CachedKey, RequestContext};
@@ -58,27 +59,15 @@ pub struct ReleasedKey {
     pub max_age_secs: u64,
 }
 
-/// The first record of a kind, how many there were, and the last one's time.
-type Aggregate = (BrokerAuditRecord, u64, DateTime<Utc>);
-
-/// Identical key releases within one flush interval become one audit record
-/// with a count, so a hot key (or a flood of refusals) cannot outrun the
-/// audit writer. Every release is still counted. Keyed by a hash of the
-/// fields that make records "identical", compared in full on a hit, so the
-/// hot path copies no strings.
-#[derive(Default)]
-pub(super) struct ReleaseAggregator {
-    pending: Mutex<HashMap<u64, Vec<Aggregate>>>,
-    hasher: std::hash::RandomState,
-}
-
-/// Distinct pending aggregates past which releases are refused (503).
-const MAX_PENDING_AGGREGATES: usize = 50_000;
+/// Distinct pending aggregates of key releases past which releases are
+/// refused (503); identical releases within one flush interval are one
+/// record (`kms::service::Aggregator`).
+pub(super) const MAX_PENDING_AGGREGATES: usize = 50_000;
 
 /// What makes two records "identical": operation (key release or playlist),
 /// outcome, viewer, video, key version, token and address.
 #[derive(Hash, PartialEq, Eq)]
-struct Identity<'a> {
+pub struct Identity<'a> {
     operation: BrokerOperation,
     outcome: &'a str,
     viewer: Option<&'a str>,
@@ -88,59 +77,28 @@ struct Identity<'a> {
     address: Option<&'a str>,
 }
 
-fn identity(r: &BrokerAuditRecord) -> Identity<'_> {
-    Identity {
-        operation: r.operation,
-        outcome: &r.outcome,
-        viewer: r.viewer.as_deref(),
-        video_id: r.video_id.as_deref(),
-        key_version: r.key_id.zip(r.key_version),
-        token_id: r.token_id.as_deref(),
-        address: r.address.as_deref(),
-    }
-}
+impl Aggregate for BrokerAuditRecord {
+    type Identity<'a> = Identity<'a>;
 
-impl ReleaseAggregator {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Aggregate>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(super) fn has_room(&self) -> bool {
-        self.lock().len() < MAX_PENDING_AGGREGATES
-    }
-
-    pub(super) fn add(&self, record: BrokerAuditRecord) {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(identity(&record));
-        let time = record.time;
-        let mut pending = self.lock();
-        let bucket = pending.entry(hash).or_default();
-        match bucket
-            .iter_mut()
-            .find(|(r, _, _)| identity(r) == identity(&record))
-        {
-            Some((_, count, last)) => {
-                *count += 1;
-                *last = time;
-            }
-            None => bucket.push((record, 1, time)),
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            operation: self.operation,
+            outcome: &self.outcome,
+            viewer: self.viewer.as_deref(),
+            video_id: self.video_id.as_deref(),
+            key_version: self.key_id.zip(self.key_version),
+            token_id: self.token_id.as_deref(),
+            address: self.address.as_deref(),
         }
     }
 
-    /// Takes every pending aggregate as an audit record.
-    pub(super) fn take(&self) -> Vec<BrokerAuditRecord> {
-        let pending = std::mem::take(&mut *self.lock());
-        pending
-            .into_values()
-            .flatten()
-            .map(|(mut r, count, last)| {
-                if count > 1 {
-                    kms::model::add_detail(&mut r.detail, "Count", count);
-                    kms::model::add_detail(&mut r.detail, "LastTime", serde_json::json!(last));
-                }
-                r
-            })
-            .collect()
+    fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+
+    fn merged(&mut self, count: u64, last: DateTime<Utc>) {
+        kms::model::add_detail(&mut self.detail, "Count", count);
+        kms::model::add_detail(&mut self.detail, "LastTime", serde_json::json!(last));
     }
 }
 

@@ -62,6 +62,8 @@ pub struct BrokerConfig {
     pub login_rate_per_address: Rate,
     pub login_failures_per_account_address: Rate,
     pub login_failures_per_account: Rate,
+    /// Management calls (admin and issuer API) per address.
+    pub rate_management_per_address: Rate,
     pub audit_buffer_capacity: usize,
     pub audit_batch_size: usize,
     pub audit_flush_interval: Duration,
@@ -87,6 +89,7 @@ impl Default for BrokerConfig {
             login_rate_per_address: Rate::new(0.5, 20.0),
             login_failures_per_account_address: Rate::new(1.0 / 12.0, 5.0),
             login_failures_per_account: Rate::new(1.0 / 5.0, 50.0),
+            rate_management_per_address: Rate::new(50.0, 500.0),
             audit_buffer_capacity: 200_000,
             audit_batch_size: 2000,
             audit_flush_interval: Duration::from_millis(100),
@@ -164,9 +167,10 @@ struct Inner {
     address_limits: RateLimiter,
     login_address_limits: RateLimiter,
     login_pair_limits: RateLimiter,
+    management_limits: RateLimiter,
     login_account_limits: RateLimiter,
     audit: Arc<AuditLog<BrokerAuditRecord>>,
-    releases: delivery::ReleaseAggregator,
+    releases: kms::service::Aggregator<BrokerAuditRecord>,
     session_writes: Arc<AuditLog<SessionRecord>>,
     identities: Mutex<HashMap<[u8; 32], (ClientInfo, Instant)>>,
     /// Checked against when a username is unknown, so that costs the same.
@@ -233,6 +237,7 @@ impl Broker {
             address_limits: RateLimiter::new(config.rate_per_address),
             login_address_limits: RateLimiter::new(config.login_rate_per_address),
             login_pair_limits: RateLimiter::new(config.login_failures_per_account_address),
+            management_limits: RateLimiter::new(config.rate_management_per_address),
             login_account_limits: RateLimiter::new(config.login_failures_per_account),
             identities: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(parallelism),
@@ -244,7 +249,7 @@ impl Broker {
             config,
             audit,
             session_writes,
-            releases: delivery::ReleaseAggregator::default(),
+            releases: kms::service::Aggregator::new(delivery::MAX_PENDING_AGGREGATES),
             counters: metrics::Counters::default(),
         }));
         broker.reload_revocations().await?;
@@ -316,6 +321,7 @@ impl Broker {
             &self.0.login_address_limits,
             &self.0.login_pair_limits,
             &self.0.login_account_limits,
+            &self.0.management_limits,
         ] {
             l.sweep(mono);
         }
@@ -401,7 +407,19 @@ impl Broker {
 
     /// Resolves an API client token through the KMS (`/v1/whoami`), trusting
     /// the answer for `identity_ttl`. Unknown and revoked look the same.
-    pub async fn authenticate(&self, token: Option<&ApiToken>) -> Result<Client, BrokerError> {
+    /// Management calls are limited per address first, so guessing API
+    /// tokens (each unknown one costs a KMS call) is slow.
+    pub async fn authenticate(
+        &self,
+        ctx: &RequestContext,
+        token: Option<&ApiToken>,
+    ) -> Result<Client, BrokerError> {
+        if !ctx.address.is_empty() {
+            self.0
+                .management_limits
+                .acquire(ctx.throttle_key(), Instant::now())
+                .map_err(BrokerError::RateLimited)?;
+        }
         let token = token.ok_or(BrokerError::Unauthenticated)?;
         let digest = token.digest().0;
         let ttl = self.0.config.identity_ttl;

@@ -133,6 +133,13 @@ fn kms_metrics(kms: &Kms, out: &mut String) {
     );
     write_metric(
         out,
+        "vodkms_kms_credential_lookups_total",
+        "counter",
+        "API client tokens looked up in the database (not in memory).",
+        kms.credential_lookups(),
+    );
+    write_metric(
+        out,
         "vodkms_kms_max_stale_seconds",
         "gauge",
         "Past this, cached keys and clients are read again (503 without the database).",

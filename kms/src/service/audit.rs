@@ -161,3 +161,99 @@ impl<R: Send + 'static> AuditLog<R> {
         }
     }
 }
+
+/// A record that identical others may be merged into (see [`Aggregator`]).
+pub trait Aggregate: Send + 'static {
+    /// The fields that make two records "identical", borrowed.
+    type Identity<'a>: std::hash::Hash + Eq
+    where
+        Self: 'a;
+    fn identity(&self) -> Self::Identity<'_>;
+    fn time(&self) -> chrono::DateTime<chrono::Utc>;
+    /// Notes that `count` (> 1) identical records were merged, the last at `last`.
+    fn merged(&mut self, count: u64, last: chrono::DateTime<chrono::Utc>);
+}
+
+/// The first record of a kind, how many there were, and the last one's time.
+type Pending<R> = (R, u64, chrono::DateTime<chrono::Utc>);
+
+/// Identical records within one flush interval become one record with a
+/// count, so a flood (a hot key, or refusals of junk credentials) cannot
+/// outrun the audit writer. Every record is still counted. Keyed by a hash of
+/// the borrowed identity, compared in full on a hit, so adding copies no
+/// strings.
+pub struct Aggregator<R> {
+    pending: Mutex<std::collections::HashMap<u64, Vec<Pending<R>>>>,
+    hasher: std::hash::RandomState,
+    /// Distinct pending records past which `has_room` says no.
+    capacity: usize,
+}
+
+impl<R: Aggregate> Aggregator<R> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            pending: Mutex::new(std::collections::HashMap::new()),
+            hasher: std::hash::RandomState::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<Pending<R>>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < self.capacity
+    }
+
+    pub fn add(&self, record: R) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(record.identity());
+        let time = record.time();
+        let mut pending = self.lock();
+        let bucket = pending.entry(hash).or_default();
+        match bucket
+            .iter_mut()
+            .find(|(r, _, _)| r.identity() == record.identity())
+        {
+            Some((_, count, last)) => {
+                *count += 1;
+                *last = time;
+            }
+            None => bucket.push((record, 1, time)),
+        }
+    }
+
+    /// Takes every pending aggregate as one record each.
+    pub fn take(&self) -> Vec<R> {
+        let pending = std::mem::take(&mut *self.lock());
+        pending
+            .into_values()
+            .flatten()
+            .map(|(mut r, count, last)| {
+                if count > 1 {
+                    r.merged(count, last);
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+/// The KMS merges refusals of unknown credentials by operation and outcome.
+impl Aggregate for AuditRecord {
+    type Identity<'a> = (crate::model::Operation, &'a str, Option<uuid::Uuid>);
+
+    fn identity(&self) -> Self::Identity<'_> {
+        (self.operation, &self.outcome, self.key_id)
+    }
+
+    fn time(&self) -> chrono::DateTime<chrono::Utc> {
+        self.time
+    }
+
+    fn merged(&mut self, count: u64, last: chrono::DateTime<chrono::Utc>) {
+        crate::model::add_detail(&mut self.detail, "Count", count);
+        crate::model::add_detail(&mut self.detail, "LastTime", serde_json::json!(last));
+    }
+}

@@ -60,6 +60,12 @@ pub struct Caches {
     /// By token digest.
     clients: RwLock<HashMap<[u8; 32], CachedClient>>,
     refreshing: Mutex<HashSet<Refresh>>,
+    /// The token digest of every client there is (revoked ones included):
+    /// a digest not in it is refused without asking the database, so a
+    /// flood of made-up tokens costs no query (L1 of the security review).
+    /// Only grows; complete once loaded.
+    known_clients: RwLock<HashSet<[u8; 32]>>,
+    known_complete: std::sync::atomic::AtomicBool,
 }
 
 // Lock poisoning only follows a panic in a critical section that cannot panic;
@@ -84,6 +90,24 @@ impl Caches {
             aliases: RwLock::default(),
             clients: RwLock::default(),
             refreshing: Mutex::default(),
+            known_clients: RwLock::default(),
+            known_complete: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a client with this token digest exists; `None` until the
+    /// list of clients has been loaded.
+    pub fn known_client(&self, digest: &TokenDigest) -> Option<bool> {
+        self.known_complete
+            .load(Ordering::Acquire)
+            .then(|| read!(self.known_clients).contains(&digest.0))
+    }
+
+    /// Adds digests; `complete`: these are all the clients there were.
+    pub fn add_known_clients(&self, digests: impl IntoIterator<Item = [u8; 32]>, complete: bool) {
+        write!(self.known_clients).extend(digests);
+        if complete {
+            self.known_complete.store(true, Ordering::Release);
         }
     }
 
@@ -178,5 +202,37 @@ impl Caches {
         write!(self.keys).clear();
         write!(self.aliases).clear();
         write!(self.clients).clear();
+    }
+}
+
+/// A token bucket for database lookups of credentials no known client has:
+/// `per_second`, up to as many at once.
+#[derive(Debug)]
+pub struct LookupGate {
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl LookupGate {
+    pub fn new(per_second: f64) -> Self {
+        Self {
+            per_second,
+            state: Mutex::new((per_second, Instant::now())),
+        }
+    }
+
+    /// Takes one lookup if there is one left.
+    pub fn try_take(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let refill = now.saturating_duration_since(s.1).as_secs_f64() * self.per_second;
+        s.0 = (s.0 + refill).min(self.per_second);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }

@@ -109,6 +109,9 @@ impl Kms {
         let created = new_client(req.name, req.role, key_ids, self.0.clock.as_ref());
         ev.record.detail = Some(client_detail(&created.client));
         self.0.store.create_client(&created.client).await?;
+        self.0
+            .caches
+            .add_known_clients([created.client.token_digest.0], false);
         Ok(created)
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rand::rngs::OsRng;
 use uuid::Uuid;
 
-pub use audit::{AuditLog, AuditSink, StoreSink};
+pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
@@ -160,7 +160,14 @@ struct Inner {
     config: KmsConfig,
     caches: Caches,
     freshness: freshness::Freshness,
+    /// Database lookups of unknown credentials (see `surely_unknown`).
+    unknown_lookups: cache::LookupGate,
+    /// Credentials looked up in the database (for /metrics).
+    credential_lookups: std::sync::atomic::AtomicU64,
     audit: Arc<AuditLog<AuditRecord>>,
+    /// Refusals of unknown credentials, merged per operation per flush
+    /// interval: a flood of junk tokens is a few records, not one each.
+    refusals: audit::Aggregator<AuditRecord>,
     usage: Arc<UsageLeases>,
 }
 
@@ -187,19 +194,32 @@ impl Kms {
         let kms = Kms(Arc::new(Inner {
             caches: Caches::new(config.cache_ttl),
             freshness: freshness::Freshness::new(config.max_stale),
+            unknown_lookups: cache::LookupGate::new(20.0),
+            credential_lookups: std::sync::atomic::AtomicU64::new(0),
             store,
             root,
             clock,
             config,
             audit,
+            refusals: audit::Aggregator::new(1000),
             usage,
         }));
+        kms.load_known_clients().await?;
         kms.spawn_background().await?;
         Ok(kms)
     }
 
     async fn spawn_background(&self) -> Result<(), KmsError> {
         tokio::spawn(self.0.audit.clone().run(self.0.config.audit_flush_interval));
+        let weak = Arc::downgrade(&self.0);
+        let every = self.0.config.audit_flush_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Kms(inner).flush_refusals();
+            }
+        });
 
         let mut changes = self.0.store.watch_changes().await?;
         let weak = Arc::downgrade(&self.0);
@@ -238,23 +258,57 @@ impl Kms {
         Ok(())
     }
 
+    /// Reads every client's token digest into the caches' list of known ones.
+    async fn load_known_clients(&self) -> Result<(), KmsError> {
+        let clients = self.0.store.list_clients().await?;
+        self.0
+            .caches
+            .add_known_clients(clients.iter().map(|c| c.token_digest.0), true);
+        Ok(())
+    }
+
+    /// After a client change elsewhere (or missed changes), learn new digests.
+    fn reload_known_clients(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.load_known_clients().await {
+                tracing::debug!(error = %e, "reloading client digests failed");
+            }
+        });
+    }
+
     fn apply_change(&self, change: Change) {
         match change {
             Change::Key(id) => self.0.caches.invalidate_key(id),
-            Change::Client(id) => self.0.caches.invalidate_client(id),
-            Change::Reset => self.0.caches.clear(),
+            Change::Client(id) => {
+                self.0.caches.invalidate_client(id);
+                self.reload_known_clients();
+            }
+            Change::Reset => {
+                self.0.caches.clear();
+                self.reload_known_clients();
+            }
             Change::Heartbeat(payload) => self.0.freshness.received(&payload),
+        }
+    }
+
+    /// Moves merged refusals into the audit buffer.
+    fn flush_refusals(&self) {
+        for r in self.0.refusals.take() {
+            self.0.audit.record(r);
         }
     }
 
     /// Writes out every buffered audit record (graceful shutdown).
     pub async fn flush_audit(&self) -> Result<(), KmsError> {
+        self.flush_refusals();
         Ok(self.0.audit.flush().await?)
     }
 
     /// Flushes for graceful shutdown, retrying until `deadline`.
     /// `Err(n)`: n records could not be written.
     pub async fn drain_audit(&self, deadline: std::time::Instant) -> Result<(), usize> {
+        self.flush_refusals();
         self.0.audit.drain(deadline).await
     }
 
@@ -273,6 +327,13 @@ impl Kms {
 
     pub async fn ready(&self) -> Result<(), KmsError> {
         Ok(self.0.store.ping().await?)
+    }
+
+    /// Credentials looked up in the database since start.
+    pub fn credential_lookups(&self) -> u64 {
+        self.0
+            .credential_lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long since the caches were confirmed current, and the bound.
@@ -308,7 +369,12 @@ impl Kms {
     }
 
     fn end_audit<T>(&self, ev: AuditEvent, result: &Result<T, KmsError>) {
-        self.0.audit.record(ev.finish(result));
+        let record = ev.finish(result);
+        if record.client_id.is_none() && matches!(result, Err(KmsError::Unauthenticated)) {
+            self.0.refusals.add(record);
+        } else {
+            self.0.audit.record(record);
+        }
     }
 
     /// Resolves a bearer token to its client; unknown and revoked look the same.
@@ -322,6 +388,7 @@ impl Kms {
                 }
                 client
             }
+            None if self.surely_unknown(&digest) => return Err(KmsError::Unauthenticated),
             None => self
                 .fetch_client(&digest)
                 .await?
@@ -389,6 +456,16 @@ impl Kms {
         }
     }
 
+    /// A token no client has, known without the database: its digest is not
+    /// among the known clients' while those are current. A few lookups a
+    /// second still go to the database, for a client created by another
+    /// process a moment ago.
+    fn surely_unknown(&self, digest: &TokenDigest) -> bool {
+        self.0.caches.known_client(digest) == Some(false)
+            && self.0.freshness.cache_usable()
+            && !self.0.unknown_lookups.try_take()
+    }
+
     /// A cache hit, unless the caches are unconfirmed past `max_stale`: then
     /// it counts as a miss, read again from the database (503 if it cannot
     /// be reached), never served on trust.
@@ -422,6 +499,9 @@ impl Kms {
         digest: &TokenDigest,
     ) -> Result<Option<Arc<ClientRecord>>, KmsError> {
         let epoch = self.0.caches.epoch();
+        self.0
+            .credential_lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let found = self.0.store.client_by_digest(digest).await?.map(Arc::new);
         match &found {
             Some(client) => self.0.caches.put_client(epoch, client.clone()),

@@ -411,6 +411,7 @@ impl Store for PgStore {
     }
 
     async fn create_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO api_clients (id, name, role, key_ids, token_sha256, created_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -422,10 +423,12 @@ impl Store for PgStore {
         .bind(&c.token_digest.0[..])
         .bind(c.created_at)
         .bind(c.revoked_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        // Other processes learn the new token's digest (see service::cache).
+        notify(&mut tx, Change::Client(c.id)).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn client_by_digest(
