@@ -56,9 +56,12 @@ async fn viewers(s: Arc<dyn BrokerStore>) {
     changed.entitlements = vec!["*".into()];
     changed.enabled = false;
     changed.updated_at = now();
-    assert!(s.update_viewer(&changed, None).await.unwrap());
+    assert_eq!(s.update_viewer(&changed, None).await.unwrap(), Some(0));
     assert_eq!(s.viewer("vera").await.unwrap(), Some(changed));
-    assert!(!s.update_viewer(&viewer("nobody"), None).await.unwrap());
+    assert_eq!(
+        s.update_viewer(&viewer("nobody"), None).await.unwrap(),
+        None
+    );
     s.create_viewer(&viewer("abe")).await.unwrap();
     let names: Vec<String> = s
         .list_viewers()
@@ -74,8 +77,9 @@ async fn viewers(s: Arc<dyn BrokerStore>) {
         revoked_at: now(),
         expires_at: None,
     };
-    assert!(s.delete_viewer("vera", &end).await.unwrap());
-    assert!(!s.delete_viewer("vera", &end).await.unwrap());
+    let seq = s.delete_viewer("vera", &end).await.unwrap();
+    assert!(seq.is_some_and(|seq| seq > 0), "{seq:?}");
+    assert_eq!(s.delete_viewer("vera", &end).await.unwrap(), None);
 }
 
 async fn revocations_are_announced_and_expire(s: Arc<dyn BrokerStore>) {
@@ -93,8 +97,9 @@ async fn revocations_are_announced_and_expire(s: Arc<dyn BrokerStore>) {
         revoked_at: t,
         expires_at: Some(t + chrono::Duration::seconds(60)),
     };
-    s.put_revocation(&video).await.unwrap();
-    s.put_revocation(&token).await.unwrap();
+    let video_seq = s.put_revocation(&video).await.unwrap();
+    let token_seq = s.put_revocation(&token).await.unwrap();
+    assert!(token_seq > video_seq, "{token_seq} {video_seq}");
     let heard = tokio::time::timeout(Duration::from_secs(5), changes.recv())
         .await
         .unwrap()
@@ -103,13 +108,34 @@ async fn revocations_are_announced_and_expire(s: Arc<dyn BrokerStore>) {
         heard,
         RevocationChange::One(RevocationKind::Video, "film".into())
     );
-    // Put again: replaced, not duplicated.
-    s.put_revocation(&video).await.unwrap();
+    // Put again: replaced, not duplicated, with a later seq.
+    let video_seq = s.put_revocation(&video).await.unwrap();
+    assert!(video_seq > token_seq);
     assert_eq!(s.revocations(t).await.unwrap().len(), 2);
     assert_eq!(
         s.revocation(RevocationKind::Token, "jti-1").await.unwrap(),
-        Some(token.clone())
+        Some(RevocationRow {
+            revocation: token.clone(),
+            seq: token_seq,
+            lifted: false
+        })
     );
+    // Changes are read in seq order from any point.
+    let since: Vec<(String, i64)> = s
+        .revocations_since(0, t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.revocation.subject, r.seq))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            ("jti-1".to_owned(), token_seq),
+            ("film".to_owned(), video_seq)
+        ]
+    );
+    assert_eq!(s.revocations_since(token_seq, t).await.unwrap().len(), 1);
     // Past its expiry a token revocation is no longer listed, then purged.
     let later = t + chrono::Duration::seconds(61);
     assert_eq!(s.revocations(later).await.unwrap(), vec![video.clone()]);
@@ -118,14 +144,38 @@ async fn revocations_are_announced_and_expire(s: Arc<dyn BrokerStore>) {
         s.revocation(RevocationKind::Token, "jti-1").await.unwrap(),
         None
     );
-    assert!(s
-        .delete_revocation(RevocationKind::Video, "film")
+    // A lift is a tombstone with a later seq, read like any change, and no
+    // longer listed or liftable.
+    let lift_seq = s
+        .delete_revocation(RevocationKind::Video, "film", later)
         .await
-        .unwrap());
-    assert!(!s
-        .delete_revocation(RevocationKind::Video, "film")
+        .unwrap()
+        .expect("there was one to lift");
+    assert!(lift_seq > video_seq);
+    assert_eq!(
+        s.delete_revocation(RevocationKind::Video, "film", later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(s.revocations(later).await.unwrap().is_empty());
+    let changed = s.revocations_since(video_seq, later).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].lifted && changed[0].seq == lift_seq);
+    // Revoking it again revives it, later still.
+    let again = s.put_revocation(&video).await.unwrap();
+    assert!(again > lift_seq);
+    assert_eq!(s.revocations(later).await.unwrap(), vec![video.clone()]);
+    // The tombstone of a lift expires a day later, and is purged then.
+    s.delete_revocation(RevocationKind::Video, "film", later)
         .await
-        .unwrap());
+        .unwrap();
+    let past = later + chrono::Duration::days(1) + chrono::Duration::seconds(1);
+    s.purge_expired(past).await.unwrap();
+    assert_eq!(
+        s.revocation(RevocationKind::Video, "film").await.unwrap(),
+        None
+    );
 }
 
 async fn sessions_only_move_forward(s: Arc<dyn BrokerStore>) {

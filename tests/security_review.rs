@@ -980,3 +980,59 @@ async fn l1_a_flood_of_unknown_tokens_costs_no_query_each() {
     }
     assert!(limited, "the broker's management routes were never limited");
 }
+
+/// L6: with a large revocation set, a broker that reloads everything (its
+/// change listener was cut, so it may have missed notifications) keeps a
+/// revocation made through another broker meanwhile: it is refused at once
+/// and stays refused, never overwritten by the reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l6_a_full_reload_cannot_lose_a_concurrent_revocation() {
+    use sqlx::Connection as _;
+    let b = BrokerSetup::new().await;
+    let other = BrokerSetup::start_broker(&b.kms, &b.secret_b64, &[]).await;
+    let mut db = sqlx::PgConnection::connect(&b.kms.db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at, seq, lifted) \
+         SELECT 'Token', 'bulk-' || g, now(), now() + interval '1 day', \
+         nextval('broker_revocation_seq'), false FROM generate_series(1, 300000) g",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let (_, edk) = b.data_key("film").await;
+    let token = b.token("alice", &["film"]).await;
+    let query = format!("vid=film&Ciphertext={}&token={}", q(&edk), q(&token));
+    assert_eq!(b.key_status(&query).await.0, 200);
+
+    // Cut every change listener: each process reconnects and reloads all.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let r = Api::new(&other.url)
+        .post(
+            "/v1/revocations",
+            &b.kms.admin,
+            json!({ "Type": "Video", "Id": "film" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    eventually(20, "the first broker refuses the video", || {
+        let f = b.key_status(&query);
+        async move { f.await == (403, "VideoRevoked".to_owned()) }
+    })
+    .await;
+    // And keeps refusing while the reload finishes and after.
+    eventually(60, "the first broker holds the bulk revocations", || {
+        let base = b.broker.url.clone();
+        async move { metric(&metrics_of(&base).await, "vodkms_broker_revocations") >= 300_000.0 }
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(b.key_status(&query).await, (403, "VideoRevoked".to_owned()));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -65,6 +65,19 @@ pub struct Revocation {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A revocation as the change feed reads it: its state, its place in the
+/// order of changes (`seq`, higher is later), and whether it was lifted (kept
+/// as a tombstone so readers learn of the lift in order too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    pub revocation: Revocation,
+    pub seq: i64,
+    pub lifted: bool,
+}
+
+/// How long a lifted revocation is kept as a tombstone.
+pub const TOMBSTONE_DAYS: i64 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub jti: String,

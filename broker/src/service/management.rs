@@ -181,8 +181,8 @@ impl Broker {
                 revoked_at,
                 expires_at: (kind != RevocationKind::Video).then(|| self.revocation_expiry(now)),
             };
-            self.0.store.put_revocation(&r).await?;
-            self.0.revoked.apply(kind, subject, Some(&r));
+            let seq = self.0.store.put_revocation(&r).await?;
+            self.0.revoked.apply(kind, subject, Some(&r), seq);
             Ok(RevocationView(r))
         }
         .await;
@@ -203,10 +203,13 @@ impl Broker {
         let result = async {
             client.require_admin()?;
             check_subject(kind, subject)?;
-            if !self.0.store.delete_revocation(kind, subject).await? {
-                return Err(BrokerError::RevocationNotFound);
-            }
-            self.0.revoked.apply(kind, subject, None);
+            let seq = self
+                .0
+                .store
+                .delete_revocation(kind, subject, self.now())
+                .await?
+                .ok_or(BrokerError::RevocationNotFound)?;
+            self.0.revoked.apply(kind, subject, None, seq);
             Ok(())
         }
         .await;
@@ -264,11 +267,11 @@ impl Broker {
             .put_revocation(&r)
             .await
             .map_err(BrokerError::from);
-        if result.is_ok() {
-            self.0.revoked.apply(r.kind, &r.subject, Some(&r));
+        if let Ok(seq) = result {
+            self.0.revoked.apply(r.kind, &r.subject, Some(&r), seq);
         }
         self.end_audit(rec, &result);
-        result.map(|()| true)
+        result.map(|_| true)
     }
 }
 

@@ -62,6 +62,13 @@ impl Broker {
         );
         write_metric(
             out,
+            "vodkms_broker_revocations",
+            "gauge",
+            "Revocations held in memory (tokens, viewers, videos).",
+            self.0.revoked.len(),
+        );
+        write_metric(
+            out,
             "vodkms_broker_key_cache_max_age_seconds",
             "gauge",
             "Longest a key learnt from the KMS is released without asking it again.",

@@ -309,9 +309,10 @@ impl Broker {
         if let Err(e) = self.0.store.purge_expired(now).await {
             tracing::warn!(error = %e, "purging expired revocations and sessions failed");
         }
-        if let Err(e) = self.reload_revocations().await {
-            tracing::warn!(error = %e, "reloading revocations failed; keeping the ones in memory");
+        if let Err(e) = self.reload_changed_revocations().await {
+            tracing::warn!(error = %e, "reading changed revocations failed; keeping the ones in memory");
         }
+        self.0.revoked.sweep(now.timestamp());
         let mono = Instant::now();
         self.0.keys.sweep(mono);
         self.0.sessions.sweep(now, mono);
@@ -332,15 +333,31 @@ impl Broker {
             .retain(|_, (_, at)| mono.duration_since(*at) < self.0.config.identity_ttl);
     }
 
+    /// Reads every revocation again (at start, or after notifications may
+    /// have been missed), building the new set off the async runtime.
     async fn reload_revocations(&self) -> Result<(), BrokerError> {
-        let list = self.0.store.revocations(self.now()).await?;
-        self.0.revoked.replace_all(&list);
+        let rows = self.0.store.revocations_since(0, self.now()).await?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.0.revoked.replace_all(&rows))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))
+    }
+
+    /// Reads the changes after the newest one seen (the periodic backstop for
+    /// missed notifications: cheap, however many revocations there are).
+    async fn reload_changed_revocations(&self) -> Result<(), BrokerError> {
+        let since = self.0.revoked.watermark();
+        let rows = self.0.store.revocations_since(since, self.now()).await?;
+        self.0.revoked.apply_since(&rows);
         Ok(())
     }
 
     async fn reload_one(&self, kind: RevocationKind, subject: &str) -> Result<(), BrokerError> {
-        let current = self.0.store.revocation(kind, subject).await?;
-        self.0.revoked.apply(kind, subject, current.as_ref());
+        // No row: it expired and was purged; the sweep forgets it here too.
+        if let Some(row) = self.0.store.revocation(kind, subject).await? {
+            let state = (!row.lifted).then_some(&row.revocation);
+            self.0.revoked.apply(kind, subject, state, row.seq);
+        }
         Ok(())
     }
 

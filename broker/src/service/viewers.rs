@@ -217,11 +217,14 @@ impl Broker {
             }
             v.updated_at = self.now();
             let revocation = end_tokens.then(|| self.end_tokens_of(username));
-            if !self.0.store.update_viewer(&v, revocation.as_ref()).await? {
-                return Err(BrokerError::ViewerNotFound);
-            }
+            let seq = self
+                .0
+                .store
+                .update_viewer(&v, revocation.as_ref())
+                .await?
+                .ok_or(BrokerError::ViewerNotFound)?;
             if let Some(r) = &revocation {
-                self.0.revoked.apply(r.kind, &r.subject, Some(r));
+                self.0.revoked.apply(r.kind, &r.subject, Some(r), seq);
             }
             Ok(ViewerView::from(v))
         }
@@ -242,10 +245,13 @@ impl Broker {
         let result = async {
             client.require_admin()?;
             let r = self.end_tokens_of(username);
-            if !self.0.store.delete_viewer(username, &r).await? {
-                return Err(BrokerError::ViewerNotFound);
-            }
-            self.0.revoked.apply(r.kind, &r.subject, Some(&r));
+            let seq = self
+                .0
+                .store
+                .delete_viewer(username, &r)
+                .await?
+                .ok_or(BrokerError::ViewerNotFound)?;
+            self.0.revoked.apply(r.kind, &r.subject, Some(&r), seq);
             Ok(())
         }
         .await;

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 pub use kms::store::StoreError;
 
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, Revocation, RevocationKind, SessionRecord, ViewerRecord,
+    BrokerAuditFilter, BrokerAuditRecord, Revocation, RevocationKind, RevocationRow, SessionRecord,
+    ViewerRecord,
 };
 
 pub mod postgres;
@@ -40,34 +41,47 @@ pub trait BrokerStore: Send + Sync + 'static {
     async fn viewer(&self, username: &str) -> Result<Option<ViewerRecord>, StoreError>;
     async fn list_viewers(&self) -> Result<Vec<ViewerRecord>, StoreError>;
     /// Replaces the stored record and, in the same transaction, stores
-    /// `end_tokens` (a Viewer revocation) if given; `false` if there was none.
+    /// `end_tokens` (a Viewer revocation) if given. `None` if there was no
+    /// such viewer, else the revocation's seq (0 without one).
     async fn update_viewer(
         &self,
         viewer: &ViewerRecord,
         end_tokens: Option<&Revocation>,
-    ) -> Result<bool, StoreError>;
-    /// Deletes the viewer and stores `end_tokens` in one transaction.
+    ) -> Result<Option<i64>, StoreError>;
+    /// Deletes the viewer and stores `end_tokens` in one transaction: as
+    /// `update_viewer`.
     async fn delete_viewer(
         &self,
         username: &str,
         end_tokens: &Revocation,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<i64>, StoreError>;
 
-    /// Inserts or replaces, and tells every process sharing the database.
-    async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
-    /// `false` if there was none.
+    /// Inserts or replaces, and tells every process sharing the database;
+    /// the change's seq.
+    async fn put_revocation(&self, revocation: &Revocation) -> Result<i64, StoreError>;
+    /// Lifts a revocation, keeping a tombstone until `now` + `TOMBSTONE_DAYS`;
+    /// the lift's seq, or `None` if there was none in force.
     async fn delete_revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<bool, StoreError>;
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError>;
+    /// The stored row of one subject, lifted or not.
     async fn revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<Option<Revocation>, StoreError>;
-    /// Every revocation still in force at `now`.
+    ) -> Result<Option<RevocationRow>, StoreError>;
+    /// Every revocation in force at `now` (none lifted).
     async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError>;
+    /// Every change after `after` (lifts included) that has not expired at
+    /// `now`, in seq order.
+    async fn revocations_since(
+        &self,
+        after: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RevocationRow>, StoreError>;
     /// Forgets revocations and sessions that can no longer matter.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError>;
     async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError>;

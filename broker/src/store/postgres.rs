@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
-    SessionRecord, ViewerRecord,
+    RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 const CHANNEL: &str = "vodkms_broker_changes";
@@ -87,6 +87,26 @@ fn revocation_from_row(row: &PgRow) -> Result<Revocation, StoreError> {
     })
 }
 
+fn revocation_row(row: &PgRow) -> Result<RevocationRow, StoreError> {
+    Ok(RevocationRow {
+        revocation: revocation_from_row(row)?,
+        seq: row.try_get("seq").map_err(map_err)?,
+        lifted: row.try_get("lifted").map_err(map_err)?,
+    })
+}
+
+/// Serializes revocation writers (held to commit), so seq order is commit
+/// order: a reader that has seen seq N has seen every change before it.
+async fn lock_revocations(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(7602276453211906)")
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+const REVOCATION_COLUMNS: &str = "kind, subject, revoked_at, expires_at, seq, lifted";
+
 fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
         jti: row.try_get("jti").map_err(map_err)?,
@@ -156,7 +176,7 @@ impl BrokerStore for PgBrokerStore {
         &self,
         v: &ViewerRecord,
         end_tokens: Option<&Revocation>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE broker_viewers SET password_hash = $2, entitlements = $3::jsonb, enabled = $4, \
@@ -171,20 +191,21 @@ impl BrokerStore for PgBrokerStore {
         .await
         .map_err(map_err)?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        if let Some(r) = end_tokens {
-            insert_revocation(&mut tx, r).await?;
-        }
+        let seq = match end_tokens {
+            Some(r) => insert_revocation(&mut tx, r).await?,
+            None => 0,
+        };
         tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(Some(seq))
     }
 
     async fn delete_viewer(
         &self,
         username: &str,
         end_tokens: &Revocation,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query("DELETE FROM broker_viewers WHERE username = $1")
             .bind(username)
@@ -192,62 +213,86 @@ impl BrokerStore for PgBrokerStore {
             .await
             .map_err(map_err)?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        insert_revocation(&mut tx, end_tokens).await?;
+        let seq = insert_revocation(&mut tx, end_tokens).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(Some(seq))
     }
 
-    async fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+    async fn put_revocation(&self, r: &Revocation) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        insert_revocation(&mut tx, r).await?;
-        tx.commit().await.map_err(map_err)
+        let seq = insert_revocation(&mut tx, r).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(seq)
     }
 
     async fn delete_revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<bool, StoreError> {
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let done = sqlx::query("DELETE FROM broker_revocations WHERE kind = $1 AND subject = $2")
-            .bind(kind.as_str())
-            .bind(subject)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        lock_revocations(&mut tx).await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE broker_revocations SET lifted = true, seq = nextval('broker_revocation_seq'), \
+             expires_at = $3 WHERE kind = $1 AND subject = $2 AND NOT lifted RETURNING seq",
+        )
+        .bind(kind.as_str())
+        .bind(subject)
+        .bind(now + chrono::Duration::days(TOMBSTONE_DAYS))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
         notify(&mut tx, kind, subject).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(seq)
     }
 
     async fn revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<Option<Revocation>, StoreError> {
-        let row = sqlx::query(
-            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations WHERE kind = $1 AND subject = $2",
-        )
+    ) -> Result<Option<RevocationRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations WHERE kind = $1 AND subject = $2"
+        ))
         .bind(kind.as_str())
         .bind(subject)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(revocation_from_row).transpose()
+        row.as_ref().map(revocation_row).transpose()
     }
 
     async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations \
-             WHERE expires_at IS NULL OR expires_at > $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations \
+             WHERE NOT lifted AND (expires_at IS NULL OR expires_at > $1)"
+        ))
         .bind(now)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
         rows.iter().map(revocation_from_row).collect()
+    }
+
+    async fn revocations_since(
+        &self,
+        after: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RevocationRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations \
+             WHERE seq > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq"
+        ))
+        .bind(after)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(revocation_row).collect()
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -440,23 +485,27 @@ impl BrokerStore for PgBrokerStore {
     }
 }
 
-/// Inserts or replaces a revocation and announces it, inside `tx`.
+/// Inserts or replaces a revocation and announces it, inside `tx`; its seq.
 async fn insert_revocation(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     r: &Revocation,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, expires_at = EXCLUDED.expires_at",
+) -> Result<i64, StoreError> {
+    lock_revocations(tx).await?;
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at, seq, lifted) \
+         VALUES ($1, $2, $3, $4, nextval('broker_revocation_seq'), false) \
+         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, \
+         expires_at = EXCLUDED.expires_at, seq = EXCLUDED.seq, lifted = false RETURNING seq",
     )
     .bind(r.kind.as_str())
     .bind(&r.subject)
     .bind(r.revoked_at)
     .bind(r.expires_at)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(map_err)?;
-    notify(tx, r.kind, &r.subject).await
+    notify(tx, r.kind, &r.subject).await?;
+    Ok(seq)
 }
 
 async fn notify(

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
-    SessionRecord, ViewerRecord,
+    RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 #[derive(Clone)]
@@ -81,23 +81,36 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// Inserts or replaces a revocation inside `tx` (a write transaction, so
+/// writers are serialized and seq order is commit order); its seq.
 async fn insert_revocation(
     tx: &mut Transaction<'_, Sqlite>,
     r: &Revocation,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = excluded.revoked_at, expires_at = excluded.expires_at",
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO broker_revocations (kind, subject, revoked_at, expires_at, seq, lifted) \
+         VALUES (?1, ?2, ?3, ?4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM broker_revocations), 0) \
+         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = excluded.revoked_at, \
+         expires_at = excluded.expires_at, seq = excluded.seq, lifted = 0 RETURNING seq",
     )
     .bind(r.kind.as_str())
     .bind(&r.subject)
     .bind(micros(r.revoked_at))
     .bind(r.expires_at.map(micros))
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
-    .map_err(map_err)?;
-    Ok(())
+    .map_err(map_err)
 }
+
+fn revocation_row(row: &SqliteRow) -> Result<RevocationRow, StoreError> {
+    Ok(RevocationRow {
+        revocation: revocation_from_row(row)?,
+        seq: row.try_get("seq").map_err(map_err)?,
+        lifted: row.try_get("lifted").map_err(map_err)?,
+    })
+}
+
+const REVOCATION_COLUMNS: &str = "kind, subject, revoked_at, expires_at, seq, lifted";
 
 impl SqliteBrokerStore {
     fn announce(&self, r: &Revocation) {
@@ -158,7 +171,7 @@ impl BrokerStore for SqliteBrokerStore {
         &self,
         v: &ViewerRecord,
         end_tokens: Option<&Revocation>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE broker_viewers SET password_hash = ?2, entitlements = ?3, enabled = ?4, \
@@ -173,23 +186,24 @@ impl BrokerStore for SqliteBrokerStore {
         .await
         .map_err(map_err)?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        if let Some(r) = end_tokens {
-            insert_revocation(&mut tx, r).await?;
-        }
+        let seq = match end_tokens {
+            Some(r) => insert_revocation(&mut tx, r).await?,
+            None => 0,
+        };
         tx.commit().await.map_err(map_err)?;
         if let Some(r) = end_tokens {
             self.announce(r);
         }
-        Ok(true)
+        Ok(Some(seq))
     }
 
     async fn delete_viewer(
         &self,
         username: &str,
         end_tokens: &Revocation,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
         let done = sqlx::query("DELETE FROM broker_viewers WHERE username = ?1")
             .bind(username)
@@ -197,64 +211,89 @@ impl BrokerStore for SqliteBrokerStore {
             .await
             .map_err(map_err)?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        insert_revocation(&mut tx, end_tokens).await?;
+        let seq = insert_revocation(&mut tx, end_tokens).await?;
         tx.commit().await.map_err(map_err)?;
         self.announce(end_tokens);
-        Ok(true)
+        Ok(Some(seq))
     }
 
-    async fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+    async fn put_revocation(&self, r: &Revocation) -> Result<i64, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
-        insert_revocation(&mut tx, r).await?;
+        let seq = insert_revocation(&mut tx, r).await?;
         tx.commit().await.map_err(map_err)?;
         self.announce(r);
-        Ok(())
+        Ok(seq)
     }
 
     async fn delete_revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM broker_revocations WHERE kind = ?1 AND subject = ?2")
-            .bind(kind.as_str())
-            .bind(subject)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE broker_revocations SET lifted = 1, \
+             seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM broker_revocations), expires_at = ?3 \
+             WHERE kind = ?1 AND subject = ?2 AND lifted = 0 RETURNING seq",
+        )
+        .bind(kind.as_str())
+        .bind(subject)
+        .bind(micros(now + chrono::Duration::days(TOMBSTONE_DAYS)))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         self.changes
             .send(RevocationChange::One(kind, subject.to_owned()));
-        Ok(done.rows_affected() == 1)
+        Ok(seq)
     }
 
     async fn revocation(
         &self,
         kind: RevocationKind,
         subject: &str,
-    ) -> Result<Option<Revocation>, StoreError> {
-        let row = sqlx::query(
-            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations WHERE kind = ?1 AND subject = ?2",
-        )
+    ) -> Result<Option<RevocationRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations WHERE kind = ?1 AND subject = ?2"
+        ))
         .bind(kind.as_str())
         .bind(subject)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(revocation_from_row).transpose()
+        row.as_ref().map(revocation_row).transpose()
     }
 
     async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, subject, revoked_at, expires_at FROM broker_revocations \
-             WHERE expires_at IS NULL OR expires_at > ?1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations \
+             WHERE lifted = 0 AND (expires_at IS NULL OR expires_at > ?1)"
+        ))
         .bind(micros(now))
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
         rows.iter().map(revocation_from_row).collect()
+    }
+
+    async fn revocations_since(
+        &self,
+        after: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RevocationRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM broker_revocations \
+             WHERE seq > ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY seq"
+        ))
+        .bind(after)
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(revocation_row).collect()
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
