@@ -1,6 +1,5 @@
 //! Handlers: extract, call the service, shape the answer. No rules here.
 
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -152,7 +151,8 @@ pub async fn hls_key(
             ),
             (header::CACHE_CONTROL, cache),
         ],
-        Bytes::copy_from_slice(released.key.expose_secret()),
+        // The cached key itself, not a copy: nothing is left to wipe.
+        kms::http::secret_body::key_body(released.key),
     )
         .into_response())
 }

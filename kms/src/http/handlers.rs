@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::secret_body::SecretJson;
 use super::error::ApiError;
 use super::extract::{Authenticated, BearerToken, Ctx, JsonBody};
 use crate::api::*;
@@ -229,7 +230,7 @@ async fn generate(
     ctx: crate::service::RequestContext,
     req: GenerateDataKeyRequest,
     with_plaintext: bool,
-) -> ApiResult<Json<GenerateDataKeyResponse>> {
+) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
     let spec = data_key_spec(&req)?;
     let req = DataKeyRequest {
         key_id: req.key_id,
@@ -239,7 +240,7 @@ async fn generate(
     let out = kms
         .generate_data_key(token.0.as_ref(), &ctx, req, with_plaintext)
         .await?;
-    Ok(Json(GenerateDataKeyResponse {
+    Ok(SecretJson(GenerateDataKeyResponse {
         key_id: out.key_id,
         key_version_id: out.version,
         plaintext: out.plaintext.map(Base64Secret),
@@ -252,7 +253,7 @@ pub async fn generate_data_key(
     token: BearerToken,
     Ctx(ctx): Ctx,
     JsonBody(req): JsonBody<GenerateDataKeyRequest>,
-) -> ApiResult<Json<GenerateDataKeyResponse>> {
+) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
     generate(kms, token, ctx, req, true).await
 }
 
@@ -261,7 +262,7 @@ pub async fn generate_data_key_without_plaintext(
     token: BearerToken,
     Ctx(ctx): Ctx,
     JsonBody(req): JsonBody<GenerateDataKeyRequest>,
-) -> ApiResult<Json<GenerateDataKeyResponse>> {
+) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
     generate(kms, token, ctx, req, false).await
 }
 
@@ -270,12 +271,12 @@ pub async fn decrypt(
     BearerToken(token): BearerToken,
     Ctx(ctx): Ctx,
     JsonBody(req): JsonBody<DecryptRequest>,
-) -> ApiResult<Json<DecryptResponse>> {
+) -> ApiResult<SecretJson<DecryptResponse>> {
     let context = req.encryption_context.unwrap_or_default();
     let out = kms
         .decrypt(token.as_ref(), &ctx, &req.ciphertext_blob, context)
         .await?;
-    Ok(Json(DecryptResponse {
+    Ok(SecretJson(DecryptResponse {
         key_id: out.key_id,
         key_version_id: out.version,
         plaintext: Base64Secret(out.plaintext),

@@ -5,6 +5,7 @@ pub mod extract;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+pub mod secret_body;
 pub mod tls;
 
 use std::time::Instant;
