@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::secret_body::SecretJson;
 use super::error::ApiError;
 use super::extract::{Authenticated, BearerToken, Ctx, JsonBody};
+use super::secret_body::SecretJson;
 use crate::api::*;
 use crate::crypto::DataKeySpec;
 use crate::model::{AuditFilter, ClientRecord, Operation, Role};
