@@ -299,7 +299,29 @@ async fn m1_many_addresses_cannot_lock_the_owner_out() {
         statuses.contains(&401) && statuses.contains(&429),
         "{statuses:?}"
     );
+    // Refill adds one slot every 5 s, so before each check the attack goes
+    // on until it is refused again: the account's limit is empty right then.
+    let mut fresh = 0;
+    let mut exhaust = || {
+        fresh += 1;
+        let first = fresh * 100;
+        let b = &b;
+        async move {
+            for n in first..first + 100 {
+                let addr = format!("198.51.100.{}", n % 250 + 1);
+                if sign_in(b, "vera", "not the password", Some(&addr), None)
+                    .await
+                    .0
+                    == 429
+                {
+                    return;
+                }
+            }
+            panic!("the account's limit never refused");
+        }
+    };
     // A new browser on a new address: refused, the account is under attack.
+    exhaust().await;
     let (status, _) = sign_in(&b, "vera", "correct horse", Some("203.0.113.7"), None).await;
     assert_eq!(status, 429);
     // The owner's browser: in, even from another address.
@@ -313,7 +335,13 @@ async fn m1_many_addresses_cannot_lock_the_owner_out() {
     .await;
     assert_eq!(status, 200);
     // A forged or foreign device cookie is no better than none.
-    let forged = format!("{}x", &device[..device.len() - 1]);
+    let last = device.chars().last().unwrap();
+    let forged = format!(
+        "{}{}",
+        &device[..device.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    exhaust().await;
     let (status, _) = sign_in(
         &b,
         "vera",
@@ -325,6 +353,7 @@ async fn m1_many_addresses_cannot_lock_the_owner_out() {
     assert_eq!(status, 429);
     make_viewer(&b, "other", "other password").await;
     let (_, other_device) = sign_in(&b, "other", "other password", Some("192.0.2.2"), None).await;
+    exhaust().await;
     let (status, _) = sign_in(
         &b,
         "vera",
@@ -763,7 +792,12 @@ async fn m4_a_kms_cut_off_from_the_database_stops_trusting_its_cache() {
         .ok();
     // Past the bound: refused, whatever the cache says.
     let slow = Api::with_timeout(&a.base, std::time::Duration::from_secs(15));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let (decrypt_status, generate_status) = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-off KMS kept serving from its cache"
+        );
         let d = slow.decrypt(&decryptor, &blob, "v").await;
         let g = slow.generate(&generator, "alias/vod", "v2").await;
         if d.status != 200 && g.status != 200 {
@@ -912,6 +946,7 @@ async fn l1_a_flood_of_unknown_tokens_costs_no_query_each() {
         "vodkms_kms_credential_lookups_total",
     );
     const FLOOD: usize = 400;
+    let started = std::time::Instant::now();
     for chunk in 0..FLOOD / 50 {
         let requests = (0..50).map(|i| {
             let api = kms.api.clone();
@@ -925,10 +960,13 @@ async fn l1_a_flood_of_unknown_tokens_costs_no_query_each() {
         &metrics_of(&kms.api.base).await,
         "vodkms_kms_credential_lookups_total",
     );
-    // A few lookups a second may still go to the database, never one each.
+    // The database sees at most the allowance of 20 lookups a second (20 at
+    // once), however many tokens arrive, not one each.
+    let secs = started.elapsed().as_secs_f64();
+    let allowance = 20.0 + 20.0 * secs + 1.0;
     assert!(
-        after - before < (FLOOD / 4) as f64,
-        "{} lookups for {FLOOD} requests",
+        after - before <= allowance,
+        "{} lookups for {FLOOD} requests in {secs:.1} s",
         after - before
     );
     // Real clients are unaffected, also one made a moment ago.
@@ -950,7 +988,12 @@ async fn l1_a_flood_of_unknown_tokens_costs_no_query_each() {
         .iter()
         .filter(|r| r["Outcome"] == "Unauthenticated")
         .count();
-    assert!(refusal_records < FLOOD / 4, "{refusal_records} records");
+    // At most one record per operation and flush interval (100 ms).
+    let intervals = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize + 2;
+    assert!(
+        refusal_records <= intervals,
+        "{refusal_records} records in {intervals} flush intervals"
+    );
 
     // The broker's management routes: limited per address.
     let mut limited = false;

@@ -436,12 +436,12 @@ async fn changes_are_announced(store: Arc<dyn Store>) {
     // Creating a client is announced too (others learn its token digest).
     store.create_client(&c).await.unwrap();
     store.revoke_client(c.id, now()).await.unwrap();
-    for _ in 0..2 {
+    for want in [Change::ClientCreated(c.id), Change::Client(c.id)] {
         let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(change, Change::Client(c.id));
+        assert_eq!(change, want);
     }
     // Heartbeats travel the same way, after what was sent before them.
     store.heartbeat("nonce.42").await.unwrap();

@@ -236,6 +236,9 @@ pub enum Change {
     Client(Uuid),
     /// Notifications may have been missed: drop every cached entry.
     Reset,
+    /// A new client: nothing cached can be stale, but its token digest is
+    /// new (see `service::cache`, known clients).
+    ClientCreated(Uuid),
     /// A process's heartbeat, back through the change feed (see
     /// `service::freshness`).
     Heartbeat(String),

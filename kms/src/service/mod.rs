@@ -280,10 +280,9 @@ impl Kms {
     fn apply_change(&self, change: Change) {
         match change {
             Change::Key(id) => self.0.caches.invalidate_key(id),
-            Change::Client(id) => {
-                self.0.caches.invalidate_client(id);
-                self.reload_known_clients();
-            }
+            Change::Client(id) => self.0.caches.invalidate_client(id),
+            // Nothing cached is stale; only the new digest is to be learnt.
+            Change::ClientCreated(_) => self.reload_known_clients(),
             Change::Reset => {
                 self.0.caches.clear();
                 self.reload_known_clients();

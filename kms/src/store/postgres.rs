@@ -73,6 +73,7 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, change: Change) -> Result<()
         Change::Client(id) => format!("client:{id}"),
         Change::Reset => "reset".to_owned(),
         Change::Heartbeat(p) => format!("heartbeat:{p}"),
+        Change::ClientCreated(id) => format!("newclient:{id}"),
     };
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -98,6 +99,7 @@ fn parse_change(payload: &str) -> Change {
         Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
         Some(("client", id)) => Uuid::parse_str(id).ok().map(Change::Client),
         Some(("heartbeat", p)) => Some(Change::Heartbeat(p.to_owned())),
+        Some(("newclient", id)) => Uuid::parse_str(id).ok().map(Change::ClientCreated),
         _ => None,
     };
     parsed.unwrap_or(Change::Reset)
@@ -427,7 +429,7 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         // Other processes learn the new token's digest (see service::cache).
-        notify(&mut tx, Change::Client(c.id)).await?;
+        notify(&mut tx, Change::ClientCreated(c.id)).await?;
         tx.commit().await.map_err(map_err)
     }
 

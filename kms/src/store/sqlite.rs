@@ -482,7 +482,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        self.changes.send(Change::Client(c.id));
+        self.changes.send(Change::ClientCreated(c.id));
         Ok(())
     }
 
