@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use kms::client::{ClientConfig, ClientError, KmsClient, Method};
+use kms_api::client::{ClientConfig, ClientError, KmsClient, Method};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -246,12 +246,8 @@ fn client(t: &Target, url: Option<&str>, which: &str, flag: &str) -> Result<KmsC
         ca_pem,
         ..ClientConfig::default()
     };
-    KmsClient::new(
-        url,
-        kms::crypto::ApiToken::from_presented(token.trim()),
-        config,
-    )
-    .map_err(|e| Failure::local(e.to_string()))
+    KmsClient::new(url, kms_api::ApiToken::from_presented(token.trim()), config)
+        .map_err(|e| Failure::local(e.to_string()))
 }
 
 fn kms(t: &Target) -> Result<KmsClient, Failure> {
@@ -287,7 +283,7 @@ async fn call(
 
 /// One path segment, percent-encoded (aliases keep their slash).
 fn seg(s: &str) -> String {
-    kms::client::path_segment(s)
+    kms_api::client::path_segment(s)
 }
 
 pub async fn keys(t: Target, cmd: KeysCommand) -> ExitCode {

@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use hls::cipher::{hex, SegmentKey, KEY_LEN};
 use hls::keyuri::KeyUriBase;
 use hls::package::{DataKey, DataKeySource, EncryptOptions, Progress};
-use kms::api::GenerateDataKeyRequest;
-use kms::client::{ClientConfig, KmsClient};
+use kms_api::api::GenerateDataKeyRequest;
+use kms_api::client::{ClientConfig, KmsClient};
 use rand::RngCore as _;
 use zeroize::Zeroizing;
 
@@ -94,7 +94,7 @@ impl KmsDataKeys {
             .transpose()?;
         let client = KmsClient::new(
             &target.kms_url,
-            kms::crypto::ApiToken::from_presented(token.trim()),
+            kms_api::ApiToken::from_presented(token.trim()),
             ClientConfig {
                 ca_pem,
                 ..ClientConfig::default()

@@ -172,23 +172,37 @@ async fn the_whole_key_lifecycle_and_the_rest_from_the_cli() {
     let (code, _) = cli.fails(&token, &["keys", "list"]);
     assert_eq!(code, 3);
 
-    // The KMS audit trail saw it all.
-    let trail = cli.json(admin, &["audit", "--key", &key_id, "--limit", "50"]);
-    let ops: Vec<&str> = trail["Records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Operation"].as_str().unwrap())
-        .collect();
-    for op in [
+    // The KMS audit trail saw it all. Records are written in batches, so the
+    // CLI is asked again until they are there, with a deadline.
+    let expected = [
         "CreateKey",
         "RotateKey",
         "DisableKey",
         "EnableKey",
         "ScheduleKeyDeletion",
         "CancelKeyDeletion",
-    ] {
-        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let trail = cli.json(admin, &["audit", "--key", &key_id, "--limit", "50"]);
+        let ops: Vec<String> = trail["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Operation"].as_str().unwrap().to_owned())
+            .collect();
+        let missing: Vec<&str> = expected
+            .into_iter()
+            .filter(|op| !ops.iter().any(|o| o == op))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} missing from {ops:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     // Broker: viewers (password on stdin), tokens, revocation, the broker's trail.

@@ -161,14 +161,20 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
     let admin = c["AdminToken"].as_str().unwrap();
     let keys = api.get("/kms/v1/keys", admin).await;
     assert_eq!(keys.ok()["Keys"][0]["Aliases"], json!(["alias/demo"]));
-    let generated = api
-        .get("/kms/v1/audit?Operation=GenerateDataKey&Limit=100", admin)
-        .await
-        .ok()["Records"]
-        .as_array()
-        .unwrap()
-        .len();
-    assert_eq!(generated, 3, "one data key per sample segment");
+    // Audit records are written in batches: wait for them, with a deadline.
+    let generated = || async {
+        api.get("/kms/v1/audit?Operation=GenerateDataKey&Limit=100", admin)
+            .await
+            .ok()["Records"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    common::eventually(20, "the sample's data keys audited", || async {
+        generated().await >= 3
+    })
+    .await;
+    assert_eq!(generated().await, 3, "one data key per sample segment");
     // L2: /web/ is not the origin folder (playlists without a token, key
     // files), and nothing under it redirects.
     for path in [

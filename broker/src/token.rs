@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use kms::crypto::SecretBytes;
+use foundation::SecretBytes;
 
 /// The `aud` every playback token must carry.
 pub const AUDIENCE: &str = "vodkms";
@@ -181,8 +181,8 @@ impl TokenKeys {
 
     /// Decodes an HS256 secret given as base64 (standard or URL-safe).
     pub fn secret_from_base64(text: &str) -> Result<SecretBytes, KeyConfigError> {
-        let bytes =
-            kms::crypto::blob::decode_base64_any(text.trim()).ok_or(KeyConfigError::WeakSecret)?;
+        let bytes = foundation::encoding::decode_base64_any(text.trim())
+            .ok_or(KeyConfigError::WeakSecret)?;
         let secret = SecretBytes::from(Zeroizing::new(bytes));
         if secret.len() < MIN_SECRET_LEN {
             return Err(KeyConfigError::WeakSecret);
@@ -198,9 +198,9 @@ impl TokenKeys {
             .and_then(|r| r.trim_end().strip_suffix("-----END PUBLIC KEY-----"))
         {
             let b64: String = body.split_whitespace().collect();
-            kms::crypto::blob::decode_base64_any(&b64).ok_or(KeyConfigError::BadPublicKey)?
+            foundation::encoding::decode_base64_any(&b64).ok_or(KeyConfigError::BadPublicKey)?
         } else {
-            kms::crypto::blob::decode_base64_any(text).ok_or(KeyConfigError::BadPublicKey)?
+            foundation::encoding::decode_base64_any(text).ok_or(KeyConfigError::BadPublicKey)?
         };
         let raw = match der_or_raw.len() {
             32 => der_or_raw.as_slice(),

@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|cookie: &str| {
     let keys = broker::token::TokenKeys::new(
-        Some(kms::crypto::SecretBytes::new(vec![7u8; 32])),
+        Some(foundation::SecretBytes::new(vec![7u8; 32])),
         None,
         60,
         86_400,

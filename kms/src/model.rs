@@ -7,6 +7,10 @@ use uuid::Uuid;
 
 use crate::crypto::{EncryptionContext, TokenDigest};
 
+/// Outcome of an audited call: `Success`, or the error code that refused it.
+pub use foundation::audit::{add_detail, OUTCOME_SUCCESS};
+pub use kms_api::Role;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
     Enabled,
@@ -72,40 +76,6 @@ impl std::fmt::Debug for VersionRecord {
             .field("version", &self.version)
             .field("created_at", &self.created_at)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Keys, clients, audit. Never sees plaintext.
-    Admin,
-    /// generate-data-key and re-encrypt.
-    Generate,
-    /// decrypt.
-    Decrypt,
-    /// No KMS call: mints playback tokens at the broker for an app backend.
-    Issuer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Generate => "generate",
-            Self::Decrypt => "decrypt",
-            Self::Issuer => "issuer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "admin" => Self::Admin,
-            "generate" => Self::Generate,
-            "decrypt" => Self::Decrypt,
-            "issuer" => Self::Issuer,
-            _ => return None,
-        })
     }
 }
 
@@ -179,24 +149,6 @@ impl Operation {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.as_str() == s)
-    }
-}
-
-/// Outcome of an audited call: `Success`, or the error code that refused it.
-pub const OUTCOME_SUCCESS: &str = "Success";
-
-/// Adds `name: value` to an audit record's `Detail` object (made if absent).
-pub fn add_detail(
-    detail: &mut Option<serde_json::Value>,
-    name: &str,
-    value: impl Into<serde_json::Value>,
-) {
-    match detail {
-        Some(serde_json::Value::Object(map)) => {
-            map.insert(name.to_owned(), value.into());
-        }
-        Some(_) => {}
-        None => *detail = Some(serde_json::json!({ name: value.into() })),
     }
 }
 

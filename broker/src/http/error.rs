@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kms::http::ErrorInfo;
+use foundation::http::{ErrorInfo, HttpError};
 
 use crate::service::BrokerError;
 
@@ -24,23 +24,12 @@ impl From<BrokerError> for ApiError {
     }
 }
 
-impl From<kms::http::ApiError> for ApiError {
-    fn from(e: kms::http::ApiError) -> Self {
-        match e {
-            kms::http::ApiError::Http {
-                status,
-                code,
-                message,
-            } => Self::Http {
-                status,
-                code,
-                message,
-            },
-            kms::http::ApiError::Kms(e) => Self::Http {
-                status: kms::http::status_of(&e),
-                code: e.code(),
-                message: e.to_string(),
-            },
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        Self::Http {
+            status: e.status,
+            code: e.code,
+            message: e.message,
         }
     }
 }
@@ -108,6 +97,6 @@ impl IntoResponse for ApiError {
             message,
             log_detail,
         };
-        kms::http::error_response(status, info, retry_after)
+        foundation::http::error_response(status, info, retry_after)
     }
 }

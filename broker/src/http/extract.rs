@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use kms::http::extract::BearerToken;
+use foundation::http::extract::BearerToken;
 
 use super::error::ApiError;
 use super::{AppState, COOKIE_NAME};
@@ -19,7 +19,7 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let ids = parts.extensions.get::<kms::http::RequestId>();
+        let ids = parts.extensions.get::<foundation::http::RequestId>();
         let request_id = ids.map(|r| r.id.clone()).unwrap_or_default();
         let client_request_id = ids.and_then(|r| r.client_request_id.clone());
         let peer = parts

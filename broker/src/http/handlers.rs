@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use kms::http::extract::JsonBody;
+use foundation::http::extract::JsonBody;
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -152,7 +152,7 @@ pub async fn hls_key(
             (header::CACHE_CONTROL, cache),
         ],
         // The cached key itself, not a copy: nothing is left to wipe.
-        kms::http::secret_body::key_body(released.key),
+        foundation::http::secret_body::key_body(released.key),
     )
         .into_response())
 }

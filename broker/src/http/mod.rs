@@ -133,14 +133,14 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         http: Arc::new(http),
     };
     let source = state.broker.clone();
-    let metrics = Arc::new(kms::http::metrics::HttpMetrics::new(
+    let metrics = Arc::new(foundation::http::metrics::HttpMetrics::new(
         "vodkms_broker",
         move |out| source.write_metrics(out),
     ));
     let mut router = Router::new()
         .route(
             "/metrics",
-            get(kms::http::metrics::scrape).with_state(metrics.clone()),
+            get(foundation::http::metrics::scrape).with_state(metrics.clone()),
         )
         .route("/openapi.json", get(openapi_document))
         .route("/healthz", get(h::healthz))
@@ -173,16 +173,16 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         router = router.nest_service("/web", get(media::web_file).with_state(state.clone()));
     }
     if own_fallback {
-        router = router.fallback(kms::http::not_found);
+        router = router.fallback(foundation::http::not_found);
     }
     router
-        .method_not_allowed_fallback(kms::http::method_not_allowed)
+        .method_not_allowed_fallback(foundation::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(kms::http::request_id))
+        .layer(middleware::from_fn(foundation::http::request_id))
         .layer(middleware::from_fn_with_state(cors, cors::cors))
         .layer(middleware::from_fn_with_state(
             metrics,
-            kms::http::metrics::track,
+            foundation::http::metrics::track,
         ))
         .with_state(state)
 }
@@ -196,7 +196,7 @@ async fn openapi_document() -> axum::Json<serde_json::Value> {
 /// the types its handlers use.
 pub fn document() -> serde_json::Value {
     use crate::api::*;
-    use kms::http::openapi::{schema, Answer, Auth, Op};
+    use foundation::http::openapi::{schema, Answer, Auth, Op};
     const KEY_QUERY: &[(&str, bool, &str)] = &[
         (
             "vid",
@@ -353,11 +353,11 @@ pub fn document() -> serde_json::Value {
         )
         .with_query(AUDIT_QUERY),
     ];
-    kms::http::openapi::document(
+    foundation::http::openapi::document(
         "vodkms key broker",
         "Playback tokens, viewer sign-in, HLS key and playlist delivery.",
         &ops,
-        schema::<kms::api::ErrorBody>,
+        schema::<foundation::http::ErrorBody>,
     )
 }
 
@@ -368,12 +368,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Broker,
     http: HttpConfig,
-    tls: Option<kms::http::tls::TlsFiles>,
+    tls: Option<foundation::http::tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    kms::http::tls::serve(listener, app(broker.clone(), http), tls, shutdown).await?;
+    foundation::http::tls::serve(listener, app(broker.clone(), http), tls, shutdown).await?;
     broker
-        .drain(Instant::now() + kms::http::SHUTDOWN_FLUSH_DEADLINE)
+        .drain(Instant::now() + foundation::http::SHUTDOWN_FLUSH_DEADLINE)
         .await
         .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))
 }

@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kms::crypto::SecretBytes;
+use foundation::SecretBytes;
 use uuid::Uuid;
 
 const SHARDS: usize = 16;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use kms::api::DecryptRequest;
-use kms::crypto::{Blob, SecretBytes};
-use kms::service::Aggregate;
+use foundation::audit::Aggregate;
+use foundation::SecretBytes;
+use kms_api::api::DecryptRequest;
+use kms_api::Blob;
 
 use super::sessions::Lookup;
 use super::{Broker, BrokerError, CachedKey, RequestContext};
@@ -61,7 +62,7 @@ pub struct ReleasedKey {
 
 /// Distinct pending aggregates of key releases past which releases are
 /// refused (503); identical releases within one flush interval are one
-/// record (`kms::service::Aggregator`).
+/// record (`foundation::audit::Aggregator`).
 pub(super) const MAX_PENDING_AGGREGATES: usize = 50_000;
 
 /// What makes two records "identical": operation (key release or playlist),
@@ -97,8 +98,8 @@ impl Aggregate for BrokerAuditRecord {
     }
 
     fn merged(&mut self, count: u64, last: DateTime<Utc>) {
-        kms::model::add_detail(&mut self.detail, "Count", count);
-        kms::model::add_detail(&mut self.detail, "LastTime", serde_json::json!(last));
+        foundation::audit::add_detail(&mut self.detail, "Count", count);
+        foundation::audit::add_detail(&mut self.detail, "LastTime", serde_json::json!(last));
     }
 }
 
@@ -126,7 +127,7 @@ impl Broker {
         result: &Result<T, BrokerError>,
     ) {
         let outcome = match result {
-            Ok(_) => kms::model::OUTCOME_SUCCESS,
+            Ok(_) => foundation::audit::OUTCOME_SUCCESS,
             Err(e) => e.code(),
         };
         self.0.counters.outcome(record.operation.as_str(), outcome);

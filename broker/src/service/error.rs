@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kms::store::StoreError;
+use foundation::db::StoreError;
 
 use crate::token::TokenError;
 

@@ -325,5 +325,5 @@ fn fill_subject(rec: &mut BrokerAuditRecord, kind: RevocationKind, subject: &str
         RevocationKind::Viewer => rec.viewer = Some(shown),
         RevocationKind::Video => rec.video_id = Some(shown),
     }
-    kms::model::add_detail(&mut rec.detail, "Type", kind.as_str());
+    foundation::audit::add_detail(&mut rec.detail, "Type", kind.as_str());
 }

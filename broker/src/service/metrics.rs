@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use kms::http::metrics::write_metric;
+use foundation::http::metrics::write_metric;
 
 use super::Broker;
 

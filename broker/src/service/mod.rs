@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kms::api::ClientInfo;
-use kms::client::KmsClient;
-use kms::crypto::ApiToken;
-use kms::model::Role;
-use kms::service::{AuditLog, AuditSink, Clock};
-use kms::store::StoreError;
+use foundation::audit::{AuditLog, AuditSink};
+use foundation::db::StoreError;
+use foundation::ApiToken;
+use foundation::Clock;
+use kms_api::api::ClientInfo;
+use kms_api::KmsClient;
+use kms_api::Role;
 use uuid::Uuid;
 
 pub use cache::{CachedKey, KeyCache};
@@ -170,7 +171,7 @@ struct Inner {
     management_limits: RateLimiter,
     login_account_limits: RateLimiter,
     audit: Arc<AuditLog<BrokerAuditRecord>>,
-    releases: kms::service::Aggregator<BrokerAuditRecord>,
+    releases: foundation::audit::Aggregator<BrokerAuditRecord>,
     session_writes: Arc<AuditLog<SessionRecord>>,
     identities: Mutex<HashMap<[u8; 32], (ClientInfo, Instant)>>,
     /// Checked against when a username is unknown, so that costs the same.
@@ -249,7 +250,7 @@ impl Broker {
             config,
             audit,
             session_writes,
-            releases: kms::service::Aggregator::new(delivery::MAX_PENDING_AGGREGATES),
+            releases: foundation::audit::Aggregator::new(delivery::MAX_PENDING_AGGREGATES),
             counters: metrics::Counters::default(),
         }));
         broker.reload_revocations().await?;
@@ -416,7 +417,7 @@ impl Broker {
 
     fn end_audit<T>(&self, mut record: BrokerAuditRecord, result: &Result<T, BrokerError>) {
         record.outcome = match result {
-            Ok(_) => kms::model::OUTCOME_SUCCESS.to_owned(),
+            Ok(_) => foundation::audit::OUTCOME_SUCCESS.to_owned(),
             Err(e) => e.code().to_owned(),
         };
         self.0.audit.record(record);

@@ -154,7 +154,7 @@ impl Broker {
             };
             match self.0.store.create_viewer(&record).await {
                 Ok(()) => Ok(ViewerView::from(record)),
-                Err(kms::store::StoreError::Conflict) => Err(BrokerError::ViewerExists),
+                Err(foundation::db::StoreError::Conflict) => Err(BrokerError::ViewerExists),
                 Err(e) => Err(e.into()),
             }
         }

@@ -1,11 +1,12 @@
 //! Broker storage behind a trait: SQL only, no rules. The error type is the
-//! KMS store's, so both backends report the same way.
+//! shared one of `foundation::db`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-pub use kms::store::StoreError;
+pub(crate) use foundation::db::storable;
+pub use foundation::db::StoreError;
 
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, Revocation, RevocationKind, RevocationRow, SessionRecord,
@@ -17,13 +18,6 @@ pub mod sqlite;
 
 pub use postgres::PgBrokerStore;
 pub use sqlite::SqliteBrokerStore;
-
-/// Audit text as both backends keep it: PostgreSQL text cannot hold NUL, so
-/// NUL becomes U+FFFD (sanitized, never refused), and SQLite does the same so
-/// both give back identical records.
-pub(crate) fn storable(s: &str) -> String {
-    s.replace('\0', "\u{FFFD}")
-}
 
 /// A revocation changed somewhere: reload it. `Reset`: reload them all.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,10 @@
 //! PostgreSQL backend of the broker store. It shares the system's migrations
 //! with the KMS, so both may use one database.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use foundation::db::backend;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 
@@ -32,23 +30,9 @@ impl std::fmt::Debug for PgBrokerStore {
 impl PgBrokerStore {
     /// Connects and applies the system's migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(backend)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(backend)?;
-        kms::store::postgres::MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(backend)?;
+        let pool = foundation::db::postgres::connect(url, 8).await?;
         Ok(Self { pool })
     }
-}
-
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Backend(Box::new(e))
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -310,7 +294,7 @@ impl BrokerStore for PgBrokerStore {
     }
 
     async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError> {
-        kms::store::postgres::listen(self.pool.clone(), CHANNEL, |payload| {
+        foundation::db::postgres::listen(self.pool.clone(), CHANNEL, |payload| {
             payload
                 .and_then(|p| {
                     let (kind, subject) = p.split_once(':')?;

@@ -1,14 +1,13 @@
 //! Embedded SQLite backend of the broker store (`vodkms dev`), in the same
-//! file as the KMS's (`kms::store::sqlite::open_pool`). Revocations are
+//! file as the KMS's (`foundation::db::sqlite::open_pool`). Revocations are
 //! announced to this process's subscribers after commit.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kms::store::sqlite::{
-    backend, begin_write, corrupt, from_micros, micros, opt_from_micros, unique_violation, Fanout,
-};
+use foundation::db::sqlite::{begin_write, from_micros, micros, opt_from_micros, unique_violation};
+use foundation::db::{backend, corrupt, Fanout};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
@@ -32,7 +31,7 @@ impl std::fmt::Debug for SqliteBrokerStore {
 }
 
 impl SqliteBrokerStore {
-    /// On a pool from `kms::store::sqlite::open_pool` (migrations applied).
+    /// On a pool from `foundation::db::sqlite::open_pool` (migrations applied).
     pub fn with_pool(pool: SqlitePool) -> Self {
         Self {
             pool,

@@ -1,110 +1,34 @@
-//! CiphertextBlob format v1 (the EDK that travels in key URIs).
-//!
-//! ```text
-//! offset 0   format   u8      = 0x01
-//! offset 1   key id   16 B    UUID of the master key
-//! offset 17  version  u32 BE  master key version that sealed it
-//! offset 21  nonce    12 B    random, per blob
-//! offset 33  sealed   AES-256-GCM ciphertext || 16 B tag
-//! AAD = bytes 0..21 (the header) || canonical EncryptionContext
-//! ```
-//! Decrypt needs no KeyId: the blob names its key and version. The text form is
-//! base64url without padding; standard base64 (padded or not) is accepted too.
+//! Sealing and opening CiphertextBlobs (the format is the wire contract's,
+//! [`kms_api::blob`]): AES-256-GCM under a master key version, with the
+//! header and the canonical EncryptionContext as AAD.
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm};
-use base64::Engine as _;
 use rand::{CryptoRng, RngCore};
-use uuid::Uuid;
+
+pub use kms_api::blob::*;
 
 use super::context::{encode_context, EncryptionContext};
 use super::keys::MasterKey;
 use super::secret::SecretBytes;
 
-pub const FORMAT_V1: u8 = 0x01;
-pub const HEADER_LEN: usize = 1 + 16 + 4;
-pub const NONCE_LEN: usize = 12;
-pub const TAG_LEN: usize = 16;
-/// Largest data key we seal (NumberOfBytes 1..=1024).
-pub const MAX_PLAINTEXT: usize = 1024;
-pub const MIN_BLOB_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN + 1;
-pub const MAX_BLOB_LEN: usize = HEADER_LEN + NONCE_LEN + MAX_PLAINTEXT + TAG_LEN;
-/// Longest text form we try to decode (base64 of MAX_BLOB_LEN, with slack for padding).
-pub const MAX_BLOB_TEXT_LEN: usize = (MAX_BLOB_LEN * 4).div_ceil(3) + 4;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BlobError {
-    #[error("CiphertextBlob is not valid base64")]
-    BadEncoding,
-    #[error("CiphertextBlob has the wrong length")]
-    BadLength,
-    #[error("CiphertextBlob has an unknown format version")]
-    UnknownFormat,
-    #[error("CiphertextBlob was tampered with, or the EncryptionContext does not match")]
-    AuthenticationFailed,
-}
-
-/// Which master key version sealed a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlobHeader {
-    pub key_id: Uuid,
-    pub version: u32,
-}
-
-impl BlobHeader {
-    fn to_bytes(self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
-        h[0] = FORMAT_V1;
-        h[1..17].copy_from_slice(self.key_id.as_bytes());
-        h[17..21].copy_from_slice(&self.version.to_be_bytes());
-        h
-    }
-}
-
-/// A structurally valid blob, not yet authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blob {
-    pub header: BlobHeader,
-    bytes: Vec<u8>,
-}
-
-impl Blob {
-    pub fn parse(bytes: Vec<u8>) -> Result<Self, BlobError> {
-        if bytes.len() < MIN_BLOB_LEN || bytes.len() > MAX_BLOB_LEN {
-            return Err(BlobError::BadLength);
-        }
-        if bytes[0] != FORMAT_V1 {
-            return Err(BlobError::UnknownFormat);
-        }
-        let key_id = Uuid::from_slice(&bytes[1..17]).map_err(|_| BlobError::BadLength)?;
-        let mut v = [0u8; 4];
-        v.copy_from_slice(&bytes[17..21]);
-        let header = BlobHeader {
-            key_id,
-            version: u32::from_be_bytes(v),
-        };
-        Ok(Self { header, bytes })
-    }
-
-    /// Parses the text form: base64url without padding, or standard base64.
-    pub fn from_text(text: &str) -> Result<Self, BlobError> {
-        let text = text.trim();
-        if text.len() > MAX_BLOB_TEXT_LEN {
-            return Err(BlobError::BadLength);
-        }
-        Self::parse(decode_base64_any(text).ok_or(BlobError::BadEncoding)?)
-    }
-
-    pub fn to_text(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
+/// Seals and opens blobs: only the KMS holds master keys, so only it can.
+pub trait Envelope: Sized {
     /// Seals `plaintext` under `key` (which must be `header`'s key version).
-    pub fn seal(
+    fn seal(
+        key: &MasterKey,
+        header: BlobHeader,
+        plaintext: &SecretBytes,
+        context: &EncryptionContext,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Self, BlobError>;
+
+    /// Authenticates and decrypts with `key` (the version named in the header).
+    fn open(&self, key: &MasterKey, context: &EncryptionContext) -> Result<SecretBytes, BlobError>;
+}
+
+impl Envelope for Blob {
+    fn seal(
         key: &MasterKey,
         header: BlobHeader,
         plaintext: &SecretBytes,
@@ -127,27 +51,16 @@ impl Blob {
                 },
             )
             .map_err(|_| BlobError::BadLength)?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN + NONCE_LEN + sealed.len());
-        bytes.extend_from_slice(&head);
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&sealed);
-        Ok(Self { header, bytes })
+        Blob::assemble(header, &nonce.into(), &sealed)
     }
 
-    /// Authenticates and decrypts with `key` (the version named in the header).
-    pub fn open(
-        &self,
-        key: &MasterKey,
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes, BlobError> {
-        let (head, rest) = self.bytes.split_at(HEADER_LEN);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let aad = aad(head, context);
+    fn open(&self, key: &MasterKey, context: &EncryptionContext) -> Result<SecretBytes, BlobError> {
+        let aad = aad(self.header_bytes(), context);
         key.cipher()
             .decrypt(
-                nonce.into(),
+                self.nonce().into(),
                 Payload {
-                    msg: sealed,
+                    msg: self.sealed(),
                     aad: &aad,
                 },
             )
@@ -163,26 +76,14 @@ fn aad(head: &[u8], context: &EncryptionContext) -> Vec<u8> {
     aad
 }
 
-/// Decodes base64url or standard base64, with or without padding.
-pub fn decode_base64_any(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let url = text.contains(['-', '_']);
-    let padded = text.ends_with('=');
-    let engine = match (url, padded) {
-        (true, true) => &URL_SAFE,
-        (true, false) => &URL_SAFE_NO_PAD,
-        (false, true) => &STANDARD,
-        (false, false) => &STANDARD_NO_PAD,
-    };
-    engine.decode(text).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::secret::Key256;
+    use base64::Engine as _;
     use proptest::prelude::*;
     use rand::rngs::OsRng;
+    use uuid::Uuid;
 
     fn key(b: u8) -> MasterKey {
         MasterKey::new(Key256::from_bytes([b; 32]))

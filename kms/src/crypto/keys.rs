@@ -6,8 +6,9 @@ use rand::{CryptoRng, RngCore};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::blob::{decode_base64_any, NONCE_LEN};
+use super::blob::NONCE_LEN;
 use super::secret::{Key256, SecretBytes};
+use foundation::encoding::decode_base64_any;
 
 const WRAP_AAD_PREFIX: &[u8] = b"vodkms/master-key/v1";
 const CHECK_AAD: &[u8] = b"vodkms/root-check/v1";

@@ -2,10 +2,10 @@
 //! 5xx bodies say nothing internal; the detail goes to the log with the
 //! request id (added by the request-id middleware, which fills `RequestId`).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use foundation::http::{error_response, ErrorInfo, HttpError};
 
-use crate::api::ErrorBody;
 use crate::service::KmsError;
 
 #[derive(Debug)]
@@ -25,6 +25,16 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "MalformedRequest",
             message: message.into(),
+        }
+    }
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        Self::Http {
+            status: e.status,
+            code: e.code,
+            message: e.message,
         }
     }
 }
@@ -49,15 +59,6 @@ pub fn status_of(e: &KmsError) -> StatusCode {
         AuditUnavailable | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         RootKeyMismatch | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
-}
-
-/// Carried in the response extensions so the middleware can add the request
-/// id to the body and log server-side detail.
-#[derive(Debug, Clone)]
-pub struct ErrorInfo {
-    pub code: &'static str,
-    pub message: String,
-    pub log_detail: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -96,38 +97,4 @@ impl IntoResponse for ApiError {
             None,
         )
     }
-}
-
-/// The error answer both servers give: the JSON body (the request-id
-/// middleware adds the id), `Retry-After` on 503 (5 s) or as given (429),
-/// `WWW-Authenticate` on 401, `Connection: close` on 413, never cached.
-pub fn error_response(status: StatusCode, info: ErrorInfo, retry_after: Option<u64>) -> Response {
-    let mut resp = (status, render(&info, "")).into_response();
-    let headers = resp.headers_mut();
-    let retry_after = retry_after.or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(5));
-    if let Some(secs) = retry_after {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The body was left unread, so this connection cannot carry another
-        // request: say so, or clients reuse it and see it drop.
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"vodkms\""),
-        );
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.extensions_mut().insert(info);
-    resp
-}
-
-pub fn render(info: &ErrorInfo, request_id: &str) -> axum::Json<ErrorBody> {
-    axum::Json(ErrorBody {
-        code: info.code.to_owned(),
-        message: info.message.clone(),
-        request_id: request_id.to_owned(),
-    })
 }

@@ -9,7 +9,7 @@ use super::usage::Grant;
 use super::{AuditEvent, Kms, KmsError, RequestContext};
 use crate::crypto::{
     generate_data_key, validate_context, ApiToken, Blob, BlobHeader, DataKeySpec,
-    EncryptionContext, SecretBytes,
+    EncryptionContext, Envelope, SecretBytes,
 };
 use crate::model::{Operation, Role};
 

@@ -4,7 +4,6 @@
 mod audit;
 mod cache;
 mod clients;
-mod clock;
 mod data;
 mod error;
 mod freshness;
@@ -20,9 +19,9 @@ use uuid::Uuid;
 
 pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
 pub use error::KmsError;
+pub use foundation::clock::{Clock, ManualClock, SystemClock};
 pub use keys::{KeyView, NewKeyRequest};
 
 use crate::crypto::{ApiToken, EncryptionContext, RootKey, TokenDigest};
@@ -301,7 +300,12 @@ impl Kms {
     /// Writes out every buffered audit record (graceful shutdown).
     pub async fn flush_audit(&self) -> Result<(), KmsError> {
         self.flush_refusals();
-        Ok(self.0.audit.flush().await?)
+        Ok(self
+            .0
+            .audit
+            .flush()
+            .await
+            .map_err(crate::store::StoreError::from)?)
     }
 
     /// Flushes for graceful shutdown, retrying until `deadline`.

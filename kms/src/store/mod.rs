@@ -29,6 +29,26 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The shared plumbing (pools, listeners, audit writer) reports in its own
+/// error type, which has no alias to name.
+impl From<foundation::db::StoreError> for StoreError {
+    fn from(e: foundation::db::StoreError) -> Self {
+        match e {
+            foundation::db::StoreError::Conflict => Self::Conflict,
+            foundation::db::StoreError::Backend(b) => Self::Backend(b),
+        }
+    }
+}
+
+impl From<StoreError> for foundation::db::StoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AliasExists | StoreError::Conflict => Self::Conflict,
+            StoreError::Backend(b) => Self::Backend(b),
+        }
+    }
+}
+
 /// A new key with its first version.
 #[derive(Debug, Clone)]
 pub struct NewKey {

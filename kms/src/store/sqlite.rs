@@ -4,16 +4,12 @@
 //! on the busy timeout instead of failing on a lock upgrade.
 
 use std::path::Path;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{NewKey, Store, StoreError};
@@ -23,99 +19,17 @@ use crate::model::{
     VersionRecord,
 };
 
-/// The whole system's embedded schema (KMS and broker share the file).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+pub use foundation::db::sqlite::{
+    begin_write, from_micros, micros, open_pool, opt_from_micros, unique_violation, MIGRATOR,
+};
+pub use foundation::db::Fanout;
 
-/// Opens (creating if needed) the database file and applies migrations.
-pub async fn open_pool(path: &Path) -> Result<SqlitePool, StoreError> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .map_err(backend)?;
-    MIGRATOR.run(&pool).await.map_err(backend)?;
-    Ok(pool)
-}
-
-/// A write transaction that holds the write lock from its start.
-pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
-}
-
-pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-/// The table a unique constraint failure names, if that is what `e` is.
-pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.message().to_owned()),
-        _ => None,
-    }
-}
-
-pub fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("unexpected value in {what}").into())
-}
-
-/// Times are stored as microseconds since the epoch (what PostgreSQL keeps).
-pub fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt("a timestamp"))
-}
-
-pub fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    v.map(from_micros).transpose()
-}
-
-/// In-process change announcements: every subscriber hears every change; one
-/// that fell behind hears `lagged` instead (drop everything cached).
-pub struct Fanout<T: Clone + Send + 'static> {
-    sender: broadcast::Sender<T>,
-    lagged: T,
-}
-
-impl<T: Clone + Send + 'static> Fanout<T> {
-    pub fn new(lagged: T) -> Self {
-        Self {
-            sender: broadcast::channel(1024).0,
-            lagged,
-        }
-    }
-
-    pub fn send(&self, change: T) {
-        let _ = self.sender.send(change); // no subscriber: nobody to tell
-    }
-
-    pub fn subscribe(&self) -> mpsc::Receiver<T> {
-        let mut from = self.sender.subscribe();
-        let lagged = self.lagged.clone();
-        let (to, rx) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            loop {
-                let change = match from.recv().await {
-                    Ok(c) => c,
-                    Err(broadcast::error::RecvError::Lagged(_)) => lagged.clone(),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if to.send(change).await.is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    }
+fn corrupt(what: &str) -> StoreError {
+    foundation::db::corrupt(what).into()
 }
 
 #[derive(Clone)]

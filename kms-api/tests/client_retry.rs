@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use kms::client::{ClientConfig, ClientError, KmsClient};
-use kms::crypto::ApiToken;
+use kms_api::client::{ClientConfig, ClientError, KmsClient};
+use kms_api::ApiToken;
 
 /// Serves `/v1/whoami` and `/v1/keys`, answering `fail` for the first
 /// `failures` calls of each, then success. Returns the URL and call counters.

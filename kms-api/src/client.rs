@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::*;
-use crate::crypto::ApiToken;
+use foundation::ApiToken;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

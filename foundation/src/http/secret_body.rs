@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::crypto::SecretBytes;
+use crate::secret::SecretBytes;
 
 /// A buffer that wipes itself when the response body is dropped.
 struct Wiped(Zeroizing<Vec<u8>>);
@@ -37,8 +37,7 @@ impl<T: Serialize> IntoResponse for SecretJson<T> {
     fn into_response(self) -> Response {
         let mut buf = Zeroizing::new(Vec::with_capacity(256));
         if let Err(e) = serde_json::to_writer(&mut *buf, &self.0) {
-            return crate::http::ApiError::from(crate::service::KmsError::Internal(e.to_string()))
-                .into_response();
+            return super::HttpError::internal(e);
         }
         let mut resp = Body::from(Bytes::from_owner(Wiped(buf))).into_response();
         resp.headers_mut().insert(

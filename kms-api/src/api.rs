@@ -1,16 +1,17 @@
 //! JSON shapes of the KMS HTTP API (field names as in AWS/Alibaba KMS).
 //! Shared by the server and the typed client.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::SecretBytes;
+use foundation::SecretBytes;
 
-pub type EncryptionContext = BTreeMap<String, String>;
+/// Both servers answer errors in this shape.
+pub use foundation::http::ErrorBody;
+
+pub use crate::context::EncryptionContext;
 
 /// Secret bytes on the wire as standard base64. Exists so that serializing a
 /// secret is a deliberate, visible choice.
@@ -38,7 +39,7 @@ impl schemars::JsonSchema for Base64Secret {
 impl<'de> Deserialize<'de> for Base64Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Zeroizing::new(String::deserialize(d)?);
-        crate::crypto::blob::decode_base64_any(&text)
+        foundation::encoding::decode_base64_any(&text)
             .map(|b| Self(SecretBytes::from(Zeroizing::new(b))))
             .ok_or_else(|| serde::de::Error::custom("Plaintext is not valid base64"))
     }
@@ -228,12 +229,4 @@ pub struct AuditEntry {
 pub struct AuditResponse {
     pub records: Vec<AuditEntry>,
     pub next_token: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-    pub request_id: String,
 }

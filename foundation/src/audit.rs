@@ -1,0 +1,249 @@
+//! Audit records are buffered in memory and written in batches off the request
+//! path. A record leaves the buffer only after the database committed it, so a
+//! database outage loses nothing; past `capacity` buffered records callers
+//! refuse audited operations (503) rather than release keys unaudited.
+//!
+//! Generic over the record type: the KMS and the broker each batch their own
+//! records this way.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::db::StoreError;
+
+/// The outcome audit records carry when the operation succeeded; any other
+/// outcome is the refusal's error code.
+pub const OUTCOME_SUCCESS: &str = "Success";
+
+/// Adds `name: value` to an audit record's `Detail` object (made if absent).
+pub fn add_detail(
+    detail: &mut Option<serde_json::Value>,
+    name: &str,
+    value: impl Into<serde_json::Value>,
+) {
+    match detail {
+        Some(serde_json::Value::Object(map)) => {
+            map.insert(name.to_owned(), value.into());
+        }
+        Some(_) => {}
+        None => *detail = Some(serde_json::json!({ name: value.into() })),
+    }
+}
+
+/// Where committed batches go. Must be idempotent by record id: a batch whose
+/// commit could not be confirmed is written again.
+#[async_trait]
+pub trait AuditSink<R>: Send + Sync + 'static {
+    async fn append(&self, records: &[R]) -> Result<(), StoreError>;
+}
+
+pub struct AuditLog<R> {
+    sink: Arc<dyn AuditSink<R>>,
+    buffer: Mutex<VecDeque<R>>,
+    capacity: usize,
+    batch_size: usize,
+    wake: Notify,
+    /// Batches the database refused (each retried later); for /metrics.
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl<R: Send + 'static> AuditLog<R> {
+    pub fn new(sink: Arc<dyn AuditSink<R>>, capacity: usize, batch_size: usize) -> Self {
+        Self {
+            sink,
+            buffer: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            batch_size: batch_size.max(1),
+            failures: std::sync::atomic::AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<R>> {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Call before an audited operation; `false` means refuse it. Concurrent
+    /// requests may overshoot the bound by at most the number in flight.
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < self.capacity
+    }
+
+    pub fn record(&self, record: R) {
+        let len = {
+            let mut buf = self.lock();
+            buf.push_back(record);
+            buf.len()
+        };
+        if len >= self.batch_size {
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Writes one batch. `Ok(n)`: n records committed (0 = buffer empty).
+    async fn flush_batch(&self) -> Result<usize, StoreError> {
+        let batch: Vec<R> = {
+            let mut buf = self.lock();
+            let n = buf.len().min(self.batch_size);
+            buf.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.sink.append(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                // Put the batch back in front, in order; ids make a retry idempotent.
+                let mut buf = self.lock();
+                for r in batch.into_iter().rev() {
+                    buf.push_front(r);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes until the buffer is empty or the database fails.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        loop {
+            match self.flush_batch().await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    self.failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Failed batch writes since start.
+    pub fn flush_failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Background writer: wakes on a full batch or every `interval`; backs off
+    /// while the database is down.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        let mut backoff = interval;
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            match self.flush().await {
+                Ok(()) => backoff = interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, buffered = self.buffered(), "audit flush failed; will retry");
+                    backoff = (backoff * 2).clamp(interval, Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Flushes for graceful shutdown, retrying while the database is away
+    /// until `deadline`. `Err(n)`: n records could not be written.
+    pub async fn drain(&self, deadline: std::time::Instant) -> Result<(), usize> {
+        loop {
+            match self.flush().await {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, buffered = self.buffered(), "audit flush at shutdown failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    let lost = self.buffered();
+                    tracing::error!(error = %e, lost, "audit records could not be written before shutdown");
+                    return Err(lost);
+                }
+            }
+        }
+    }
+}
+
+/// A record that identical others may be merged into (see [`Aggregator`]).
+pub trait Aggregate: Send + 'static {
+    /// The fields that make two records "identical", borrowed.
+    type Identity<'a>: std::hash::Hash + Eq
+    where
+        Self: 'a;
+    fn identity(&self) -> Self::Identity<'_>;
+    fn time(&self) -> chrono::DateTime<chrono::Utc>;
+    /// Notes that `count` (> 1) identical records were merged, the last at `last`.
+    fn merged(&mut self, count: u64, last: chrono::DateTime<chrono::Utc>);
+}
+
+/// The first record of a kind, how many there were, and the last one's time.
+type Pending<R> = (R, u64, chrono::DateTime<chrono::Utc>);
+
+/// Identical records within one flush interval become one record with a
+/// count, so a flood (a hot key, or refusals of junk credentials) cannot
+/// outrun the audit writer. Every record is still counted. Keyed by a hash of
+/// the borrowed identity, compared in full on a hit, so adding copies no
+/// strings.
+pub struct Aggregator<R> {
+    pending: Mutex<std::collections::HashMap<u64, Vec<Pending<R>>>>,
+    hasher: std::hash::RandomState,
+    /// Distinct pending records past which `has_room` says no.
+    capacity: usize,
+}
+
+impl<R: Aggregate> Aggregator<R> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            pending: Mutex::new(std::collections::HashMap::new()),
+            hasher: std::hash::RandomState::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<Pending<R>>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < self.capacity
+    }
+
+    pub fn add(&self, record: R) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(record.identity());
+        let time = record.time();
+        let mut pending = self.lock();
+        let bucket = pending.entry(hash).or_default();
+        match bucket
+            .iter_mut()
+            .find(|(r, _, _)| r.identity() == record.identity())
+        {
+            Some((_, count, last)) => {
+                *count += 1;
+                *last = time;
+            }
+            None => bucket.push((record, 1, time)),
+        }
+    }
+
+    /// Takes every pending aggregate as one record each.
+    pub fn take(&self) -> Vec<R> {
+        let pending = std::mem::take(&mut *self.lock());
+        pending
+            .into_values()
+            .flatten()
+            .map(|(mut r, count, last)| {
+                if count > 1 {
+                    r.merged(count, last);
+                }
+                r
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,77 @@
+//! PostgreSQL: the production database, which several processes share.
+//! Changes travel with NOTIFY, heard through [`listen`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
+
+use super::{backend, StoreError};
+
+/// The whole system's schema (KMS and broker), so processes sharing one
+/// database agree on it whichever starts first.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Connects a pool of up to `max_connections` and applies the migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(backend)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(backend)?;
+    MIGRATOR.run(&pool).await.map_err(backend)?;
+    Ok(pool)
+}
+
+/// Listens on `channel` with its own connection, reconnecting when it drops.
+/// `map` turns each payload into a message; `None` after a reconnect, since
+/// notifications may have been missed meanwhile.
+pub async fn listen<T: Send + 'static>(
+    pool: PgPool,
+    channel: &'static str,
+    map: impl Fn(Option<&str>) -> T + Send + 'static,
+) -> Result<mpsc::Receiver<T>, StoreError> {
+    let connect = move || {
+        let pool = pool.clone();
+        async move {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(channel).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+    };
+    let mut listener = Some(connect().await.map_err(backend)?);
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let message = match listener.as_mut() {
+                Some(l) => match l.try_recv().await {
+                    Ok(Some(n)) => map(Some(n.payload())),
+                    // Connection lost: keep serving what is cached (the
+                    // database is where changes happen) and reconnect.
+                    Ok(None) | Err(_) => {
+                        tracing::warn!(channel, "change listener lost the database; reconnecting");
+                        listener = None;
+                        continue;
+                    }
+                },
+                None => match connect().await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        map(None)
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            if tx.send(message).await.is_err() {
+                return; // the service is gone
+            }
+        }
+    });
+    Ok(rx)
+}
