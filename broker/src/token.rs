@@ -1,17 +1,23 @@
 //! Playback tokens: compact JWS JWTs (RFC 7515/7519), so any app backend can
-//! mint them with an ordinary JWT library.
+//! mint them with an ordinary JWT library, and checked with one
+//! (`jsonwebtoken`).
 //!
 //! Only the algorithms configured are accepted, each with its own key type:
 //! `HS256` with the shared secret, `EdDSA` (Ed25519) with the public key. The
 //! header's `alg` picks between them and nothing else: no `none`, no `kid`
 //! lookups, no `crit` extensions, so an HMAC can never be checked against a
-//! public key (algorithm confusion). The signature is checked before the
-//! claims are even parsed.
+//! public key (algorithm confusion): each key is handed to the library with
+//! a validation pinned to its one algorithm. The library checks the
+//! signature before it parses the claims, and the audience; the times (with
+//! their leeway, and an expired token's claims kept for playback sessions),
+//! the lifetime cap and the claims' shapes are our rules, checked after.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -125,6 +131,9 @@ struct Header {
 pub struct TokenKeys {
     hs256: Option<SecretBytes>,
     eddsa: Option<VerifyingKey>,
+    /// The same keys as the JWT library takes them, made once.
+    hs256_jwt: Option<(EncodingKey, DecodingKey)>,
+    eddsa_jwt: Option<DecodingKey>,
     /// Allowed clock difference with the token's signer, seconds.
     pub leeway: i64,
     /// Longest `exp - iat` accepted, seconds. Bounds how long a revocation
@@ -171,9 +180,25 @@ impl TokenKeys {
         if hs256.as_ref().is_some_and(|s| s.len() < MIN_SECRET_LEN) {
             return Err(KeyConfigError::WeakSecret);
         }
+        // A small-order key would let forged signatures pass a non-strict
+        // check (the library's): refuse it here, once.
+        if eddsa.as_ref().is_some_and(VerifyingKey::is_weak) {
+            return Err(KeyConfigError::BadPublicKey);
+        }
+        let hs256_jwt = hs256.as_ref().map(|s| {
+            (
+                EncodingKey::from_secret(s.expose_secret()),
+                DecodingKey::from_secret(s.expose_secret()),
+            )
+        });
+        let eddsa_jwt = eddsa
+            .as_ref()
+            .map(|k| DecodingKey::from_ed_der(k.as_bytes()));
         Ok(Self {
             hs256,
             eddsa,
+            hs256_jwt,
+            eddsa_jwt,
             leeway: leeway.max(0),
             max_lifetime: max_lifetime.max(1),
         })
@@ -252,12 +277,8 @@ impl TokenKeys {
 
     /// Signs with HS256 (the broker's own tokens). `None` if no secret is configured.
     pub fn sign(&self, claims: &Claims) -> Option<String> {
-        let secret = self.hs256.as_ref()?;
-        let signing_input = signing_input("HS256", claims)?;
-        let mut mac = hmac_for(secret)?;
-        mac.update(signing_input.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        Some(format!("{signing_input}.{sig}"))
+        let (key, _) = self.hs256_jwt.as_ref()?;
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), claims, key).ok()
     }
 
     /// Checks signature, audience and times; `now` in Unix seconds.
@@ -266,11 +287,13 @@ impl TokenKeys {
             return Err(TokenError::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
+        let (Some(h64), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
+        // What the library does not look at: `crit`, and `typ`. The `alg`
+        // read here as text, so `none` or a misspelling is refused as such.
         let header: Header = decode_json(h64)?;
         if header.crit.is_some() {
             // We understand no extensions, so we must refuse any marked critical.
@@ -283,29 +306,33 @@ impl TokenKeys {
         {
             return Err(TokenError::Malformed);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(s64)
-            .map_err(|_| TokenError::Malformed)?;
-        let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-        match (header.alg.as_str(), &self.hs256, &self.eddsa) {
-            ("HS256", Some(secret), _) => {
-                let mut mac = hmac_for(secret).ok_or(TokenError::BadSignature)?;
-                mac.update(signing_input);
-                // Constant-time comparison.
-                mac.verify_slice(&signature)
-                    .map_err(|_| TokenError::BadSignature)?;
-            }
-            ("EdDSA", _, Some(public)) => {
-                let sig =
-                    Signature::from_slice(&signature).map_err(|_| TokenError::BadSignature)?;
-                public
-                    .verify_strict(signing_input, &sig)
-                    .map_err(|_| TokenError::BadSignature)?;
-            }
+        let (algorithm, key) = match (header.alg.as_str(), &self.hs256_jwt, &self.eddsa_jwt) {
+            ("HS256", Some((_, key)), _) => (Algorithm::HS256, key),
+            ("EdDSA", _, Some(key)) => (Algorithm::EdDSA, key),
             _ => return Err(TokenError::UnsupportedAlgorithm),
-        }
-        let claims: Claims = decode_json(p64)
-            .map_err(|_| TokenError::InvalidClaims("sub, vids, exp, iat, jti, aud"))?;
+        };
+        // Pinned to the one algorithm of this key. Times are ours (below):
+        // an expired token's claims are still wanted.
+        let mut validation = Validation::new(algorithm);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.set_audience(&[AUDIENCE]);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| match e.into_kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    TokenError::UnsupportedAlgorithm
+                }
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::Json(_)
+                | ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_) => {
+                    TokenError::InvalidClaims("sub, vids, exp, iat, jti, aud")
+                }
+                _ => TokenError::Malformed,
+            })?
+            .claims;
         self.check_claims(claims, now)
     }
 
@@ -370,22 +397,19 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenErr
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
-/// `base64url(header) . base64url(claims)`: what the signature covers.
-fn signing_input(alg: &str, claims: &Claims) -> Option<String> {
-    let header = serde_json::json!({ "alg": alg, "typ": "JWT" });
-    Some(format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?)
-    ))
-}
+/// PKCS#8 v1 DER of an Ed25519 private key (RFC 8410), before the 32-byte seed.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// Signs claims with EdDSA: what an app backend holding the private key does.
 /// Used by tests and tools; the broker itself only verifies EdDSA.
 pub fn sign_eddsa(key: &SigningKey, claims: &Claims) -> String {
-    let signing_input = signing_input("EdDSA", claims).unwrap_or_default();
-    let sig = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()).to_bytes());
-    format!("{signing_input}.{sig}")
+    let mut der = Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
+    der.extend_from_slice(key.as_bytes());
+    let key = EncodingKey::from_ed_der(&der);
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::EdDSA), claims, &key)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -612,6 +636,18 @@ mod tests {
             signing.verifying_key()
         );
         assert!(TokenKeys::public_key_from_text("bm9wZQ==").is_err());
+    }
+
+    #[test]
+    fn weak_public_keys_are_refused() {
+        // The identity point: of small order, so it must not verify anything.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(matches!(
+            TokenKeys::new(None, Some(weak), 60, 86_400),
+            Err(KeyConfigError::BadPublicKey)
+        ));
     }
 
     proptest::proptest! {
