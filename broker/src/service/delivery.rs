@@ -149,7 +149,7 @@ impl Broker {
         if !ctx.address.is_empty() {
             self.0
                 .address_limits
-                .acquire(ctx.throttle_key(), mono)
+                .acquire(ctx.throttle_key())
                 .map_err(BrokerError::RateLimited)?;
         }
         let (claims, via_session, which) = self.verify_playback(tokens, mono).await?;
@@ -157,7 +157,7 @@ impl Broker {
         record.token_id = Some(claims.jti.clone());
         self.0
             .token_limits
-            .acquire(&claims.jti, mono)
+            .acquire(&claims.jti)
             .map_err(BrokerError::RateLimited)?;
         if self.0.revoked.token_refused(&claims) {
             return Err(BrokerError::TokenRevoked);

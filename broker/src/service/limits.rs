@@ -1,10 +1,21 @@
-//! Token-bucket rate limits kept in memory, keyed by token id, address or
-//! account. Idle buckets are forgotten by `sweep`.
+//! Rate limits kept in memory, keyed by token id, address or account.
+//!
+//! [`RateLimiter`] is `governor`'s keyed GCRA limiter (per token, per
+//! address, sign-ins per address, management calls). [`FailureBudget`] is
+//! ours: the sign-in failure budgets are reserved before a password is hashed
+//! and given back when it was right, and governor has no way to give a cell
+//! back. Idle state is forgotten by `sweep`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
 
 const SHARDS: usize = 16;
 /// Past this many buckets per shard the oldest idle ones are dropped early.
@@ -33,6 +44,97 @@ impl Rate {
     fn unlimited(&self) -> bool {
         self.per_second <= 0.0
     }
+
+    /// The same rate as a GCRA quota: one cell every `1 / per_second`,
+    /// `burst` at once. `None` when unlimited.
+    fn quota(&self) -> Option<Quota> {
+        if self.unlimited() {
+            return None;
+        }
+        let period = Duration::from_secs_f64((1.0 / self.per_second).min(1e9));
+        let burst = NonZeroU32::new(self.burst.round().clamp(1.0, f64::from(u32::MAX)) as u32)?;
+        Some(Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst))
+    }
+}
+
+/// Keys past which idle state is forgotten early, so a flood of addresses
+/// cannot grow the map without bound between sweeps.
+const MAX_KEYS: usize = SHARDS * MAX_PER_SHARD;
+/// How often (in calls) `acquire` looks at the number of keys.
+const SIZE_CHECK_EVERY: u64 = 1024;
+
+type Keyed = governor::RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock>;
+
+/// A keyed limiter. Keys are hashed (keyed by a per-process random seed)
+/// into 64 bits: no key is copied on the request path, and no caller can
+/// aim two keys at one budget.
+pub struct RateLimiter {
+    quota: Option<Quota>,
+    /// Replaced by a fresh one when more than `MAX_KEYS` are busy at once
+    /// (governor cannot clear a keyed limiter in place).
+    limiter: RwLock<Option<Keyed>>,
+    calls: AtomicU64,
+    clock: DefaultClock,
+    hasher: RandomState,
+}
+
+impl RateLimiter {
+    pub fn new(rate: Rate) -> Self {
+        let clock = DefaultClock::default();
+        let quota = rate.quota();
+        Self {
+            quota,
+            limiter: RwLock::new(quota.map(|q| Keyed::dashmap_with_clock(q, clock.clone()))),
+            calls: AtomicU64::new(0),
+            clock,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Takes one cell. `Err(wait)`: none left; try again after `wait`.
+    pub fn acquire(&self, key: &str) -> Result<(), Duration> {
+        if self.quota.is_none() {
+            return Ok(());
+        }
+        let result = {
+            let limiter = self.limiter.read().unwrap_or_else(|p| p.into_inner());
+            let Some(limiter) = limiter.as_ref() else {
+                return Ok(());
+            };
+            limiter.check_key(&self.hasher.hash_one(key))
+        };
+        if self.calls.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == 0 {
+            self.bound();
+        }
+        result.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    fn bound(&self) {
+        let over = {
+            let limiter = self.limiter.read().unwrap_or_else(|p| p.into_inner());
+            limiter.as_ref().is_some_and(|l| {
+                l.len() > MAX_KEYS && {
+                    l.retain_recent();
+                    l.len() > MAX_KEYS
+                }
+            })
+        };
+        if over {
+            // Everyone is busy: forget them all rather than grow without bound.
+            *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = self
+                .quota
+                .map(|q| Keyed::dashmap_with_clock(q, self.clock.clone()));
+        }
+    }
+
+    /// Forgets keys whose budget has refilled completely (they hold no state).
+    pub fn sweep(&self) {
+        let limiter = self.limiter.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(limiter) = limiter.as_ref() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -41,13 +143,14 @@ struct Bucket {
     at: Instant,
 }
 
-pub struct RateLimiter {
+/// A token bucket whose tokens can be given back (see the module doc).
+pub struct FailureBudget {
     rate: Rate,
     shards: Vec<Mutex<HashMap<String, Bucket>>>,
     hasher: RandomState,
 }
 
-impl RateLimiter {
+impl FailureBudget {
     pub fn new(rate: Rate) -> Self {
         Self {
             rate,
@@ -147,8 +250,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn burst_then_refill() {
+    fn governor_burst_then_refuse() {
         let l = RateLimiter::new(Rate::new(2.0, 3.0));
+        for _ in 0..3 {
+            assert!(l.acquire("a").is_ok());
+        }
+        let wait = l.acquire("a").unwrap_err();
+        assert!(wait <= Duration::from_millis(500), "{wait:?}");
+        // Other keys are independent.
+        assert!(l.acquire("b").is_ok());
+        // A fractional rate (one every 12 s) keeps its meaning.
+        let slow = RateLimiter::new(Rate::new(1.0 / 12.0, 1.0));
+        assert!(slow.acquire("a").is_ok());
+        let wait = slow.acquire("a").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(11) && wait <= Duration::from_secs(12),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let l = FailureBudget::new(Rate::new(2.0, 3.0));
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(l.acquire("a", t0).is_ok());
@@ -166,6 +289,8 @@ mod tests {
     #[test]
     fn unlimited_never_refuses() {
         let l = RateLimiter::new(Rate::UNLIMITED);
+        assert!((0..10_000).all(|_| l.acquire("a").is_ok()));
+        let l = FailureBudget::new(Rate::UNLIMITED);
         let t0 = Instant::now();
         assert!((0..10_000).all(|_| l.acquire("a", t0).is_ok()));
     }

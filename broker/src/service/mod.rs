@@ -29,7 +29,7 @@ use uuid::Uuid;
 pub use cache::{CachedKey, KeyCache};
 pub use delivery::{KeyRequest, ReleasedKey};
 pub use error::BrokerError;
-pub use limits::{Rate, RateLimiter};
+pub use limits::{FailureBudget, Rate, RateLimiter};
 pub use management::{AuditPage, IssuedToken, RevocationView};
 pub use viewers::{NewViewer, ViewerUpdate, ViewerView, DEVICE_COOKIE_SECS};
 
@@ -167,9 +167,9 @@ struct Inner {
     token_limits: RateLimiter,
     address_limits: RateLimiter,
     login_address_limits: RateLimiter,
-    login_pair_limits: RateLimiter,
+    login_pair_limits: FailureBudget,
     management_limits: RateLimiter,
-    login_account_limits: RateLimiter,
+    login_account_limits: FailureBudget,
     audit: Arc<AuditLog<BrokerAuditRecord>>,
     releases: foundation::audit::Aggregator<BrokerAuditRecord>,
     session_writes: Arc<AuditLog<SessionRecord>>,
@@ -237,9 +237,9 @@ impl Broker {
             token_limits: RateLimiter::new(config.rate_per_token),
             address_limits: RateLimiter::new(config.rate_per_address),
             login_address_limits: RateLimiter::new(config.login_rate_per_address),
-            login_pair_limits: RateLimiter::new(config.login_failures_per_account_address),
+            login_pair_limits: FailureBudget::new(config.login_failures_per_account_address),
             management_limits: RateLimiter::new(config.rate_management_per_address),
-            login_account_limits: RateLimiter::new(config.login_failures_per_account),
+            login_account_limits: FailureBudget::new(config.login_failures_per_account),
             identities: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(parallelism),
             dummy_hash,
@@ -321,12 +321,12 @@ impl Broker {
             &self.0.token_limits,
             &self.0.address_limits,
             &self.0.login_address_limits,
-            &self.0.login_pair_limits,
-            &self.0.login_account_limits,
             &self.0.management_limits,
         ] {
-            l.sweep(mono);
+            l.sweep();
         }
+        self.0.login_pair_limits.sweep(mono);
+        self.0.login_account_limits.sweep(mono);
         self.0
             .identities
             .lock()
@@ -435,7 +435,7 @@ impl Broker {
         if !ctx.address.is_empty() {
             self.0
                 .management_limits
-                .acquire(ctx.throttle_key(), Instant::now())
+                .acquire(ctx.throttle_key())
                 .map_err(BrokerError::RateLimited)?;
         }
         let token = token.ok_or(BrokerError::Unauthenticated)?;

@@ -299,7 +299,7 @@ impl Broker {
         let mono = Instant::now();
         self.0
             .login_address_limits
-            .acquire(ctx.throttle_key(), mono)
+            .acquire(ctx.throttle_key())
             .map_err(BrokerError::RateLimited)?;
         let account = username.to_ascii_lowercase();
         let pair = format!("{account}\n{}", ctx.throttle_key());
