@@ -3,11 +3,10 @@
 //! codes (a fixed set); never viewer, video or key ids.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use foundation::http::metrics::write_metric;
+use foundation::http::metrics::{write_metric, Exposition, Label};
 
 use super::Broker;
 
@@ -27,23 +26,23 @@ impl Counters {
 }
 
 impl Broker {
-    /// Appends the broker's own metrics in Prometheus text.
-    pub fn write_metrics(&self, out: &mut String) {
+    /// Sets the broker's own metrics, at each scrape.
+    pub fn write_metrics(&self, out: &Exposition<'_>) {
         let c = &self.0.counters;
-        let _ = writeln!(out, "# HELP vodkms_broker_decisions_total Key releases and playlist deliveries, by outcome (Success or the refusal's code).");
-        let _ = writeln!(out, "# TYPE vodkms_broker_decisions_total counter");
-        let mut rows: Vec<((&str, &str), u64)> = c
+        let rows: Vec<((&'static str, &'static str), u64)> = c
             .outcomes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect();
-        rows.sort();
         for ((op, outcome), n) in rows {
-            let _ = writeln!(
-                out,
-                "vodkms_broker_decisions_total{{operation=\"{op}\",outcome=\"{outcome}\"}} {n}"
+            out.labeled(
+                "vodkms_broker_decisions_total",
+                "counter",
+                "Key releases and playlist deliveries, by outcome (Success or the refusal's code).",
+                vec![Label::new("operation", op), Label::new("outcome", outcome)],
+                n,
             );
         }
         write_metric(

@@ -1,13 +1,20 @@
-//! Prometheus metrics for both servers: requests by route, method and status,
-//! and a latency histogram per route, kept in atomics (no lock on the request
-//! path once a route has been seen). Labels are route templates
-//! (`/v1/keys/{key_id}`), never ids of keys, videos or viewers.
+//! Prometheus metrics for both servers, kept and rendered by
+//! `metrics-exporter-prometheus`: requests by route, method and status, and
+//! a latency histogram per route. Each series' handle is registered once and
+//! kept, so the request path takes no registry lock once a route has been
+//! seen. Labels are route templates (`/v1/keys/{key_id}`), never ids of
+//! keys, videos or viewers.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
+
+pub use metrics::Label;
+use metrics::{Counter, Histogram, Key, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
@@ -28,25 +35,12 @@ const STATUSES: [u16; 20] = [
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The request counters of one route, registered on first use, and its
+/// latency histogram.
 struct RouteStats {
     /// [method][status slot], slots being STATUSES then CLASSES.
-    counts: Vec<AtomicU64>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl RouteStats {
-    fn new() -> Self {
-        Self {
-            counts: (0..METHODS.len() * (STATUSES.len() + CLASSES.len()))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            buckets: Default::default(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
+    counts: Vec<OnceLock<Counter>>,
+    latency: Histogram,
 }
 
 fn method_slot(m: &Method) -> usize {
@@ -70,21 +64,58 @@ fn status_label(slot: usize) -> String {
     }
 }
 
-/// What both servers expose at `/metrics`, plus what each adds itself.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// What both servers expose at `/metrics`, plus what each adds itself. One
+/// recorder per server (not the process-wide one): `vodkms dev` runs both
+/// servers in one process, and each shows only its own.
 pub struct HttpMetrics {
-    prefix: &'static str,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    requests: String,
+    duration: String,
     routes: RwLock<HashMap<String, Arc<RouteStats>>>,
-    extra: Box<dyn Fn(&mut String) + Send + Sync>,
+    extra: Box<dyn Fn(&Exposition<'_>) + Send + Sync>,
+    observed: AtomicU64,
 }
 
+/// Latency samples wait in the exporter until folded into their buckets:
+/// fold them every this many requests, so memory stays bounded however
+/// rarely /metrics is scraped.
+const UPKEEP_EVERY: u64 = 4096;
+
 impl HttpMetrics {
-    /// `prefix`: `vodkms_kms` or `vodkms_broker`. `extra` appends the
-    /// server's own metrics (audit buffer, caches, pool) at each scrape.
-    pub fn new(prefix: &'static str, extra: impl Fn(&mut String) + Send + Sync + 'static) -> Self {
+    /// `prefix`: `vodkms_kms` or `vodkms_broker`. `extra` adds the server's
+    /// own metrics (audit buffer, caches, pool) at each scrape.
+    pub fn new(
+        prefix: &'static str,
+        extra: impl Fn(&Exposition<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        let requests = format!("{prefix}_http_requests_total");
+        let duration = format!("{prefix}_http_request_duration_seconds");
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(duration.clone()), &BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        recorder.describe_counter(
+            requests.clone().into(),
+            None,
+            "HTTP requests by route template, method and status.".into(),
+        );
+        recorder.describe_histogram(
+            duration.clone().into(),
+            None,
+            "Time to answer, by route template.".into(),
+        );
         Self {
-            prefix,
+            handle: recorder.handle(),
+            recorder,
+            requests,
+            duration,
             routes: RwLock::new(HashMap::new()),
             extra: Box::new(extra),
+            observed: AtomicU64::new(0),
         }
     }
 
@@ -98,118 +129,118 @@ impl HttpMetrics {
             return Arc::clone(s);
         }
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
-            routes
-                .entry(route.to_owned())
-                .or_insert_with(|| Arc::new(RouteStats::new())),
-        )
+        Arc::clone(routes.entry(route.to_owned()).or_insert_with(|| {
+            let key = Key::from_parts(
+                self.duration.clone(),
+                vec![Label::new("route", route.to_owned())],
+            );
+            Arc::new(RouteStats {
+                counts: (0..METHODS.len() * (STATUSES.len() + CLASSES.len()))
+                    .map(|_| OnceLock::new())
+                    .collect(),
+                latency: self.recorder.register_histogram(&key, &METADATA),
+            })
+        }))
     }
 
     fn observe(&self, route: &str, method: &Method, status: u16, started: Instant) {
         let stats = self.route(route);
-        let slot = method_slot(method) * (STATUSES.len() + CLASSES.len()) + status_slot(status);
+        let per_method = STATUSES.len() + CLASSES.len();
+        let slot = method_slot(method) * per_method + status_slot(status);
         if let Some(c) = stats.counts.get(slot) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.get_or_init(|| {
+                let labels = vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("method", METHODS[slot / per_method]),
+                    Label::new("status", status_label(slot % per_method)),
+                ];
+                self.recorder
+                    .register_counter(&Key::from_parts(self.requests.clone(), labels), &METADATA)
+            })
+            .increment(1);
         }
-        let elapsed = started.elapsed();
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            stats.buckets[i].fetch_add(1, Ordering::Relaxed);
+        stats.latency.record(started.elapsed().as_secs_f64());
+        if self.observed.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
+            self.handle.run_upkeep();
         }
-        stats.count.fetch_add(1, Ordering::Relaxed);
-        stats.sum_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
     }
 
-    /// The Prometheus text exposition (version 0.0.4).
+    /// The Prometheus text exposition (version 0.0.4), without the blank
+    /// lines the exporter puts between families.
     pub fn render(&self) -> String {
-        let p = self.prefix;
-        let mut out = String::with_capacity(8192);
-        let routes: Vec<(String, Arc<RouteStats>)> = {
-            let map = self.routes.read().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<_> = map
-                .iter()
-                .map(|(k, s)| (k.clone(), Arc::clone(s)))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        let _ = writeln!(
-            out,
-            "# HELP {p}_http_requests_total HTTP requests by route template, method and status."
-        );
-        let _ = writeln!(out, "# TYPE {p}_http_requests_total counter");
-        for (route, s) in &routes {
-            for (i, c) in s.counts.iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
-                if n == 0 {
-                    continue;
-                }
-                let per_method = STATUSES.len() + CLASSES.len();
-                let _ = writeln!(
-                    out,
-                    "{p}_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {n}",
-                    escape(route),
-                    METHODS[i / per_method],
-                    status_label(i % per_method)
-                );
-            }
+        (self.extra)(&Exposition(&self.recorder));
+        let text = self.handle.render();
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            out.push_str(line);
+            out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "# HELP {p}_http_request_duration_seconds Time to answer, by route template."
-        );
-        let _ = writeln!(out, "# TYPE {p}_http_request_duration_seconds histogram");
-        for (route, s) in &routes {
-            let route = escape(route);
-            let mut cumulative = 0;
-            for (i, b) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{p}_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
-                );
-            }
-            let count = s.count.load(Ordering::Relaxed);
-            let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{p}_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "{p}_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "{p}_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
-            );
-        }
-        (self.extra)(&mut out);
         out
     }
 }
 
-/// A label value as Prometheus wants it quoted.
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Where a server sets its own metrics at each scrape.
+pub struct Exposition<'a>(&'a PrometheusRecorder);
+
+/// A metric value as the exporter takes it.
+pub trait MetricValue {
+    fn as_f64(&self) -> f64;
 }
 
-/// Writes one gauge or counter with its HELP and TYPE lines.
+macro_rules! metric_value {
+    ($($t:ty),*) => {$(
+        impl MetricValue for $t {
+            fn as_f64(&self) -> f64 {
+                *self as f64
+            }
+        }
+    )*};
+}
+metric_value!(u32, u64, usize, f64);
+
+impl Exposition<'_> {
+    /// Sets one gauge (`kind` "gauge") or counter ("counter") with its help.
+    pub fn metric(
+        &self,
+        name: &'static str,
+        kind: &str,
+        help: &'static str,
+        value: impl MetricValue,
+    ) {
+        self.labeled(name, kind, help, Vec::new(), value);
+    }
+
+    /// The same, with labels (fixed sets only: never ids).
+    pub fn labeled(
+        &self,
+        name: &'static str,
+        kind: &str,
+        help: &'static str,
+        labels: Vec<Label>,
+        value: impl MetricValue,
+    ) {
+        let key = Key::from_parts(name, labels);
+        if kind == "counter" {
+            self.0.describe_counter(name.into(), None, help.into());
+            self.0
+                .register_counter(&key, &METADATA)
+                .absolute(value.as_f64() as u64);
+        } else {
+            self.0.describe_gauge(name.into(), None, help.into());
+            self.0.register_gauge(&key, &METADATA).set(value.as_f64());
+        }
+    }
+}
+
+/// Sets one gauge or counter (see [`Exposition::metric`]).
 pub fn write_metric(
-    out: &mut String,
-    name: &str,
+    out: &Exposition<'_>,
+    name: &'static str,
     kind: &str,
-    help: &str,
-    value: impl std::fmt::Display,
+    help: &'static str,
+    value: impl MetricValue,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    let _ = writeln!(out, "{name} {value}");
+    out.metric(name, kind, help, value);
 }
 
 /// Counts every request that reached a route (or the fallback, as `unmatched`).
@@ -238,4 +269,54 @@ pub async fn scrape(State(m): State<Arc<HttpMetrics>>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_time_and_server_metrics_render_as_prometheus_text() {
+        let m = HttpMetrics::new("t", |out| {
+            out.metric("t_buffered", "gauge", "Waiting.", 3u64);
+            out.labeled(
+                "t_decisions_total",
+                "counter",
+                "By outcome.",
+                vec![Label::new("outcome", "Success")],
+                7u64,
+            );
+        });
+        let started = Instant::now();
+        // More than one upkeep period: folded samples are all still counted.
+        let n = UPKEEP_EVERY + 5;
+        for _ in 0..n {
+            m.observe("/v1/x/{id}", &Method::GET, 200, started);
+        }
+        m.observe(
+            "/v1/x/{id}",
+            &Method::from_bytes(b"BREW").unwrap(),
+            418,
+            started,
+        );
+        let text = m.render();
+        assert!(!text.contains("\n\n"), "{text}");
+        for line in [
+            "# TYPE t_http_requests_total counter".to_owned(),
+            format!(
+                r#"t_http_requests_total{{route="/v1/x/{{id}}",method="GET",status="200"}} {n}"#
+            ),
+            r#"t_http_requests_total{route="/v1/x/{id}",method="OTHER",status="4xx"} 1"#.to_owned(),
+            "# TYPE t_http_request_duration_seconds histogram".to_owned(),
+            format!(
+                r#"t_http_request_duration_seconds_count{{route="/v1/x/{{id}}"}} {}"#,
+                n + 1
+            ),
+            "# HELP t_buffered Waiting.".to_owned(),
+            "t_buffered 3".to_owned(),
+            r#"t_decisions_total{outcome="Success"} 7"#.to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+    }
 }

@@ -109,7 +109,7 @@ pub fn document() -> serde_json::Value {
 }
 
 /// What the KMS adds to /metrics: its audit writer and database pool.
-fn kms_metrics(kms: &Kms, out: &mut String) {
+fn kms_metrics(kms: &Kms, out: &metrics::Exposition<'_>) {
     use metrics::write_metric;
     let (unconfirmed, max) = kms.staleness();
     write_metric(
