@@ -1,7 +1,6 @@
 //! Transcoder commands: `vodkms datakey` and `vodkms hls encrypt`. Clients of
 //! the KMS API; the API token comes from VODKMS_TOKEN (never a flag).
 
-use std::io::{IsTerminal as _, Write as _};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -235,42 +234,27 @@ async fn encrypt(args: EncryptArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line on a terminal's stderr, redrawn in place; silent otherwise.
-struct ProgressBar {
-    tty: bool,
-    shown: bool,
-}
+/// `hls encrypt`'s progress on a terminal's stderr (indicatif hides it
+/// when stderr is not a terminal, so scripts see only the JSON summary).
+struct ProgressBar(indicatif::ProgressBar);
 
 impl ProgressBar {
     fn new() -> Self {
-        Self {
-            tty: std::io::stderr().is_terminal(),
-            shown: false,
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "encrypting [{bar:30}] {pos}/{len} segments, {elapsed} (eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("#>."));
         }
+        Self(bar)
     }
 
     fn show(&mut self, p: Progress) {
-        if !self.tty || p.total == 0 {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let filled = p.done * WIDTH / p.total;
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rencrypting [{}{}] {}/{} segments",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            p.done,
-            p.total
-        );
-        let _ = err.flush();
-        self.shown = true;
+        self.0.set_length(p.total as u64);
+        self.0.set_position(p.done as u64);
     }
 
     fn finish(&mut self) {
-        if self.shown {
-            eprintln!();
-        }
+        self.0.finish();
     }
 }
