@@ -15,7 +15,6 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
 use clap::Args;
-use hls::cipher::{SegmentKey, KEY_LEN};
 use hls::keyuri::KeyUriBase;
 use hls::package::{DataKey, DataKeySource, EncryptOptions};
 use kms::crypto::{ApiToken, DataKeySpec, RootKey};
@@ -305,16 +304,8 @@ impl DataKeySource for InProcessKeys {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let plain = out.plaintext.ok_or("no plaintext")?;
-        let mut key: SegmentKey = Zeroizing::new([0u8; KEY_LEN]);
-        if plain.expose_secret().len() != KEY_LEN {
-            return Err("not a 16-byte key".into());
-        }
-        key.copy_from_slice(plain.expose_secret());
-        Ok(DataKey {
-            key,
-            ciphertext_blob: out.blob.to_text(),
-        })
+        let plain = out.plaintext.ok_or("the KMS sent no Plaintext")?;
+        DataKey::from_plaintext(plain.expose_secret(), out.blob.to_text())
     }
 }
 
@@ -395,14 +386,7 @@ async fn published_playlist(
     let Ok(text) = tokio::fs::read_to_string(&path).await else {
         return axum::http::StatusCode::NOT_FOUND.into_response();
     };
-    let mut out = String::with_capacity(text.len() * 2);
-    for line in text.lines() {
-        if !line.is_empty() && !line.starts_with('#') {
-            out.push_str(&format!("/v1/hls/playlist/{DEMO_VIDEO}/"));
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
+    let out = hls::rewrite::prefix_uris(&text, &format!("/v1/hls/playlist/{DEMO_VIDEO}/"));
     (
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use hls::cipher::{hex, SegmentKey, KEY_LEN};
+use hls::cipher::hex;
 use hls::keyuri::KeyUriBase;
 use hls::package::{DataKey, DataKeySource, EncryptOptions, Progress};
 use kms_api::api::GenerateDataKeyRequest;
@@ -120,16 +120,7 @@ impl DataKeySource for KmsDataKeys {
             .await
             .map_err(|e| e.to_string())?;
         let plaintext = out.plaintext.ok_or("the KMS sent no Plaintext")?;
-        let bytes = plaintext.0.expose_secret();
-        if bytes.len() != KEY_LEN {
-            return Err(format!("the KMS sent a {}-byte key, not 16", bytes.len()));
-        }
-        let mut key: SegmentKey = Zeroizing::new([0u8; KEY_LEN]);
-        key.copy_from_slice(bytes);
-        Ok(DataKey {
-            key,
-            ciphertext_blob: out.ciphertext_blob,
-        })
+        DataKey::from_plaintext(plaintext.0.expose_secret(), out.ciphertext_blob)
     }
 }
 

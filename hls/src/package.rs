@@ -30,6 +30,26 @@ pub struct DataKey {
     pub ciphertext_blob: String,
 }
 
+impl DataKey {
+    /// A data key as a KMS hands it out: METHOD=AES-128 takes exactly 16
+    /// bytes, anything else is refused.
+    pub fn from_plaintext(plaintext: &[u8], ciphertext_blob: String) -> Result<Self, String> {
+        if plaintext.len() != crate::cipher::KEY_LEN {
+            return Err(format!(
+                "the KMS sent a {}-byte key, not {}",
+                plaintext.len(),
+                crate::cipher::KEY_LEN
+            ));
+        }
+        let mut key: SegmentKey = zeroize::Zeroizing::new([0u8; crate::cipher::KEY_LEN]);
+        key.copy_from_slice(plaintext);
+        Ok(Self {
+            key,
+            ciphertext_blob,
+        })
+    }
+}
+
 /// Where data keys come from: the KMS, in `vodkms`.
 #[async_trait::async_trait]
 pub trait DataKeySource: Send + Sync {

@@ -330,9 +330,34 @@ fn set_token(uri: &str) -> String {
     format!("{base}?{}{fragment}", pairs.join("&"))
 }
 
+/// A playlist with `prefix` put before each URI line (segments and child
+/// playlists; not the URIs inside tags): how a playlist is republished
+/// under another path.
+pub fn prefix_uris(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(prefix);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_uri_lines_only() {
+        let text =
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:4,\nseg0.ts\n\n#EXT-X-ENDLIST";
+        assert_eq!(
+            prefix_uris(text, "/p/"),
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:4,\n/p/seg0.ts\n\n#EXT-X-ENDLIST\n"
+        );
+    }
 
     const AT: &str = "/v1/hls/playlist/p/index.m3u8";
 
