@@ -11,11 +11,7 @@ use crate::service::BrokerError;
 pub enum ApiError {
     Broker(BrokerError),
     /// Errors found before the service is called (routing, body parsing).
-    Http {
-        status: StatusCode,
-        code: &'static str,
-        message: String,
-    },
+    Http(HttpError),
 }
 
 impl From<BrokerError> for ApiError {
@@ -26,11 +22,7 @@ impl From<BrokerError> for ApiError {
 
 impl From<HttpError> for ApiError {
     fn from(e: HttpError) -> Self {
-        Self::Http {
-            status: e.status,
-            code: e.code,
-            message: e.message,
-        }
+        Self::Http(e)
     }
 }
 
@@ -86,11 +78,11 @@ impl IntoResponse for ApiError {
                     (status, e.code(), e.to_string(), None)
                 }
             }
-            ApiError::Http {
+            ApiError::Http(HttpError {
                 status,
                 code,
                 message,
-            } => (status, code, message, None),
+            }) => (status, code, message, None),
         };
         let info = ErrorInfo {
             code,

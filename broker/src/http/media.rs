@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use foundation::http::HttpError;
 use tower::ServiceExt as _;
 
 use super::error::ApiError;
@@ -26,11 +27,11 @@ const SEGMENT_EXTENSIONS: &[&str] = &[
 ];
 
 fn http_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Http {
+    ApiError::Http(HttpError {
         status,
         code,
         message: message.into(),
-    }
+    })
 }
 
 /// `path` as a relative path of plain names: no `..`, no hidden names, no

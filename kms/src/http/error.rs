@@ -12,30 +12,18 @@ use crate::service::KmsError;
 pub enum ApiError {
     Kms(KmsError),
     /// Errors found before the service is called (routing, body parsing).
-    Http {
-        status: StatusCode,
-        code: &'static str,
-        message: String,
-    },
+    Http(HttpError),
 }
 
 impl ApiError {
     pub fn malformed(message: impl Into<String>) -> Self {
-        Self::Http {
-            status: StatusCode::BAD_REQUEST,
-            code: "MalformedRequest",
-            message: message.into(),
-        }
+        Self::Http(HttpError::malformed(message))
     }
 }
 
 impl From<HttpError> for ApiError {
     fn from(e: HttpError) -> Self {
-        Self::Http {
-            status: e.status,
-            code: e.code,
-            message: e.message,
-        }
+        Self::Http(e)
     }
 }
 
@@ -81,11 +69,11 @@ impl IntoResponse for ApiError {
                     (status, e.code(), e.to_string(), None)
                 }
             }
-            ApiError::Http {
+            ApiError::Http(HttpError {
                 status,
                 code,
                 message,
-            } => (status, code, message, None),
+            }) => (status, code, message, None),
         };
         error_response(
             status,

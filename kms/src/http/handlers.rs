@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use foundation::http::HttpError;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -153,11 +154,11 @@ pub async fn alias_action(
 }
 
 fn not_found_route() -> ApiError {
-    ApiError::Http {
+    ApiError::Http(HttpError {
         status: StatusCode::NOT_FOUND,
         code: "NotFound",
         message: "no such route".into(),
-    }
+    })
 }
 
 async fn run_key_action(
