@@ -1,23 +1,26 @@
 //! Playback tokens: compact JWS JWTs (RFC 7515/7519), so any app backend can
-//! mint them with an ordinary JWT library, and checked with one
-//! (`jsonwebtoken`).
+//! mint them with an ordinary JWT library. Signatures are made and checked
+//! by one (`jsonwebtoken`'s HS256 and EdDSA); what surrounds them is ours.
 //!
 //! Only the algorithms configured are accepted, each with its own key type:
 //! `HS256` with the shared secret, `EdDSA` (Ed25519) with the public key. The
 //! header's `alg` picks between them and nothing else: no `none`, no `kid`
 //! lookups, no `crit` extensions, so an HMAC can never be checked against a
-//! public key (algorithm confusion): each key is handed to the library with
-//! a validation pinned to its one algorithm. The library checks the
-//! signature before it parses the claims, and the audience; the times (with
-//! their leeway, and an expired token's claims kept for playback sessions),
-//! the lifetime cap and the claims' shapes are our rules, checked after.
+//! public key (algorithm confusion): each key goes to the library with its
+//! one algorithm. The signature is checked before the claims are even
+//! parsed; then `aud`, the times with their leeway (an expired token's
+//! claims are kept for playback sessions), the lifetime cap and the claims'
+//! shapes.
+//!
+//! Why not the library's `decode`: it parses the header three times and the
+//! claims twice, and took 2.9 µs a token against 1.3 µs for this (the
+//! signature being the same code), about a tenth of a cached key release.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -287,13 +290,14 @@ impl TokenKeys {
             return Err(TokenError::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(h64), Some(_), Some(_), None) =
+        let (Some(h64), Some(p64), Some(s64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
-        // What the library does not look at: `crit`, and `typ`. The `alg`
-        // read here as text, so `none` or a misspelling is refused as such.
+        // The library checks signatures, not headers: `crit` and `typ` are
+        // ours, and `alg` is read as text, so `none` or a misspelling is
+        // refused as such.
         let header: Header = decode_json(h64)?;
         if header.crit.is_some() {
             // We understand no extensions, so we must refuse any marked critical.
@@ -306,33 +310,23 @@ impl TokenKeys {
         {
             return Err(TokenError::Malformed);
         }
-        let (algorithm, key) = match (header.alg.as_str(), &self.hs256_jwt, &self.eddsa_jwt) {
-            ("HS256", Some((_, key)), _) => (Algorithm::HS256, key),
-            ("EdDSA", _, Some(key)) => (Algorithm::EdDSA, key),
+        if URL_SAFE_NO_PAD.decode(s64).is_err() {
+            return Err(TokenError::Malformed);
+        }
+        // Each key with its one algorithm.
+        let (key, algorithm) = match (header.alg.as_str(), &self.hs256_jwt, &self.eddsa_jwt) {
+            ("HS256", Some((_, key)), _) => (key, Algorithm::HS256),
+            ("EdDSA", _, Some(key)) => (key, Algorithm::EdDSA),
             _ => return Err(TokenError::UnsupportedAlgorithm),
         };
-        // Pinned to the one algorithm of this key. Times are ours (below):
-        // an expired token's claims are still wanted.
-        let mut validation = Validation::new(algorithm);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "aud"]);
-        validation.set_audience(&[AUDIENCE]);
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map_err(|e| match e.into_kind() {
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    TokenError::UnsupportedAlgorithm
-                }
-                ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                ErrorKind::Json(_)
-                | ErrorKind::MissingRequiredClaim(_)
-                | ErrorKind::InvalidClaimFormat(_) => {
-                    TokenError::InvalidClaims("sub, vids, exp, iat, jti, aud")
-                }
-                _ => TokenError::Malformed,
-            })?
-            .claims;
+        let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+        match jsonwebtoken::crypto::verify(s64, signing_input, key, algorithm) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(TokenError::BadSignature),
+        }
+        // Only now are the claims read.
+        let claims: Claims = decode_json(p64)
+            .map_err(|_| TokenError::InvalidClaims("sub, vids, exp, iat, jti, aud"))?;
         self.check_claims(claims, now)
     }
 

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::{Clock as _, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::Quota;
 
@@ -63,7 +64,14 @@ const MAX_KEYS: usize = SHARDS * MAX_PER_SHARD;
 /// How often (in calls) `acquire` looks at the number of keys.
 const SIZE_CHECK_EVERY: u64 = 1024;
 
-type Keyed = governor::RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock>;
+/// On `std::time::Instant`, like the rest of the broker: the default clock
+/// reads the CPU's counter, which can disagree between cores.
+type Keyed = governor::RateLimiter<
+    u64,
+    DefaultKeyedStateStore<u64>,
+    MonotonicClock,
+    NoOpMiddleware<std::time::Instant>,
+>;
 
 /// A keyed limiter. Keys are hashed (keyed by a per-process random seed)
 /// into 64 bits: no key is copied on the request path, and no caller can
@@ -74,13 +82,13 @@ pub struct RateLimiter {
     /// (governor cannot clear a keyed limiter in place).
     limiter: RwLock<Option<Keyed>>,
     calls: AtomicU64,
-    clock: DefaultClock,
+    clock: MonotonicClock,
     hasher: RandomState,
 }
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> Self {
-        let clock = DefaultClock::default();
+        let clock = MonotonicClock;
         let quota = rate.quota();
         Self {
             quota,
