@@ -310,7 +310,12 @@ impl TokenKeys {
         {
             return Err(TokenError::Malformed);
         }
-        if URL_SAFE_NO_PAD.decode(s64).is_err() {
+        // Not base64 at all is malformed (checked into a stack buffer: the
+        // library decodes it again; a longer one fails as a bad signature).
+        let mut sig = [0u8; 128];
+        if let Err(base64::DecodeSliceError::DecodeError(_)) =
+            URL_SAFE_NO_PAD.decode_slice(s64, &mut sig)
+        {
             return Err(TokenError::Malformed);
         }
         // Each key with its one algorithm.
