@@ -153,6 +153,40 @@ pub struct ReEncryptRequest {
     pub destination_encryption_context: Option<EncryptionContext>,
 }
 
+/// `POST /v1/encrypt`: seals up to 4 KiB of the caller's own bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EncryptRequest {
+    pub key_id: String,
+    /// Standard base64 (or base64url) of 1..=4096 bytes.
+    pub plaintext: Base64Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EncryptResponse {
+    pub key_id: Uuid,
+    pub key_version_id: u32,
+    /// base64url without padding.
+    pub ciphertext_blob: String,
+}
+
+/// `POST /v1/generate-random`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct GenerateRandomRequest {
+    /// 1..=1024.
+    pub number_of_bytes: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateRandomResponse {
+    pub plaintext: Base64Secret,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReEncryptResponse {

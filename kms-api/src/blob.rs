@@ -20,8 +20,10 @@ pub const FORMAT_V1: u8 = 0x01;
 pub const HEADER_LEN: usize = 1 + 16 + 4;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
-/// Largest data key we seal (NumberOfBytes 1..=1024).
-pub const MAX_PLAINTEXT: usize = 1024;
+/// Largest plaintext we seal: what Encrypt takes (4 KiB, as AWS KMS).
+pub const MAX_PLAINTEXT: usize = 4096;
+/// Largest data key (NumberOfBytes 1..=1024) and GenerateRandom answer.
+pub const MAX_DATA_KEY_BYTES: usize = 1024;
 pub const MIN_BLOB_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN + 1;
 pub const MAX_BLOB_LEN: usize = HEADER_LEN + NONCE_LEN + MAX_PLAINTEXT + TAG_LEN;
 /// Longest text form we try to decode (base64 of MAX_BLOB_LEN, with slack for padding).

@@ -104,6 +104,10 @@ pub enum Operation {
     GenerateDataKeyWithoutPlaintext,
     Decrypt,
     ReEncrypt,
+    /// Caller-given plaintext (at most 4 KiB) sealed under a master key.
+    Encrypt,
+    /// Random bytes from the KMS; no key involved.
+    GenerateRandom,
     CreateClient,
     RevokeClient,
     /// Every master key version re-wrapped under a new root key (offline).
@@ -111,7 +115,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Self::CreateKey,
         Self::RotateKey,
         Self::DisableKey,
@@ -123,6 +127,8 @@ impl Operation {
         Self::GenerateDataKeyWithoutPlaintext,
         Self::Decrypt,
         Self::ReEncrypt,
+        Self::Encrypt,
+        Self::GenerateRandom,
         Self::CreateClient,
         Self::RevokeClient,
         Self::RekeyRoot,
@@ -141,6 +147,8 @@ impl Operation {
             Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
             Self::Decrypt => "Decrypt",
             Self::ReEncrypt => "ReEncrypt",
+            Self::Encrypt => "Encrypt",
+            Self::GenerateRandom => "GenerateRandom",
             Self::CreateClient => "CreateClient",
             Self::RevokeClient => "RevokeClient",
             Self::RekeyRoot => "RekeyRoot",

@@ -284,6 +284,37 @@ pub async fn decrypt(
     }))
 }
 
+pub async fn encrypt(
+    State(kms): State<Kms>,
+    BearerToken(token): BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<EncryptRequest>,
+) -> ApiResult<Json<EncryptResponse>> {
+    let context = req.encryption_context.unwrap_or_default();
+    let out = kms
+        .encrypt(token.as_ref(), &ctx, &req.key_id, req.plaintext.0, context)
+        .await?;
+    Ok(Json(EncryptResponse {
+        key_id: out.key_id,
+        key_version_id: out.version,
+        ciphertext_blob: out.blob.to_text(),
+    }))
+}
+
+pub async fn generate_random(
+    State(kms): State<Kms>,
+    BearerToken(token): BearerToken,
+    Ctx(ctx): Ctx,
+    JsonBody(req): JsonBody<GenerateRandomRequest>,
+) -> ApiResult<SecretJson<GenerateRandomResponse>> {
+    let bytes = kms
+        .generate_random(token.as_ref(), &ctx, req.number_of_bytes)
+        .await?;
+    Ok(SecretJson(GenerateRandomResponse {
+        plaintext: Base64Secret(bytes),
+    }))
+}
+
 pub async fn re_encrypt(
     State(kms): State<Kms>,
     BearerToken(token): BearerToken,

@@ -48,6 +48,8 @@ pub fn app(kms: Kms) -> Router {
         )
         .route("/v1/decrypt", post(h::decrypt))
         .route("/v1/re-encrypt", post(h::re_encrypt))
+        .route("/v1/encrypt", post(h::encrypt))
+        .route("/v1/generate-random", post(h::generate_random))
         .route("/v1/clients", post(h::create_client).get(h::list_clients))
         .route(
             "/v1/clients/{client_id}",
@@ -93,6 +95,8 @@ pub fn document() -> serde_json::Value {
         Op::new("POST", "/v1/generate-data-key", "A fresh data key and its envelope-encrypted copy (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
         Op::new("POST", "/v1/generate-data-key-without-plaintext", "The same without Plaintext (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
         Op::new("POST", "/v1/decrypt", "Open a CiphertextBlob (decrypt)", Auth::ApiClient, Some(schema::<DecryptRequest>), Answer::Json(200, schema::<DecryptResponse>)),
+        Op::new("POST", "/v1/encrypt", "Seal up to 4 KiB of your own bytes under a master key (generate)", Auth::ApiClient, Some(schema::<EncryptRequest>), Answer::Json(200, schema::<EncryptResponse>)),
+        Op::new("POST", "/v1/generate-random", "Random bytes, 1 to 1024 (generate)", Auth::ApiClient, Some(schema::<GenerateRandomRequest>), Answer::Json(200, schema::<GenerateRandomResponse>)),
         Op::new("POST", "/v1/re-encrypt", "Re-seal a blob under another key or context (generate)", Auth::ApiClient, Some(schema::<ReEncryptRequest>), Answer::Json(200, schema::<ReEncryptResponse>)),
         Op::new("POST", "/v1/clients", "Create an API client; its token is shown once (admin)", Auth::ApiClient, Some(schema::<CreateClientRequest>), Answer::Json(201, schema::<CreateClientResponse>)),
         Op::new("GET", "/v1/clients", "List API clients (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListClientsResponse>)),

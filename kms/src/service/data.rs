@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::usage::Grant;
 use super::{AuditEvent, Kms, KmsError, RequestContext};
+use crate::crypto::blob::{MAX_DATA_KEY_BYTES, MAX_PLAINTEXT};
 use crate::crypto::{
     generate_data_key, validate_context, ApiToken, Blob, BlobHeader, DataKeySpec,
     EncryptionContext, Envelope, SecretBytes,
@@ -42,6 +43,13 @@ pub struct ReEncrypted {
     pub version: u32,
     pub source_key_id: Uuid,
     pub source_version: u32,
+    pub blob: Blob,
+}
+
+#[derive(Debug)]
+pub struct Encrypted {
+    pub key_id: Uuid,
+    pub version: u32,
     pub blob: Blob,
 }
 
@@ -82,6 +90,71 @@ impl Kms {
                 plaintext: with_plaintext.then_some(plaintext),
                 blob,
             })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    /// Seals the caller's own bytes (1..=4 KiB) under a master key's primary
+    /// version: the same blob as a data key's, so `decrypt` opens it. Needs
+    /// the generate role, as minting a data key does.
+    pub async fn encrypt(
+        &self,
+        token: Option<&ApiToken>,
+        ctx: &RequestContext,
+        key_id: &str,
+        plaintext: SecretBytes,
+        context: EncryptionContext,
+    ) -> Result<Encrypted, KmsError> {
+        let mut ev = self.begin_audit(Operation::Encrypt, ctx)?;
+        let result = async {
+            let caller = &self.authenticate(token).await?;
+            ev.caller(caller);
+            check_context(&context)?;
+            ev.context(&context);
+            if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+                return Err(KmsError::invalid(format!(
+                    "Plaintext must be 1..={MAX_PLAINTEXT} bytes"
+                )));
+            }
+            let key_id = self.resolve_key_for(caller, Role::Generate, key_id).await?;
+            ev.key(key_id, None);
+            let blob = self
+                .seal_under_primary(ctx, key_id, &plaintext, &context, &mut ev)
+                .await?;
+            Ok(Encrypted {
+                key_id,
+                version: blob.header.version,
+                blob,
+            })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    /// `count` (1..=1024) random bytes, for callers who want the KMS's
+    /// randomness. Needs the generate role; audited without a key.
+    pub async fn generate_random(
+        &self,
+        token: Option<&ApiToken>,
+        ctx: &RequestContext,
+        count: u32,
+    ) -> Result<SecretBytes, KmsError> {
+        let mut ev = self.begin_audit(Operation::GenerateRandom, ctx)?;
+        let result = async {
+            let caller = &self.authenticate(token).await?;
+            ev.caller(caller);
+            // No key is involved, so a client limited to some keys may too.
+            caller.require_role(Role::Generate)?;
+            let count = u16::try_from(count)
+                .ok()
+                .filter(|n| (1..=MAX_DATA_KEY_BYTES).contains(&usize::from(*n)))
+                .ok_or_else(|| {
+                    KmsError::invalid(format!("NumberOfBytes must be 1..={MAX_DATA_KEY_BYTES}"))
+                })?;
+            Ok(generate_data_key(DataKeySpec::Bytes(count), &mut OsRng))
         }
         .await;
         self.end_audit(ev, &result);

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
-pub use data::{DataKeyRequest, Decrypted, GeneratedDataKey, ReEncrypted};
+pub use data::{DataKeyRequest, Decrypted, Encrypted, GeneratedDataKey, ReEncrypted};
 pub use error::KmsError;
 pub use foundation::clock::{Clock, ManualClock, SystemClock};
 pub use keys::{KeyView, NewKeyRequest};
