@@ -75,7 +75,8 @@ pub enum ClientsCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// admin | generate | decrypt | issuer
+        /// admin | generate | decrypt | issuer, or data roles together:
+        /// `generate,decrypt`
         #[arg(long)]
         role: String,
         /// Limit the client to these keys (repeat); default every key.
@@ -359,7 +360,11 @@ async fn clients_inner(t: &Target, cmd: ClientsCommand) -> Result<(), Failure> {
     let c = kms(t)?;
     match cmd {
         ClientsCommand::Create { name, role, keys } => {
-            let mut body = json!({ "Name": name, "Role": role });
+            let roles: Vec<&str> = role.split(',').map(str::trim).collect();
+            let mut body = match roles.as_slice() {
+                [one] => json!({ "Name": name, "Role": one }),
+                several => json!({ "Name": name, "Roles": several }),
+            };
             if !keys.is_empty() {
                 body["KeyIds"] = json!(keys);
             }

@@ -219,7 +219,7 @@ async fn provision(
         async move {
             let req = NewClient {
                 name,
-                role,
+                roles: role.into(),
                 key_ids: None,
             };
             kms.create_client(&caller, &ctx, req)

@@ -520,7 +520,9 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
     )?;
     // Say at once when the token is wrong; a KMS that is not up yet is fine.
     match kms.whoami().await {
-        Ok(me) if me.role == "decrypt" => {}
+        Ok(me)
+            if kms_api::Roles::parse(&me.role)
+                .is_some_and(|r| r.contains(kms_api::Role::Decrypt)) => {}
         Ok(me) => bail!(
             "VODKMS_KMS_TOKEN belongs to a `{}` client; the broker needs one of role `decrypt`",
             me.role
@@ -590,7 +592,7 @@ async fn bootstrap(db: DbArgs, name: String, force: bool) -> Result<()> {
     let out = serde_json::json!({
         "ClientId": created.client.id,
         "Name": created.client.name,
-        "Role": created.client.role.as_str(),
+        "Role": created.client.roles.as_string(),
         "Token": created.token.expose_secret(),
     });
     println!("{out}");

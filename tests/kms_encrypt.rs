@@ -162,3 +162,73 @@ async fn random_bytes_come_in_the_asked_number_to_generate_clients() {
         4
     );
 }
+
+/// One credential for both data roles, as the AWS Encryption SDK wants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_may_hold_both_data_roles_and_nothing_more() {
+    let s = Setup::new().await;
+    let api = &s.api;
+    let r = api
+        .post(
+            "/v1/clients",
+            &s.admin,
+            json!({"Name": "sdk", "Roles": ["decrypt", "generate"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["Role"], "generate,decrypt");
+    assert_eq!(r.body["Roles"], json!(["generate", "decrypt"]));
+    let token = r.body["Token"].as_str().unwrap().to_owned();
+    let me = api.get("/v1/whoami", &token).await;
+    assert_eq!(me.ok()["Roles"], json!(["generate", "decrypt"]));
+    // Both data calls with one token, and back to the same bytes.
+    let encrypted = api
+        .post(
+            "/v1/encrypt",
+            &token,
+            json!({"KeyId": "alias/vod", "Plaintext": b64(b"one credential")}),
+        )
+        .await;
+    let blob = encrypted.ok()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opened = api
+        .post("/v1/decrypt", &token, json!({ "CiphertextBlob": blob }))
+        .await;
+    assert_eq!(unb64(&opened.ok()["Plaintext"]), b"one credential");
+    let key = api.generate(&token, "alias/vod", "film").await;
+    let blob = key.ok()["CiphertextBlob"].as_str().unwrap().to_owned();
+    assert_eq!(api.decrypt(&token, &blob, "film").await.status, 200);
+    // Nothing of an admin's.
+    api.get("/v1/keys", &token)
+        .await
+        .assert_error(403, "AccessDenied");
+    // Admin and issuer stand alone; unknown names and empty lists are refused;
+    // Role and Roles together are ambiguous.
+    for roles in [
+        json!(["admin", "generate"]),
+        json!(["issuer", "decrypt"]),
+        json!([]),
+        json!(["nope"]),
+    ] {
+        api.post(
+            "/v1/clients",
+            &s.admin,
+            json!({"Name": "x", "Roles": roles}),
+        )
+        .await
+        .assert_error(400, "InvalidParameter");
+    }
+    api.post(
+        "/v1/clients",
+        &s.admin,
+        json!({"Name": "x", "Role": "decrypt", "Roles": ["decrypt"]}),
+    )
+    .await
+    .assert_error(400, "MalformedRequest");
+    // Another KMS process on the same database reads it from there.
+    let kms = common::KmsProcess::start(&s.db, &s.root_key, &[]).await;
+    let me = kms.api().get("/v1/whoami", &token).await;
+    assert_eq!(me.ok()["Role"], "generate,decrypt");
+}

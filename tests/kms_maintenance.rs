@@ -41,7 +41,7 @@ async fn due_rotations_and_deletions_happen_and_are_audited() {
             &rc,
             NewClient {
                 name: "g".into(),
-                role: Role::Generate,
+                roles: Role::Generate.into(),
                 key_ids: None,
             },
         )
@@ -53,7 +53,7 @@ async fn due_rotations_and_deletions_happen_and_are_audited() {
             &rc,
             NewClient {
                 name: "d".into(),
-                role: Role::Decrypt,
+                roles: Role::Decrypt.into(),
                 key_ids: None,
             },
         )

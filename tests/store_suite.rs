@@ -314,7 +314,7 @@ async fn clients(store: Arc<dyn Store>) {
     let c = ClientRecord {
         id: Uuid::new_v4(),
         name: "c".into(),
-        role: Role::Decrypt,
+        roles: Role::Decrypt.into(),
         key_ids: Some(vec![Uuid::new_v4()]),
         token_digest: TokenDigest([7; 32]),
         created_at: now(),
@@ -340,6 +340,29 @@ async fn clients(store: Arc<dyn Store>) {
         .revoked_at
         .is_some());
     assert_eq!(store.list_clients().await.unwrap().len(), 1);
+}
+
+/// A client of several roles reads back with all of them.
+async fn multi_role_clients(store: Arc<dyn Store>) {
+    let roles = kms::model::Roles::new(&[Role::Generate, Role::Decrypt]).unwrap();
+    let c = ClientRecord {
+        id: Uuid::new_v4(),
+        name: "sdk".into(),
+        roles,
+        key_ids: None,
+        token_digest: TokenDigest([5; 32]),
+        created_at: now(),
+        revoked_at: None,
+    };
+    store.create_client(&c).await.unwrap();
+    let read = store
+        .client_by_digest(&TokenDigest([5; 32]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.roles, roles);
+    assert!(read.roles.contains(Role::Generate) && read.roles.contains(Role::Decrypt));
+    assert_eq!(store.list_clients().await.unwrap(), vec![c]);
 }
 
 async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
@@ -427,7 +450,7 @@ async fn changes_are_announced(store: Arc<dyn Store>) {
     let c = ClientRecord {
         id: Uuid::new_v4(),
         name: "c".into(),
-        role: Role::Admin,
+        roles: Role::Admin.into(),
         key_ids: None,
         token_digest: TokenDigest([9; 32]),
         created_at: now(),
@@ -480,6 +503,7 @@ on_both_backends!(
     keys_versions_and_states,
     encryption_reservations_never_pass_the_limit,
     clients,
+    multi_role_clients,
     audit_appends_are_idempotent_and_queryable,
     changes_are_announced,
     concurrent_rotations_and_audit_writes,

@@ -201,8 +201,12 @@ pub struct ReEncryptResponse {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateClientRequest {
     pub name: String,
-    /// admin | generate | decrypt | issuer
-    pub role: String,
+    /// admin | generate | decrypt | issuer. Or `Roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Several roles: admin or issuer alone, or generate and decrypt together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_ids: Option<Vec<String>>,
 }
@@ -212,7 +216,11 @@ pub struct CreateClientRequest {
 pub struct ClientInfo {
     pub client_id: Uuid,
     pub name: String,
+    /// The roles as one string: `decrypt`, or `generate,decrypt`.
     pub role: String,
+    /// The same as a list (absent from KMS versions before multi-role clients).
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub key_ids: Option<Vec<Uuid>>,
     pub creation_date: DateTime<Utc>,
     pub revoked_date: Option<DateTime<Utc>>,

@@ -7,13 +7,16 @@ pub mod client;
 pub mod context;
 
 pub use blob::{Blob, BlobError, BlobHeader};
+pub use roles::Roles;
+
+mod roles;
 pub use client::{ClientConfig, ClientError, KmsClient};
 pub use context::EncryptionContext;
 pub use foundation::ApiToken;
 
 use serde::{Deserialize, Serialize};
 
-/// What an API client may do; one per client.
+/// One thing an API client may do (see [`Roles`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -28,6 +31,13 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Self::Admin, Self::Generate, Self::Decrypt, Self::Issuer];
+
+    /// generate and decrypt: the roles one client may hold together.
+    pub fn is_data_role(self) -> bool {
+        matches!(self, Self::Generate | Self::Decrypt)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",

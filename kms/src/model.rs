@@ -9,7 +9,7 @@ use crate::crypto::{EncryptionContext, TokenDigest};
 
 /// Outcome of an audited call: `Success`, or the error code that refused it.
 pub use foundation::audit::{add_detail, OUTCOME_SUCCESS};
-pub use kms_api::Role;
+pub use kms_api::{Role, Roles};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
@@ -83,7 +83,7 @@ impl std::fmt::Debug for VersionRecord {
 pub struct ClientRecord {
     pub id: Uuid,
     pub name: String,
-    pub role: Role,
+    pub roles: Roles,
     /// `None`: every key. `Some`: only these key ids.
     pub key_ids: Option<Vec<Uuid>>,
     pub token_digest: TokenDigest,

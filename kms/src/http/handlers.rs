@@ -14,7 +14,7 @@ use super::extract::{Authenticated, BearerToken, Ctx, JsonBody};
 use super::secret_body::SecretJson;
 use crate::api::*;
 use crate::crypto::DataKeySpec;
-use crate::model::{AuditFilter, ClientRecord, Operation, Role};
+use crate::model::{AuditFilter, ClientRecord, Operation, Role, Roles};
 use crate::service::{DataKeyRequest, KeyView, Kms, NewClient, NewKeyRequest};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -46,7 +46,8 @@ fn client_info(c: ClientRecord) -> ClientInfo {
     ClientInfo {
         client_id: c.id,
         name: c.name,
-        role: c.role.as_str().to_owned(),
+        role: c.roles.as_string(),
+        roles: c.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         key_ids: c.key_ids,
         creation_date: c.created_at,
         revoked_date: c.revoked_at,
@@ -346,18 +347,26 @@ pub async fn create_client(
     Ctx(ctx): Ctx,
     JsonBody(req): JsonBody<CreateClientRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateClientResponse>)> {
-    let role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::from(crate::service::KmsError::invalid(
-            "Role must be admin, generate, decrypt or issuer",
-        ))
-    })?;
+    let names = match (req.role, req.roles) {
+        (Some(role), None) => vec![role],
+        (None, Some(roles)) => roles,
+        (None, None) => return Err(ApiError::malformed("Role or Roles is required")),
+        (Some(_), Some(_)) => return Err(ApiError::malformed("give Role or Roles, not both")),
+    };
+    let invalid = |why: &str| ApiError::from(crate::service::KmsError::invalid(why));
+    let list: Vec<Role> = names
+        .iter()
+        .map(|n| Role::parse(n))
+        .collect::<Option<_>>()
+        .ok_or_else(|| invalid("Role must be admin, generate, decrypt or issuer"))?;
+    let roles = Roles::new(&list).map_err(invalid)?;
     let created = kms
         .create_client(
             &caller,
             &ctx,
             NewClient {
                 name: req.name,
-                role,
+                roles,
                 key_ids: req.key_ids,
             },
         )

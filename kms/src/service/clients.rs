@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{AuditEvent, Caller, Clock, Kms, KmsError, RequestContext};
 use crate::crypto::ApiToken;
-use crate::model::{AuditRecord, ClientRecord, Operation, Role};
+use crate::model::{AuditRecord, ClientRecord, Operation, Role, Roles};
 use crate::store::Store;
 
 pub const MAX_CLIENT_NAME_LEN: usize = 128;
@@ -16,7 +16,7 @@ pub const MAX_CLIENT_KEY_IDS: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct NewClient {
     pub name: String,
-    pub role: Role,
+    pub roles: Roles,
     /// Key ids or aliases; resolved to ids when the client is created.
     pub key_ids: Option<Vec<String>>,
 }
@@ -42,7 +42,7 @@ fn validate_name(name: &str) -> Result<(), KmsError> {
 
 fn new_client(
     name: String,
-    role: Role,
+    roles: Roles,
     key_ids: Option<Vec<Uuid>>,
     clock: &dyn Clock,
 ) -> ClientCreated {
@@ -51,7 +51,7 @@ fn new_client(
         client: ClientRecord {
             id: Uuid::new_v4(),
             name,
-            role,
+            roles,
             key_ids,
             token_digest: token.digest(),
             created_at: clock.now(),
@@ -62,7 +62,7 @@ fn new_client(
 }
 
 fn client_detail(c: &ClientRecord) -> serde_json::Value {
-    serde_json::json!({ "ClientId": c.id, "Name": c.name, "Role": c.role.as_str(), "KeyIds": c.key_ids })
+    serde_json::json!({ "ClientId": c.id, "Name": c.name, "Role": c.roles.as_string(), "KeyIds": c.key_ids })
 }
 
 impl Kms {
@@ -106,7 +106,7 @@ impl Kms {
                 Some(ids)
             }
         };
-        let created = new_client(req.name, req.role, key_ids, self.0.clock.as_ref());
+        let created = new_client(req.name, req.roles, key_ids, self.0.clock.as_ref());
         ev.record.detail = Some(client_detail(&created.client));
         self.0.store.create_client(&created.client).await?;
         self.0
@@ -168,7 +168,7 @@ pub async fn bootstrap_admin(
     if !force && store.any_active_admin().await? {
         return Err(KmsError::AdminExists);
     }
-    let created = new_client(name, Role::Admin, None, clock);
+    let created = new_client(name, Roles::one(Role::Admin), None, clock);
     store.create_client(&created.client).await?;
     let record = AuditRecord {
         id: Uuid::now_v7(),

@@ -138,7 +138,7 @@ impl Kms {
     }
 
     pub async fn list_keys(&self, caller: &Caller) -> Result<Vec<KeyView>, KmsError> {
-        if caller.client().role != Role::Admin {
+        if !caller.client().roles.contains(Role::Admin) {
             return Err(KmsError::AccessDenied(
                 "this call needs a client of role `admin`".into(),
             ));

@@ -96,7 +96,7 @@ impl Caller {
     }
 
     fn require_role(&self, role: Role) -> Result<(), KmsError> {
-        if self.0.role != role {
+        if !self.0.roles.contains(role) {
             return Err(KmsError::AccessDenied(format!(
                 "this call needs a client of role `{}`",
                 role.as_str()

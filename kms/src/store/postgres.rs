@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Roles,
     VersionRecord,
 };
 
@@ -126,7 +126,7 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
     Ok(ClientRecord {
         id: row.try_get("id").map_err(map_err)?,
         name: row.try_get("name").map_err(map_err)?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
+        roles: Roles::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
         key_ids: row.try_get("key_ids").map_err(map_err)?,
         token_digest: TokenDigest(digest),
         created_at: row.try_get("created_at").map_err(map_err)?,
@@ -408,7 +408,7 @@ impl Store for PgStore {
         )
         .bind(c.id)
         .bind(&c.name)
-        .bind(c.role.as_str())
+        .bind(c.roles.as_string())
         .bind(&c.key_ids)
         .bind(&c.token_digest.0[..])
         .bind(c.created_at)

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
+    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Roles,
     VersionRecord,
 };
 
@@ -100,7 +100,7 @@ fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     Ok(ClientRecord {
         id: row.try_get("id").map_err(map_err)?,
         name: row.try_get("name").map_err(map_err)?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
+        roles: Roles::parse(&role).ok_or_else(|| corrupt("api_clients.role"))?,
         key_ids: key_ids
             .map(|k| serde_json::from_str(&k))
             .transpose()
@@ -388,7 +388,7 @@ impl Store for SqliteStore {
         )
         .bind(c.id)
         .bind(&c.name)
-        .bind(c.role.as_str())
+        .bind(c.roles.as_string())
         .bind(key_ids)
         .bind(&c.token_digest.0[..])
         .bind(micros(c.created_at))
