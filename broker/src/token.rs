@@ -133,8 +133,7 @@ struct Header {
 /// The keys and rules playback tokens are checked against.
 pub struct TokenKeys {
     hs256: Option<SecretBytes>,
-    eddsa: Option<VerifyingKey>,
-    /// The same keys as the JWT library takes them, made once.
+    /// The keys as the JWT library takes them, made once.
     hs256_jwt: Option<(EncodingKey, DecodingKey)>,
     eddsa_jwt: Option<DecodingKey>,
     /// Allowed clock difference with the token's signer, seconds.
@@ -148,7 +147,7 @@ impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
             .field("hs256", &self.hs256.as_ref().map(|_| "[REDACTED]"))
-            .field("eddsa", &self.eddsa.is_some())
+            .field("eddsa", &self.eddsa_jwt.is_some())
             .field("leeway", &self.leeway)
             .field("max_lifetime", &self.max_lifetime)
             .finish()
@@ -199,7 +198,6 @@ impl TokenKeys {
             .map(|k| DecodingKey::from_ed_der(k.as_bytes()));
         Ok(Self {
             hs256,
-            eddsa,
             hs256_jwt,
             eddsa_jwt,
             leeway: leeway.max(0),

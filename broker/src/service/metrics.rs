@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use foundation::http::metrics::{write_metric, Exposition, Label};
+use foundation::http::metrics::{Exposition, Label};
 
 use super::Broker;
 
@@ -45,58 +45,50 @@ impl Broker {
                 n,
             );
         }
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_key_cache_hits_total",
             "counter",
             "Key releases answered from the key cache.",
             c.cache_hits.load(Ordering::Relaxed),
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_key_cache_misses_total",
             "counter",
             "Key releases that asked the KMS.",
             c.cache_misses.load(Ordering::Relaxed),
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_revocations",
             "gauge",
             "Revocations held in memory (tokens, viewers, videos).",
             self.0.revoked.len(),
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_key_cache_max_age_seconds",
             "gauge",
             "Longest a key learnt from the KMS is released without asking it again.",
             self.0.config.key_cache_ttl.as_secs(),
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_audit_buffered",
             "gauge",
             "Audit records waiting to be written.",
             self.audit_buffered(),
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_broker_audit_flush_failures_total",
             "counter",
             "Audit batch writes the database refused (retried).",
             self.0.audit.flush_failures(),
         );
         if let Some((size, idle)) = self.0.store.pool_stats() {
-            write_metric(
-                out,
+            out.metric(
                 "vodkms_broker_db_connections",
                 "gauge",
                 "Open database connections.",
                 size,
             );
-            write_metric(
-                out,
+            out.metric(
                 "vodkms_broker_db_connections_idle",
                 "gauge",
                 "Idle database connections.",

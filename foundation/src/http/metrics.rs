@@ -232,17 +232,6 @@ impl Exposition<'_> {
     }
 }
 
-/// Sets one gauge or counter (see [`Exposition::metric`]).
-pub fn write_metric(
-    out: &Exposition<'_>,
-    name: &'static str,
-    kind: &str,
-    help: &'static str,
-    value: impl MetricValue,
-) {
-    out.metric(name, kind, help, value);
-}
-
 /// Counts every request that reached a route (or the fallback, as `unmatched`).
 pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();

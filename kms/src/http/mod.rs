@@ -114,53 +114,45 @@ pub fn document() -> serde_json::Value {
 
 /// What the KMS adds to /metrics: its audit writer and database pool.
 fn kms_metrics(kms: &Kms, out: &metrics::Exposition<'_>) {
-    use metrics::write_metric;
     let (unconfirmed, max) = kms.staleness();
-    write_metric(
-        out,
+    out.metric(
         "vodkms_kms_cache_unconfirmed_seconds",
         "gauge",
         "Time since the caches were last confirmed current with the database.",
         unconfirmed.as_secs_f64(),
     );
-    write_metric(
-        out,
+    out.metric(
         "vodkms_kms_credential_lookups_total",
         "counter",
         "API client tokens looked up in the database (not in memory).",
         kms.credential_lookups(),
     );
-    write_metric(
-        out,
+    out.metric(
         "vodkms_kms_max_stale_seconds",
         "gauge",
         "Past this, cached keys and clients are read again (503 without the database).",
         max.as_secs(),
     );
-    write_metric(
-        out,
+    out.metric(
         "vodkms_kms_audit_buffered",
         "gauge",
         "Audit records waiting to be written.",
         kms.audit_buffered(),
     );
-    write_metric(
-        out,
+    out.metric(
         "vodkms_kms_audit_flush_failures_total",
         "counter",
         "Audit batch writes the database refused (retried).",
         kms.audit_flush_failures(),
     );
     if let Some((size, idle)) = kms.pool_stats() {
-        write_metric(
-            out,
+        out.metric(
             "vodkms_kms_db_connections",
             "gauge",
             "Open database connections.",
             size,
         );
-        write_metric(
-            out,
+        out.metric(
             "vodkms_kms_db_connections_idle",
             "gauge",
             "Idle database connections.",

@@ -6,7 +6,7 @@ use rand::rngs::OsRng;
 use uuid::Uuid;
 
 use super::usage::Grant;
-use super::{AuditEvent, Kms, KmsError, RequestContext};
+use super::{AuditEvent, Caller, Kms, KmsError, RequestContext};
 use crate::crypto::blob::{MAX_DATA_KEY_BYTES, MAX_PLAINTEXT};
 use crate::crypto::{
     generate_data_key, validate_context, ApiToken, Blob, BlobHeader, DataKeySpec,
@@ -74,18 +74,12 @@ impl Kms {
         let result = async {
             let caller = &self.authenticate(token).await?;
             ev.caller(caller);
-            check_context(&req.context)?;
-            ev.context(&req.context);
-            let key_id = self
-                .resolve_key_for(caller, Role::Generate, &req.key_id)
-                .await?;
-            ev.key(key_id, None);
             let plaintext = generate_data_key(req.spec, &mut OsRng);
             let blob = self
-                .seal_under_primary(ctx, key_id, &plaintext, &req.context, &mut ev)
+                .seal_new(caller, ctx, &req.key_id, &plaintext, &req.context, &mut ev)
                 .await?;
             Ok(GeneratedDataKey {
-                key_id,
+                key_id: blob.header.key_id,
                 version: blob.header.version,
                 plaintext: with_plaintext.then_some(plaintext),
                 blob,
@@ -111,20 +105,16 @@ impl Kms {
         let result = async {
             let caller = &self.authenticate(token).await?;
             ev.caller(caller);
-            check_context(&context)?;
-            ev.context(&context);
             if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
                 return Err(KmsError::invalid(format!(
                     "Plaintext must be 1..={MAX_PLAINTEXT} bytes"
                 )));
             }
-            let key_id = self.resolve_key_for(caller, Role::Generate, key_id).await?;
-            ev.key(key_id, None);
             let blob = self
-                .seal_under_primary(ctx, key_id, &plaintext, &context, &mut ev)
+                .seal_new(caller, ctx, key_id, &plaintext, &context, &mut ev)
                 .await?;
             Ok(Encrypted {
-                key_id,
+                key_id: blob.header.key_id,
                 version: blob.header.version,
                 blob,
             })
@@ -132,6 +122,29 @@ impl Kms {
         .await;
         self.end_audit(ev, &result);
         result
+    }
+
+    /// A new blob, as generate-data-key and encrypt make one: the context
+    /// checked, the key resolved for the generate role (and the caller's
+    /// scope), `plaintext` sealed under its primary version. The audit
+    /// record learns each as it is known.
+    async fn seal_new(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        key_ref: &str,
+        plaintext: &SecretBytes,
+        context: &EncryptionContext,
+        ev: &mut AuditEvent,
+    ) -> Result<Blob, KmsError> {
+        check_context(context)?;
+        ev.context(context);
+        let key_id = self
+            .resolve_key_for(caller, Role::Generate, key_ref)
+            .await?;
+        ev.key(key_id, None);
+        self.seal_under_primary(ctx, key_id, plaintext, context, ev)
+            .await
     }
 
     /// `count` (1..=1024) random bytes, for callers who want the KMS's
