@@ -88,6 +88,22 @@ pub enum ClientsCommand {
     Revoke {
         id: uuid::Uuid,
     },
+    /// Access keys for the AWS, Alibaba Cloud and Tencent Cloud SDKs.
+    #[command(subcommand)]
+    AccessKeys(AccessKeysCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AccessKeysCommand {
+    /// Create an access key for a client (at most 2); the secret is shown once.
+    Create { client_id: uuid::Uuid },
+    /// List a client's access keys (no secrets).
+    List { client_id: uuid::Uuid },
+    /// Delete an access key: requests signed with it are refused at once.
+    Delete {
+        client_id: uuid::Uuid,
+        access_key_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -391,6 +407,48 @@ async fn clients_inner(t: &Target, cmd: ClientsCommand) -> Result<(), Failure> {
             let path = format!("/v1/clients/{id}");
             call(&c, "revoke client", Method::DELETE, &path, None).await?;
             print(t, &json!({ "ClientId": id, "Revoked": true }), fields)
+        }
+        ClientsCommand::AccessKeys(cmd) => access_keys(t, &c, cmd).await,
+    }
+}
+
+async fn access_keys(t: &Target, c: &KmsClient, cmd: AccessKeysCommand) -> Result<(), Failure> {
+    match cmd {
+        AccessKeysCommand::Create { client_id } => {
+            let path = format!("/v1/clients/{client_id}/access-keys");
+            let v = call(c, "create access key", Method::POST, &path, None).await?;
+            print(t, &v, |v| {
+                let mut out = fields(v);
+                out.push_str(
+                    "\nThe secret is shown this once; the KMS keeps it only wrapped under its root key.\n",
+                );
+                out
+            })
+        }
+        AccessKeysCommand::List { client_id } => {
+            let path = format!("/v1/clients/{client_id}/access-keys");
+            let v = call(c, "list access keys", Method::GET, &path, None).await?;
+            print(t, &v, |v| {
+                table(
+                    &["ACCESS KEY ID", "CLIENT ID", "CREATED"],
+                    rows(
+                        v["AccessKeys"].as_array(),
+                        &["AccessKeyId", "ClientId", "CreationDate"],
+                    ),
+                )
+            })
+        }
+        AccessKeysCommand::Delete {
+            client_id,
+            access_key_id,
+        } => {
+            let path = format!(
+                "/v1/clients/{client_id}/access-keys/{}",
+                seg(&access_key_id)
+            );
+            call(c, "delete access key", Method::DELETE, &path, None).await?;
+            let answer = json!({ "AccessKeyId": access_key_id, "Deleted": true });
+            print(t, &answer, fields)
         }
     }
 }

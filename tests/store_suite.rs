@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kms::crypto::TokenDigest;
 use kms::model::{
-    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Role,
-    VersionRecord,
+    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord,
+    KeyState, Operation, Role, VersionRecord,
 };
 use kms::store::{NewKey, PgStore, SqliteStore, Store, StoreError};
 use uuid::Uuid;
@@ -284,14 +284,26 @@ async fn root_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
     store.create_key(&k).await.unwrap();
     let mut v = k.first_version.clone();
     v.wrapped = vec![7, 7, 7];
-    // Missing a version, or a stale check value: Conflict, nothing changed.
+    let c = client("rewrap", [3; 32]);
+    store.create_client(&c).await.unwrap();
+    let mut ak = access_key(&c, "VKMSREWRAP");
+    store.create_access_key(&ak, 2).await.unwrap();
+    ak.wrapped_secret = vec![8, 8];
+    let one_version = std::slice::from_ref(&v);
+    let one_key = std::slice::from_ref(&ak);
+    // Missing a version or an access key, or a stale check value: Conflict,
+    // nothing changed.
     assert!(matches!(
-        store.rewrap_root(&[], &check, b"new").await,
+        store.rewrap_root(&[], one_key, &check, b"new").await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.rewrap_root(one_version, &[], &check, b"new").await,
         Err(StoreError::Conflict)
     ));
     assert!(matches!(
         store
-            .rewrap_root(std::slice::from_ref(&v), b"stale", b"new")
+            .rewrap_root(one_version, one_key, b"stale", b"new")
             .await,
         Err(StoreError::Conflict)
     ));
@@ -299,15 +311,174 @@ async fn root_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
         store.key_versions(k.record.id).await.unwrap()[0].wrapped,
         vec![1, 2, 3]
     );
-    store.rewrap_root(&[v], &check, b"new-check").await.unwrap();
+    assert_eq!(
+        store
+            .access_key("VKMSREWRAP")
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .wrapped_secret,
+        vec![9, 9, 9]
+    );
+    store
+        .rewrap_root(one_version, one_key, &check, b"new-check")
+        .await
+        .unwrap();
     assert_eq!(
         store.key_versions(k.record.id).await.unwrap()[0].wrapped,
         vec![7, 7, 7]
     );
     assert_eq!(
+        store
+            .access_key("VKMSREWRAP")
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .wrapped_secret,
+        vec![8, 8]
+    );
+    assert_eq!(
         store.root_key_check(b"ignored").await.unwrap(),
         b"new-check"
     );
+}
+
+fn client(name: &str, digest: [u8; 32]) -> ClientRecord {
+    ClientRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        roles: kms::model::Roles::new(&[Role::Generate, Role::Decrypt]).unwrap(),
+        key_ids: None,
+        token_digest: TokenDigest(digest),
+        created_at: now(),
+        revoked_at: None,
+    }
+}
+
+fn access_key(c: &ClientRecord, id: &str) -> AccessKeyRecord {
+    AccessKeyRecord {
+        id: id.into(),
+        client_id: c.id,
+        wrapped_secret: vec![9, 9, 9],
+        created_at: now(),
+    }
+}
+
+/// At most the limit per client, also when requests race; lookups join the
+/// client; deletion is per client; revoked clients get none.
+async fn access_keys(store: Arc<dyn Store>) {
+    let c = client("sdk", [4; 32]);
+    let other = client("other", [6; 32]);
+    store.create_client(&c).await.unwrap();
+    store.create_client(&other).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let key = access_key(&c, &format!("VKMSRACE{i}"));
+            tokio::spawn(async move { store.create_access_key(&key, 2).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            AccessKeyInsert::Created => created += 1,
+            AccessKeyInsert::LimitReached => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 2, "parallel creations passed the limit");
+    let held = store.list_access_keys(Some(c.id)).await.unwrap();
+    assert_eq!(held.len(), 2);
+    assert!(store
+        .list_access_keys(Some(other.id))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.list_access_keys(None).await.unwrap().len(), 2);
+
+    let (key, owner) = store.access_key(&held[0].id).await.unwrap().unwrap();
+    assert_eq!(key, held[0]);
+    assert_eq!(owner, c);
+    assert!(store.access_key("VKMSNONE").await.unwrap().is_none());
+
+    // Another client cannot delete it; its own deletion is final.
+    assert!(!store
+        .delete_access_key(other.id, &held[0].id)
+        .await
+        .unwrap());
+    assert!(store.delete_access_key(c.id, &held[0].id).await.unwrap());
+    assert!(!store.delete_access_key(c.id, &held[0].id).await.unwrap());
+    assert!(store.access_key(&held[0].id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .create_access_key(&access_key(&c, "VKMSTHIRD"), 2)
+            .await
+            .unwrap(),
+        AccessKeyInsert::Created
+    );
+
+    store.revoke_client(other.id, now()).await.unwrap();
+    assert_eq!(
+        store
+            .create_access_key(&access_key(&other, "VKMSREVOKED"), 2)
+            .await
+            .unwrap(),
+        AccessKeyInsert::ClientNotFound
+    );
+    let ghost = client("ghost", [8; 32]);
+    assert_eq!(
+        store
+            .create_access_key(&access_key(&ghost, "VKMSGHOST"), 2)
+            .await
+            .unwrap(),
+        AccessKeyInsert::ClientNotFound
+    );
+}
+
+/// Aliases added and removed after creation; rotation switched on and off.
+async fn aliases_and_rotation_policy(store: Arc<dyn Store>) {
+    let mut k = new_key(Some("alias/first"));
+    k.record.rotation_period_days = None;
+    store.create_key(&k).await.unwrap();
+    let id = k.record.id;
+    store.create_alias("alias/second", id).await.unwrap();
+    assert!(matches!(
+        store.create_alias("alias/first", id).await,
+        Err(StoreError::AliasExists)
+    ));
+    assert_eq!(
+        store.key(id).await.unwrap().unwrap().aliases,
+        vec!["alias/first", "alias/second"]
+    );
+    assert_eq!(store.delete_alias("alias/first").await.unwrap(), Some(id));
+    assert_eq!(store.delete_alias("alias/first").await.unwrap(), None);
+    assert_eq!(store.key_id_for_alias("alias/first").await.unwrap(), None);
+
+    let later = now() + chrono::Duration::days(3);
+    assert!(store
+        .set_rotation_period(id, Some(30), later)
+        .await
+        .unwrap());
+    let read = store.key(id).await.unwrap().unwrap();
+    assert_eq!(read.rotation_period_days, Some(30));
+    // Switching rotation on starts the period then, not at the last rotation.
+    assert_eq!(read.last_rotated_at, later);
+    assert!(store
+        .set_rotation_period(id, Some(90), now())
+        .await
+        .unwrap());
+    assert_eq!(store.key(id).await.unwrap().unwrap().last_rotated_at, later);
+    assert!(store.set_rotation_period(id, None, now()).await.unwrap());
+    assert_eq!(
+        store.key(id).await.unwrap().unwrap().rotation_period_days,
+        None
+    );
+    assert!(!store
+        .set_rotation_period(Uuid::new_v4(), Some(1), now())
+        .await
+        .unwrap());
 }
 
 async fn clients(store: Arc<dyn Store>) {
@@ -508,4 +679,6 @@ on_both_backends!(
     changes_are_announced,
     concurrent_rotations_and_audit_writes,
     root_rewrap_is_all_or_nothing,
+    access_keys,
+    aliases_and_rotation_policy,
 );

@@ -244,6 +244,39 @@ impl std::fmt::Debug for CreateClientResponse {
     }
 }
 
+/// An access key of a client, for the signed cloud doors (no secret).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccessKeyInfo {
+    pub access_key_id: String,
+    pub client_id: Uuid,
+    pub creation_date: DateTime<Utc>,
+}
+
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateAccessKeyResponse {
+    #[serde(flatten)]
+    pub access_key: AccessKeyInfo,
+    /// Shown once; kept only wrapped under the root key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for CreateAccessKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateAccessKeyResponse")
+            .field("access_key", &self.access_key)
+            .field("secret_access_key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAccessKeysResponse {
+    pub access_keys: Vec<AccessKeyInfo>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListClientsResponse {

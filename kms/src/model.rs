@@ -91,6 +91,36 @@ pub struct ClientRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// An API client's access key for the signed cloud doors, as stored: the
+/// secret only wrapped under the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub id: String,
+    pub client_id: Uuid,
+    pub wrapped_secret: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a request to store a new access key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKeyInsert {
+    Created,
+    /// No such client, or it is revoked.
+    ClientNotFound,
+    /// The client already holds the most access keys allowed.
+    LimitReached,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operation {
     CreateKey,
@@ -112,10 +142,19 @@ pub enum Operation {
     RevokeClient,
     /// Every master key version re-wrapped under a new root key (offline).
     RekeyRoot,
+    CreateAlias,
+    DeleteAlias,
+    /// Automatic rotation switched on or off, or its period changed.
+    UpdateRotationPolicy,
+    CreateAccessKey,
+    DeleteAccessKey,
+    /// A signed request refused before its operation was known to be
+    /// audited (e.g. a bad signature on DescribeKey).
+    Authenticate,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 22] = [
         Self::CreateKey,
         Self::RotateKey,
         Self::DisableKey,
@@ -132,6 +171,12 @@ impl Operation {
         Self::CreateClient,
         Self::RevokeClient,
         Self::RekeyRoot,
+        Self::CreateAlias,
+        Self::DeleteAlias,
+        Self::UpdateRotationPolicy,
+        Self::CreateAccessKey,
+        Self::DeleteAccessKey,
+        Self::Authenticate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +197,12 @@ impl Operation {
             Self::CreateClient => "CreateClient",
             Self::RevokeClient => "RevokeClient",
             Self::RekeyRoot => "RekeyRoot",
+            Self::CreateAlias => "CreateAlias",
+            Self::DeleteAlias => "DeleteAlias",
+            Self::UpdateRotationPolicy => "UpdateRotationPolicy",
+            Self::CreateAccessKey => "CreateAccessKey",
+            Self::DeleteAccessKey => "DeleteAccessKey",
+            Self::Authenticate => "Authenticate",
         }
     }
 

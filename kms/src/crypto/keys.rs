@@ -11,6 +11,7 @@ use super::secret::{Key256, SecretBytes};
 use foundation::encoding::decode_base64_any;
 
 const WRAP_AAD_PREFIX: &[u8] = b"vodkms/master-key/v1";
+const ACCESS_SECRET_AAD_PREFIX: &[u8] = b"vodkms/access-key/v1";
 const CHECK_AAD: &[u8] = b"vodkms/root-check/v1";
 const CHECK_PLAINTEXT: &[u8] = b"vodkms root key check value";
 
@@ -119,6 +120,43 @@ impl RootKey {
         Ok(new.seal(&aad, &plain, rng))
     }
 
+    /// Wraps an access key's secret; AAD binds the access key id and its
+    /// client, so a wrapped secret cannot be moved to another key or client.
+    pub fn wrap_access_secret(
+        &self,
+        access_key_id: &str,
+        client_id: Uuid,
+        secret: &SecretBytes,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<u8> {
+        let aad = access_secret_aad(access_key_id, client_id);
+        self.seal(&aad, secret.expose_secret(), rng)
+    }
+
+    pub fn unwrap_access_secret(
+        &self,
+        access_key_id: &str,
+        client_id: Uuid,
+        wrapped: &[u8],
+    ) -> Result<SecretBytes, KeyError> {
+        self.open(&access_secret_aad(access_key_id, client_id), wrapped)
+            .map(SecretBytes::from)
+    }
+
+    /// [`Self::rewrap`] for an access key's secret.
+    pub fn rewrap_access_secret(
+        &self,
+        new: &RootKey,
+        access_key_id: &str,
+        client_id: Uuid,
+        wrapped: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<u8>, KeyError> {
+        let aad = access_secret_aad(access_key_id, client_id);
+        let plain = self.open(&aad, wrapped)?;
+        Ok(new.seal(&aad, &plain, rng))
+    }
+
     /// A value stored in the database so a wrong root key fails start-up.
     pub fn check_value(&self, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
         self.seal(CHECK_AAD, CHECK_PLAINTEXT, rng)
@@ -158,6 +196,15 @@ fn wrap_aad(key_id: Uuid, version: u32) -> Vec<u8> {
     aad.extend_from_slice(WRAP_AAD_PREFIX);
     aad.extend_from_slice(key_id.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+fn access_secret_aad(access_key_id: &str, client_id: Uuid) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(ACCESS_SECRET_AAD_PREFIX.len() + 16 + access_key_id.len());
+    aad.extend_from_slice(ACCESS_SECRET_AAD_PREFIX);
+    // Fixed-length fields first, so the variable id cannot blur the boundary.
+    aad.extend_from_slice(client_id.as_bytes());
+    aad.extend_from_slice(access_key_id.as_bytes());
     aad
 }
 
@@ -210,6 +257,32 @@ mod tests {
             root.unwrap_key(id, 1, &wrapped[..5]).err(),
             Some(KeyError::UnwrapFailed)
         );
+    }
+
+    #[test]
+    fn access_secret_wrap_binds_id_and_client() {
+        let root = RootKey::new(MasterKey::generate(&mut OsRng));
+        let other = RootKey::new(MasterKey::generate(&mut OsRng));
+        let client = Uuid::new_v4();
+        let secret = SecretBytes::new(b"s3cret-access".to_vec());
+        let wrapped = root.wrap_access_secret("VKAK1", client, &secret, &mut OsRng);
+        assert!(!wrapped.windows(6).any(|w| w == b"s3cret"));
+        let back = root
+            .unwrap_access_secret("VKAK1", client, &wrapped)
+            .unwrap();
+        assert_eq!(back.expose_secret(), secret.expose_secret());
+        assert!(root
+            .unwrap_access_secret("VKAK2", client, &wrapped)
+            .is_err());
+        assert!(root
+            .unwrap_access_secret("VKAK1", Uuid::new_v4(), &wrapped)
+            .is_err());
+        let moved = root
+            .rewrap_access_secret(&other, "VKAK1", client, &wrapped, &mut OsRng)
+            .unwrap();
+        assert!(root.unwrap_access_secret("VKAK1", client, &moved).is_err());
+        let back = other.unwrap_access_secret("VKAK1", client, &moved).unwrap();
+        assert_eq!(back.expose_secret(), secret.expose_secret());
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub fn status_of(e: &KmsError) -> StatusCode {
     use KmsError::*;
     match e {
         InvalidParameter(_) | InvalidCiphertext(_) => StatusCode::BAD_REQUEST,
-        Unauthenticated => StatusCode::UNAUTHORIZED,
+        Unauthenticated | SignatureMismatch | RequestExpired(_) | Replayed => {
+            StatusCode::UNAUTHORIZED
+        }
+        LimitExceeded(_) => StatusCode::CONFLICT,
+        AccessKeyNotFound => StatusCode::NOT_FOUND,
         AccessDenied(_) => StatusCode::FORBIDDEN,
         KeyNotFound | ClientNotFound => StatusCode::NOT_FOUND,
         AliasExists | KeyDisabled | KeyPendingDeletion | InvalidKeyState(_) | AdminExists => {

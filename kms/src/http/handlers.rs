@@ -402,9 +402,84 @@ pub async fn revoke_client(
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = Uuid::parse_str(&id)
-        .map_err(|_| ApiError::from(crate::service::KmsError::ClientNotFound))?;
-    kms.revoke_client(&caller, &ctx, id).await?;
+    kms.revoke_client(&caller, &ctx, client_id_param(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn client_id_param(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::from(crate::service::KmsError::ClientNotFound))
+}
+
+fn access_key_info(k: crate::model::AccessKeyRecord) -> AccessKeyInfo {
+    AccessKeyInfo {
+        access_key_id: k.id,
+        client_id: k.client_id,
+        creation_date: k.created_at,
+    }
+}
+
+/// The secret access key as JSON text, from its zeroizing holder.
+struct SecretText(crate::crypto::SecretBytes);
+
+impl serde::Serialize for SecretText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Secrets are generated as ASCII (URL-safe base64).
+        s.serialize_str(std::str::from_utf8(self.0.expose_secret()).unwrap_or_default())
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedAccessKey {
+    #[serde(flatten)]
+    access_key: AccessKeyInfo,
+    secret_access_key: SecretText,
+}
+
+pub async fn create_access_key(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path(client_id): Path<String>,
+    JsonBody(body): JsonBody<Option<serde_json::Value>>,
+) -> ApiResult<(StatusCode, SecretJson<CreatedAccessKey>)> {
+    if body.is_some_and(|b| b.as_object().is_none_or(|o| !o.is_empty())) {
+        return Err(ApiError::malformed("this call takes no parameters"));
+    }
+    let created = kms
+        .create_access_key(&caller, &ctx, client_id_param(&client_id)?)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        SecretJson(CreatedAccessKey {
+            access_key: access_key_info(created.record),
+            secret_access_key: SecretText(created.secret),
+        }),
+    ))
+}
+
+pub async fn list_access_keys(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<ListAccessKeysResponse>> {
+    let keys = kms
+        .list_access_keys(&caller, client_id_param(&client_id)?)
+        .await?;
+    Ok(Json(ListAccessKeysResponse {
+        access_keys: keys.into_iter().map(access_key_info).collect(),
+    }))
+}
+
+pub async fn delete_access_key(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path((client_id, access_key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    kms.delete_access_key(&caller, &ctx, client_id_param(&client_id)?, &access_key_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

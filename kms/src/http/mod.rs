@@ -55,6 +55,14 @@ pub fn app(kms: Kms) -> Router {
             "/v1/clients/{client_id}",
             axum::routing::delete(h::revoke_client),
         )
+        .route(
+            "/v1/clients/{client_id}/access-keys",
+            post(h::create_access_key).get(h::list_access_keys),
+        )
+        .route(
+            "/v1/clients/{client_id}/access-keys/{access_key_id}",
+            axum::routing::delete(h::delete_access_key),
+        )
         .route("/v1/whoami", get(h::whoami))
         .route("/v1/audit", get(h::audit))
         .fallback(not_found)
@@ -101,6 +109,9 @@ pub fn document() -> serde_json::Value {
         Op::new("POST", "/v1/clients", "Create an API client; its token is shown once (admin)", Auth::ApiClient, Some(schema::<CreateClientRequest>), Answer::Json(201, schema::<CreateClientResponse>)),
         Op::new("GET", "/v1/clients", "List API clients (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListClientsResponse>)),
         Op::new("DELETE", "/v1/clients/{client_id}", "Revoke a client at once (admin)", Auth::ApiClient, None, Answer::Empty(204)),
+        Op::new("POST", "/v1/clients/{client_id}/access-keys", "Create an access key for the signed cloud doors; its secret is shown once (admin; at most 2 per client)", Auth::ApiClient, None, Answer::Json(201, schema::<CreateAccessKeyResponse>)),
+        Op::new("GET", "/v1/clients/{client_id}/access-keys", "List a client's access keys, without secrets (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListAccessKeysResponse>)),
+        Op::new("DELETE", "/v1/clients/{client_id}/access-keys/{access_key_id}", "Delete an access key at once (admin)", Auth::ApiClient, None, Answer::Empty(204)),
         Op::new("GET", "/v1/whoami", "The calling client", Auth::ApiClient, None, Answer::Json(200, schema::<ClientInfo>)),
         Op::new("GET", "/v1/audit", "The audit trail, newest first (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<AuditResponse>)).with_query(AUDIT_QUERY),
     ];

@@ -39,12 +39,23 @@ impl CachedKey {
 
 type CachedClient = (Arc<ClientRecord>, Instant);
 
+/// An access key as the doors need it: its client and its unwrapped secret
+/// (wiped when the last `Arc` drops).
+#[derive(Debug)]
+pub struct AccessKeyEntry {
+    pub client: Arc<ClientRecord>,
+    pub secret: crate::crypto::SecretBytes,
+}
+
+type CachedAccessKey = (Arc<AccessKeyEntry>, Instant);
+
 /// An entry being re-read in the background.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Refresh {
     Key(Uuid),
     Client([u8; 32]),
     Alias(String),
+    AccessKey(String),
 }
 
 /// Snapshot of the invalidation counter, taken before a load.
@@ -65,7 +76,11 @@ pub struct Caches {
     /// flood of made-up tokens costs no query (L1 of the security review).
     /// Only grows; complete once loaded.
     known_clients: RwLock<HashSet<[u8; 32]>>,
+    /// The same for access key ids (deleted ones may linger: a lookup of
+    /// one finds nothing and is refused).
+    known_access_keys: RwLock<HashSet<String>>,
     known_complete: std::sync::atomic::AtomicBool,
+    access_keys: RwLock<HashMap<String, CachedAccessKey>>,
 }
 
 // Lock poisoning only follows a panic in a critical section that cannot panic;
@@ -91,6 +106,8 @@ impl Caches {
             clients: RwLock::default(),
             refreshing: Mutex::default(),
             known_clients: RwLock::default(),
+            known_access_keys: RwLock::default(),
+            access_keys: RwLock::default(),
             known_complete: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -103,9 +120,23 @@ impl Caches {
             .then(|| read!(self.known_clients).contains(&digest.0))
     }
 
-    /// Adds digests; `complete`: these are all the clients there were.
-    pub fn add_known_clients(&self, digests: impl IntoIterator<Item = [u8; 32]>, complete: bool) {
+    /// Whether an access key with this id exists; `None` until loaded.
+    pub fn known_access_key(&self, id: &str) -> Option<bool> {
+        self.known_complete
+            .load(Ordering::Acquire)
+            .then(|| read!(self.known_access_keys).contains(id))
+    }
+
+    /// Adds token digests and access key ids; `complete`: these are all
+    /// there were.
+    pub fn add_known(
+        &self,
+        digests: impl IntoIterator<Item = [u8; 32]>,
+        access_key_ids: impl IntoIterator<Item = String>,
+        complete: bool,
+    ) {
         write!(self.known_clients).extend(digests);
+        write!(self.known_access_keys).extend(access_key_ids);
         if complete {
             self.known_complete.store(true, Ordering::Release);
         }
@@ -163,6 +194,23 @@ impl Caches {
         }
     }
 
+    pub fn access_key(&self, id: &str) -> Option<(Arc<AccessKeyEntry>, bool)> {
+        read!(self.access_keys)
+            .get(id)
+            .map(|(k, t)| (k.clone(), self.fresh(*t)))
+    }
+
+    pub fn put_access_key(&self, e: Epoch, id: &str, entry: Arc<AccessKeyEntry>) {
+        let mut keys = write!(self.access_keys);
+        if self.unchanged_since(e) {
+            keys.insert(id.to_owned(), (entry, Instant::now()));
+        }
+    }
+
+    pub fn forget_access_key(&self, id: &str) {
+        write!(self.access_keys).remove(id);
+    }
+
     /// `false` if a refresh of this entry is already under way.
     pub fn begin_refresh(&self, what: &Refresh) -> bool {
         self.refreshing
@@ -195,6 +243,7 @@ impl Caches {
     pub fn invalidate_client(&self, id: Uuid) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         write!(self.clients).retain(|_, (c, _)| c.id != id);
+        write!(self.access_keys).retain(|_, (k, _)| k.client.id != id);
     }
 
     pub fn clear(&self) {
@@ -202,6 +251,7 @@ impl Caches {
         write!(self.keys).clear();
         write!(self.aliases).clear();
         write!(self.clients).clear();
+        write!(self.access_keys).clear();
     }
 }
 

@@ -111,7 +111,7 @@ impl Kms {
         self.0.store.create_client(&created.client).await?;
         self.0
             .caches
-            .add_known_clients([created.client.token_digest.0], false);
+            .add_known([created.client.token_digest.0], [], false);
         Ok(created)
     }
 

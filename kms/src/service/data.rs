@@ -6,11 +6,11 @@ use rand::rngs::OsRng;
 use uuid::Uuid;
 
 use super::usage::Grant;
-use super::{AuditEvent, Caller, Kms, KmsError, RequestContext};
+use super::{AuditEvent, Caller, Credential, Kms, KmsError, RequestContext};
 use crate::crypto::blob::{MAX_DATA_KEY_BYTES, MAX_PLAINTEXT};
 use crate::crypto::{
-    generate_data_key, validate_context, ApiToken, Blob, BlobHeader, DataKeySpec,
-    EncryptionContext, Envelope, SecretBytes,
+    generate_data_key, validate_context, Blob, BlobHeader, DataKeySpec, EncryptionContext,
+    Envelope, SecretBytes,
 };
 use crate::model::{Operation, Role};
 
@@ -60,7 +60,7 @@ fn check_context(ctx: &EncryptionContext) -> Result<(), KmsError> {
 impl Kms {
     pub async fn generate_data_key(
         &self,
-        token: Option<&ApiToken>,
+        cred: impl Into<Credential<'_>>,
         ctx: &RequestContext,
         req: DataKeyRequest,
         with_plaintext: bool,
@@ -72,7 +72,7 @@ impl Kms {
         };
         let mut ev = self.begin_audit(op, ctx)?;
         let result = async {
-            let caller = &self.authenticate(token).await?;
+            let caller = &self.credential(cred.into()).await?;
             ev.caller(caller);
             let plaintext = generate_data_key(req.spec, &mut OsRng);
             let blob = self
@@ -95,7 +95,7 @@ impl Kms {
     /// the generate role, as minting a data key does.
     pub async fn encrypt(
         &self,
-        token: Option<&ApiToken>,
+        cred: impl Into<Credential<'_>>,
         ctx: &RequestContext,
         key_id: &str,
         plaintext: SecretBytes,
@@ -103,7 +103,7 @@ impl Kms {
     ) -> Result<Encrypted, KmsError> {
         let mut ev = self.begin_audit(Operation::Encrypt, ctx)?;
         let result = async {
-            let caller = &self.authenticate(token).await?;
+            let caller = &self.credential(cred.into()).await?;
             ev.caller(caller);
             if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
                 return Err(KmsError::invalid(format!(
@@ -151,13 +151,13 @@ impl Kms {
     /// randomness. Needs the generate role; audited without a key.
     pub async fn generate_random(
         &self,
-        token: Option<&ApiToken>,
+        cred: impl Into<Credential<'_>>,
         ctx: &RequestContext,
         count: u32,
     ) -> Result<SecretBytes, KmsError> {
         let mut ev = self.begin_audit(Operation::GenerateRandom, ctx)?;
         let result = async {
-            let caller = &self.authenticate(token).await?;
+            let caller = &self.credential(cred.into()).await?;
             ev.caller(caller);
             // No key is involved, so a client limited to some keys may too.
             caller.require_role(Role::Generate)?;
@@ -176,14 +176,14 @@ impl Kms {
 
     pub async fn decrypt(
         &self,
-        token: Option<&ApiToken>,
+        cred: impl Into<Credential<'_>>,
         ctx: &RequestContext,
         blob_text: &str,
         context: EncryptionContext,
     ) -> Result<Decrypted, KmsError> {
         let mut ev = self.begin_audit(Operation::Decrypt, ctx)?;
         let result = async {
-            let caller = &self.authenticate(token).await?;
+            let caller = &self.credential(cred.into()).await?;
             ev.caller(caller);
             check_context(&context)?;
             ev.context(&context);
@@ -206,7 +206,7 @@ impl Kms {
     /// Decrypts and re-seals server-side; the plaintext never leaves.
     pub async fn re_encrypt(
         &self,
-        token: Option<&ApiToken>,
+        cred: impl Into<Credential<'_>>,
         ctx: &RequestContext,
         blob_text: &str,
         source_context: EncryptionContext,
@@ -216,7 +216,7 @@ impl Kms {
         let mut ev = self.begin_audit(Operation::ReEncrypt, ctx)?;
         let dest_context = destination_context.unwrap_or_else(|| source_context.clone());
         let result = async {
-            let caller = &self.authenticate(token).await?;
+            let caller = &self.credential(cred.into()).await?;
             ev.caller(caller);
             check_context(&source_context)?;
             check_context(&dest_context)?;

@@ -38,6 +38,21 @@ pub enum KmsError {
     RootKeyMismatch,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("no such access key")]
+    AccessKeyNotFound,
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The request's signature does not match its access key's secret.
+    #[error(
+        "the request signature does not match; check the secret access key and signing method"
+    )]
+    SignatureMismatch,
+    /// A signed request outside the clock window.
+    #[error("{0}")]
+    RequestExpired(String),
+    /// A signature or nonce seen before within the clock window.
+    #[error("this request was already received (replayed signature or nonce)")]
+    Replayed,
 }
 
 impl KmsError {
@@ -60,6 +75,11 @@ impl KmsError {
             Self::StoreUnavailable(_) => "ServiceUnavailable",
             Self::RootKeyMismatch => "RootKeyMismatch",
             Self::Internal(_) => "InternalError",
+            Self::AccessKeyNotFound => "AccessKeyNotFound",
+            Self::LimitExceeded(_) => "LimitExceeded",
+            Self::SignatureMismatch => "SignatureDoesNotMatch",
+            Self::RequestExpired(_) => "RequestExpired",
+            Self::Replayed => "ReplayedRequest",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The KMS rules: authentication, authorization, key lifecycle, envelope
 //! operations and auditing. No HTTP types and no SQL here.
 
+mod access_keys;
 mod audit;
 mod cache;
 mod clients;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use rand::rngs::OsRng;
 use uuid::Uuid;
 
+pub use access_keys::{AccessKeyCreated, MAX_ACCESS_KEYS_PER_CLIENT};
 pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
 pub use data::{DataKeyRequest, Decrypted, Encrypted, GeneratedDataKey, ReEncrypted};
@@ -68,6 +70,17 @@ pub struct RequestContext {
     pub request_id: String,
     /// The caller's own `X-Request-Id`, recorded as `Detail.ClientRequestId`.
     pub client_request_id: Option<String>,
+    /// The cloud door a signed request came through, recorded as
+    /// `Detail.Protocol` and `Detail.AccessKeyId`.
+    pub door: Option<Door>,
+}
+
+/// A signed request's protocol ("aws", "alibaba", "tencent") and the access
+/// key id it named (never the secret).
+#[derive(Debug, Clone)]
+pub struct Door {
+    pub protocol: &'static str,
+    pub access_key_id: Option<String>,
 }
 
 impl RequestContext {
@@ -75,7 +88,29 @@ impl RequestContext {
         Self {
             request_id: request_id.into(),
             client_request_id: None,
+            door: None,
         }
+    }
+}
+
+/// How a data operation's caller proves who it is: a bearer token (checked
+/// inside the operation, so a refusal is audited under it), or a signed
+/// request a door has already verified with [`Kms::authenticate_signed`].
+#[derive(Debug)]
+pub enum Credential<'a> {
+    Token(Option<&'a ApiToken>),
+    Verified(Caller),
+}
+
+impl<'a> From<Option<&'a ApiToken>> for Credential<'a> {
+    fn from(token: Option<&'a ApiToken>) -> Self {
+        Self::Token(token)
+    }
+}
+
+impl From<Caller> for Credential<'_> {
+    fn from(caller: Caller) -> Self {
+        Self::Verified(caller)
     }
 }
 
@@ -124,16 +159,28 @@ impl Caller {
 struct AuditEvent {
     record: AuditRecord,
     client_request_id: Option<String>,
+    door: Option<Door>,
 }
 
 impl AuditEvent {
-    fn finish<T>(mut self, result: &Result<T, KmsError>) -> AuditRecord {
-        self.record.outcome = match result {
-            Ok(_) => OUTCOME_SUCCESS.to_owned(),
-            Err(e) => e.code().to_owned(),
+    fn finish<T>(self, result: &Result<T, KmsError>) -> AuditRecord {
+        let outcome = match result {
+            Ok(_) => OUTCOME_SUCCESS,
+            Err(e) => e.code(),
         };
+        self.finish_with(outcome)
+    }
+
+    fn finish_with(mut self, outcome: &str) -> AuditRecord {
+        self.record.outcome = outcome.to_owned();
         if let Some(id) = self.client_request_id {
             crate::model::add_detail(&mut self.record.detail, "ClientRequestId", id);
+        }
+        if let Some(door) = self.door {
+            crate::model::add_detail(&mut self.record.detail, "Protocol", door.protocol);
+            if let Some(id) = door.access_key_id {
+                crate::model::add_detail(&mut self.record.detail, "AccessKeyId", id);
+            }
         }
         self.record
     }
@@ -260,9 +307,12 @@ impl Kms {
     /// Reads every client's token digest into the caches' list of known ones.
     async fn load_known_clients(&self) -> Result<(), KmsError> {
         let clients = self.0.store.list_clients().await?;
-        self.0
-            .caches
-            .add_known_clients(clients.iter().map(|c| c.token_digest.0), true);
+        let access_keys = self.0.store.list_access_keys(None).await?;
+        self.0.caches.add_known(
+            clients.iter().map(|c| c.token_digest.0),
+            access_keys.into_iter().map(|k| k.id),
+            true,
+        );
         Ok(())
     }
 
@@ -368,7 +418,40 @@ impl Kms {
                 detail: None,
             },
             client_request_id: ctx.client_request_id.clone(),
+            door: ctx.door.clone(),
         })
+    }
+
+    /// Audits a signed request its door refused before the operation ran
+    /// (bad signature, expired, replayed, unknown access key). Refusals
+    /// naming no known client are merged, as for unknown tokens.
+    pub fn audit_refusal(
+        &self,
+        op: Operation,
+        ctx: &RequestContext,
+        caller: Option<&Caller>,
+        error: &KmsError,
+    ) {
+        let Ok(mut ev) = self.begin_audit(op, ctx) else {
+            return;
+        };
+        if let Some(c) = caller {
+            ev.caller(c);
+        }
+        let record = ev.finish_with(error.code());
+        if record.client_id.is_none() {
+            self.0.refusals.add(record);
+        } else {
+            self.0.audit.record(record);
+        }
+    }
+
+    /// The caller behind a data operation's credential.
+    async fn credential(&self, cred: Credential<'_>) -> Result<Caller, KmsError> {
+        match cred {
+            Credential::Token(token) => self.authenticate(token).await,
+            Credential::Verified(caller) => Ok(caller),
+        }
     }
 
     fn end_audit<T>(&self, ev: AuditEvent, result: &Result<T, KmsError>) {
@@ -489,6 +572,7 @@ impl Kms {
                 Refresh::Key(id) => this.fetch_key(*id).await.map(drop),
                 Refresh::Client(digest) => this.fetch_client(&TokenDigest(*digest)).await.map(drop),
                 Refresh::Alias(alias) => this.fetch_alias(alias).await.map(drop),
+                Refresh::AccessKey(id) => this.fetch_access_key(id).await.map(drop),
             };
             this.0.caches.end_refresh(&what);
             if let Err(e) = result {
@@ -607,8 +691,23 @@ pub async fn rekey_root(
             rewrapped.push(crate::model::VersionRecord { wrapped, ..v });
         }
     }
+    let mut access_keys = Vec::new();
+    for k in store.list_access_keys(None).await? {
+        let wrapped_secret = old
+            .rewrap_access_secret(new, &k.id, k.client_id, &k.wrapped_secret, &mut OsRng)
+            .map_err(|e| KmsError::Internal(format!("access key {}: {e}", k.id)))?;
+        access_keys.push(crate::model::AccessKeyRecord {
+            wrapped_secret,
+            ..k
+        });
+    }
     store
-        .rewrap_root(&rewrapped, &stored, &new.check_value(&mut OsRng))
+        .rewrap_root(
+            &rewrapped,
+            &access_keys,
+            &stored,
+            &new.check_value(&mut OsRng),
+        )
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Conflict => KmsError::invalid(
@@ -626,7 +725,10 @@ pub async fn rekey_root(
         encryption_context: None,
         outcome: crate::model::OUTCOME_SUCCESS.to_owned(),
         request_id: "rekey-root".to_owned(),
-        detail: Some(serde_json::json!({ "Versions": rewrapped.len() })),
+        detail: Some(serde_json::json!({
+            "Versions": rewrapped.len(),
+            "AccessKeys": access_keys.len(),
+        })),
     };
     store.append_audit(&[record]).await?;
     Ok(rewrapped.len())

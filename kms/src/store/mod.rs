@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, VersionRecord,
+    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord,
+    KeyState, VersionRecord,
 };
 
 pub mod postgres;
@@ -130,13 +131,48 @@ pub trait Store: Send + Sync + 'static {
     /// the way changes travel.
     async fn heartbeat(&self, payload: &str) -> Result<(), StoreError>;
 
-    /// Replaces every version's wrapped material and the root key check value
-    /// in one transaction. `Conflict` if the stored check value is not
-    /// `old_check` or the versions stored are not exactly `versions` (a server
-    /// added one meanwhile).
+    /// Points `alias` at a key. `AliasExists` if it names one already.
+    async fn create_alias(&self, alias: &str, key_id: Uuid) -> Result<(), StoreError>;
+    /// Removes an alias; the key it named, if it existed.
+    async fn delete_alias(&self, alias: &str) -> Result<Option<Uuid>, StoreError>;
+    /// Sets (or with `None` clears) a key's rotation period. Switching
+    /// rotation on starts its period at `now`. `false` if there is no such key.
+    async fn set_rotation_period(
+        &self,
+        id: Uuid,
+        days: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a new access key unless its client is missing or revoked, or
+    /// already holds `max_per_client` (checked and inserted atomically, so
+    /// parallel requests cannot pass the limit together).
+    async fn create_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max_per_client: usize,
+    ) -> Result<AccessKeyInsert, StoreError>;
+    /// An access key with its client (revoked or not: the service decides).
+    async fn access_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccessKeyRecord, ClientRecord)>, StoreError>;
+    /// Access keys of one client, or of every client with `None`; oldest first.
+    async fn list_access_keys(
+        &self,
+        client_id: Option<Uuid>,
+    ) -> Result<Vec<AccessKeyRecord>, StoreError>;
+    /// `true` if the client had this access key; it is gone for every process.
+    async fn delete_access_key(&self, client_id: Uuid, id: &str) -> Result<bool, StoreError>;
+
+    /// Replaces everything wrapped under the root key (master key versions,
+    /// access key secrets) and the root key check value in one transaction.
+    /// `Conflict` if the stored check value is not `old_check` or the rows
+    /// stored are not exactly those given (a server added one meanwhile).
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
+        access_keys: &[AccessKeyRecord],
         old_check: &[u8],
         new_check: &[u8],
     ) -> Result<(), StoreError>;

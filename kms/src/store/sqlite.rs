@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord, KeyState, Operation, Roles,
-    VersionRecord,
+    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord,
+    KeyState, Operation, Roles, VersionRecord,
 };
 
 pub use foundation::db::sqlite::{
@@ -89,6 +89,18 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
     })
 }
+
+fn access_key_from_row(row: &SqliteRow) -> Result<AccessKeyRecord, StoreError> {
+    Ok(AccessKeyRecord {
+        id: row.try_get("ak_id").map_err(map_err)?,
+        client_id: row.try_get("ak_client_id").map_err(map_err)?,
+        wrapped_secret: row.try_get("ak_wrapped_secret").map_err(map_err)?,
+        created_at: from_micros(row.try_get("ak_created_at").map_err(map_err)?)?,
+    })
+}
+
+const ACCESS_KEY_COLUMNS: &str = "ak.id AS ak_id, ak.client_id AS ak_client_id, \
+     ak.wrapped_secret AS ak_wrapped_secret, ak.created_at AS ak_created_at";
 
 fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     let role: String = row.try_get("role").map_err(map_err)?;
@@ -537,9 +549,142 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn create_alias(&self, alias: &str, key_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO key_aliases (alias, key_id) VALUES (?1, ?2)")
+            .bind(alias)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        self.changes.send(Change::Key(key_id));
+        Ok(())
+    }
+
+    async fn delete_alias(&self, alias: &str) -> Result<Option<Uuid>, StoreError> {
+        let key_id: Option<Uuid> =
+            sqlx::query_scalar("DELETE FROM key_aliases WHERE alias = ?1 RETURNING key_id")
+                .bind(alias)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        if let Some(id) = key_id {
+            self.changes.send(Change::Key(id));
+        }
+        Ok(key_id)
+    }
+
+    async fn set_rotation_period(
+        &self,
+        id: Uuid,
+        days: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE keys SET last_rotated_at = CASE WHEN rotation_period_days IS NULL \
+             THEN max(last_rotated_at, ?3) ELSE last_rotated_at END, \
+             rotation_period_days = ?2 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(days.map(i64::from))
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.changes.send(Change::Key(id));
+        Ok(true)
+    }
+
+    async fn create_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max_per_client: usize,
+    ) -> Result<AccessKeyInsert, StoreError> {
+        // IMMEDIATE: the count and the insert happen under the write lock.
+        let mut tx = begin_write(&self.pool).await?;
+        let active: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM api_clients WHERE id = ?1 AND revoked_at IS NULL")
+                .bind(key.client_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if active.is_none() {
+            return Ok(AccessKeyInsert::ClientNotFound);
+        }
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM access_keys WHERE client_id = ?1")
+            .bind(key.client_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if held >= i64::try_from(max_per_client).unwrap_or(i64::MAX) {
+            return Ok(AccessKeyInsert::LimitReached);
+        }
+        sqlx::query(
+            "INSERT INTO access_keys (id, client_id, wrapped_secret, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&key.id)
+        .bind(key.client_id)
+        .bind(&key.wrapped_secret)
+        .bind(micros(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::ClientCreated(key.client_id));
+        Ok(AccessKeyInsert::Created)
+    }
+
+    async fn access_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccessKeyRecord, ClientRecord)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCESS_KEY_COLUMNS}, c.* FROM access_keys ak \
+             JOIN api_clients c ON c.id = ak.client_id WHERE ak.id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| Ok((access_key_from_row(&r)?, client_from_row(&r)?)))
+            .transpose()
+    }
+
+    async fn list_access_keys(
+        &self,
+        client_id: Option<Uuid>,
+    ) -> Result<Vec<AccessKeyRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys ak \
+             WHERE ?1 IS NULL OR ak.client_id = ?1 ORDER BY ak.created_at, ak.id"
+        ))
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(access_key_from_row).collect()
+    }
+
+    async fn delete_access_key(&self, client_id: Uuid, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE id = ?1 AND client_id = ?2")
+            .bind(id)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.changes.send(Change::Client(client_id));
+        Ok(true)
+    }
+
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
+        access_keys: &[AccessKeyRecord],
         old_check: &[u8],
         new_check: &[u8],
     ) -> Result<(), StoreError> {
@@ -550,6 +695,24 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
         if stored != i64::try_from(versions.len()).unwrap_or(i64::MAX) {
             return Err(StoreError::Conflict);
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM access_keys")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if stored != i64::try_from(access_keys.len()).unwrap_or(i64::MAX) {
+            return Err(StoreError::Conflict);
+        }
+        for k in access_keys {
+            let done = sqlx::query("UPDATE access_keys SET wrapped_secret = ?2 WHERE id = ?1")
+                .bind(&k.id)
+                .bind(&k.wrapped_secret)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
         }
         let done = sqlx::query(
             "UPDATE root_key_check SET check_value = ?2 WHERE id = 1 AND check_value = ?1",
