@@ -33,6 +33,10 @@ pub struct KmsSection {
     pub audit_flush_ms: Option<u64>,
     pub maintenance_interval_secs: Option<u64>,
     pub max_stale_secs: Option<u64>,
+    pub aws_region: Option<String>,
+    pub aws_account_id: Option<String>,
+    pub alibaba_region: Option<String>,
+    pub tencent_region: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +116,10 @@ impl KmsSection {
             audit_flush_ms => "VODKMS_AUDIT_FLUSH_MS",
             maintenance_interval_secs => "VODKMS_MAINTENANCE_INTERVAL_SECS",
             max_stale_secs => "VODKMS_MAX_STALE_SECS",
+            aws_region => "VODKMS_AWS_REGION",
+            aws_account_id => "VODKMS_AWS_ACCOUNT_ID",
+            alibaba_region => "VODKMS_ALIBABA_REGION",
+            tencent_region => "VODKMS_TENCENT_REGION",
         })
     }
 }

@@ -368,6 +368,50 @@ struct ServeArgs {
     /// Encryptions per master key version before automatic rotation (max 2^32).
     #[arg(long, env = "VODKMS_MAX_ENCRYPTIONS_PER_VERSION", default_value_t = 1 << 32, hide = true)]
     max_encryptions_per_version: u64,
+    #[command(flatten)]
+    doors: DoorArgs,
+}
+
+/// The cloud doors at `POST /` (AWS, Alibaba Cloud, Tencent Cloud KMS).
+#[derive(clap::Args, Debug, Clone)]
+struct DoorArgs {
+    /// The region AWS SDK requests must be signed for; key ARNs carry it.
+    #[arg(long, env = "VODKMS_AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// The 12-digit account id in key ARNs.
+    #[arg(long, env = "VODKMS_AWS_ACCOUNT_ID", default_value = "000000000000")]
+    aws_account_id: String,
+    /// Accept Alibaba Cloud requests only for this region (default: any).
+    #[arg(long, env = "VODKMS_ALIBABA_REGION")]
+    alibaba_region: Option<String>,
+    /// Accept Tencent Cloud requests only for this region (default: any).
+    #[arg(long, env = "VODKMS_TENCENT_REGION")]
+    tencent_region: Option<String>,
+}
+
+impl DoorArgs {
+    fn config(&self) -> Result<kms::http::doors::DoorConfig> {
+        let region_ok = |r: &str| {
+            !r.is_empty()
+                && r.len() <= 64
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !region_ok(&self.aws_region) {
+            bail!("--aws-region must look like us-east-1");
+        }
+        if self.aws_account_id.len() != 12
+            || !self.aws_account_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            bail!("--aws-account-id must be 12 digits");
+        }
+        Ok(kms::http::doors::DoorConfig {
+            aws_region: self.aws_region.clone(),
+            aws_account_id: self.aws_account_id.clone(),
+            alibaba_region: self.alibaba_region.clone(),
+            tencent_region: self.tencent_region.clone(),
+        })
+    }
 }
 
 impl DbArgs {
@@ -423,6 +467,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve_kms(args: ServeArgs) -> Result<()> {
+    let doors = args.doors.config()?;
     let root = args.db.root_key()?;
     let store = args.db.store().await?;
     let config = KmsConfig {
@@ -440,7 +485,7 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "vodkms KMS listening");
     args.tls.warn_if_plain(args.listen, "KMS");
-    kms::http::serve(listener, kms, args.tls.files(), shutdown_signal()).await?;
+    kms::http::serve(listener, kms, doors, args.tls.files(), shutdown_signal()).await?;
     Ok(())
 }
 

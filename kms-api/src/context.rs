@@ -57,10 +57,116 @@ pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) {
     }
 }
 
+/// Reads a Python dict of strings as Python prints it (`{'k': 'v'}`): what
+/// aliyun-python-sdk-kms sends as EncryptionContext when handed a dict
+/// instead of a JSON string. Only string keys and values; `None` for
+/// anything else. Strictly bounded: no recursion, one pass.
+pub fn parse_python_dict(text: &str) -> Option<EncryptionContext> {
+    let mut chars = text.trim().chars().peekable();
+    let mut out = EncryptionContext::new();
+    let skip_ws = |c: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while c.peek().is_some_and(|ch| ch.is_whitespace()) {
+            c.next();
+        }
+    };
+    if chars.next()? != '{' {
+        return None;
+    }
+    skip_ws(&mut chars);
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return chars.next().is_none().then_some(out);
+    }
+    loop {
+        skip_ws(&mut chars);
+        let key = python_string(&mut chars)?;
+        skip_ws(&mut chars);
+        if chars.next()? != ':' {
+            return None;
+        }
+        skip_ws(&mut chars);
+        let value = python_string(&mut chars)?;
+        out.insert(key, value);
+        skip_ws(&mut chars);
+        match chars.next()? {
+            ',' => continue,
+            '}' => return chars.next().is_none().then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// One quoted Python string literal with its escapes.
+fn python_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<String> {
+    let quote = chars.next()?;
+    if quote != '\'' && quote != '"' {
+        return None;
+    }
+    let mut s = String::new();
+    loop {
+        match chars.next()? {
+            c if c == quote => return Some(s),
+            '\\' => {
+                let e = chars.next()?;
+                let hex = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, n: usize| {
+                    let digits: String = (0..n).map_while(|_| chars.next()).collect();
+                    (digits.len() == n)
+                        .then(|| u32::from_str_radix(&digits, 16).ok())
+                        .flatten()
+                        .and_then(char::from_u32)
+                };
+                s.push(match e {
+                    '\\' | '\'' | '"' => e,
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    '0' => '\0',
+                    'x' => hex(chars, 2)?,
+                    'u' => hex(chars, 4)?,
+                    'U' => hex(chars, 8)?,
+                    _ => return None,
+                });
+            }
+            c => s.push(c),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn python_dicts_as_python_prints_them() {
+        let ctx = |pairs: &[(&str, &str)]| -> EncryptionContext {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(parse_python_dict("{}"), Some(ctx(&[])));
+        assert_eq!(
+            parse_python_dict("{'video_id': 'film-1', \"it's\": 'a\\'b\\xe9\\u4e2d'}"),
+            Some(ctx(&[
+                ("video_id", "film-1"),
+                ("it's", "a'b\u{e9}\u{4e2d}")
+            ]))
+        );
+        for bad in [
+            "",
+            "{",
+            "{'a'}",
+            "{'a': 1}",
+            "{'a': 'b',}",
+            "{'a': 'b'} x",
+            "['a']",
+            "{'a': 'b\\q'}",
+            "{'a': '\\x4'}",
+        ] {
+            assert_eq!(parse_python_dict(bad), None, "{bad}");
+        }
+    }
 
     fn enc(pairs: &[(&str, &str)]) -> Vec<u8> {
         let ctx: EncryptionContext = pairs

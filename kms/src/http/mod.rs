@@ -1,5 +1,6 @@
 //! The KMS HTTP API: `app(kms)` builds the router; `serve` runs it.
 
+pub mod doors;
 mod error;
 pub mod extract;
 mod handlers;
@@ -24,7 +25,15 @@ use handlers as h;
 /// re-encrypt of a 1 KiB key with two full EncryptionContexts).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// The KMS API with the cloud doors in their default configuration.
 pub fn app(kms: Kms) -> Router {
+    app_with_doors(kms, doors::DoorConfig::default())
+}
+
+/// The KMS API: `/v1` and, at `POST /`, the AWS, Alibaba Cloud and Tencent
+/// Cloud doors configured by `doors`.
+pub fn app_with_doors(kms: Kms, doors: doors::DoorConfig) -> Router {
+    let door_state = doors::DoorState::new(kms.clone(), doors);
     let source = kms.clone();
     let metrics = std::sync::Arc::new(metrics::HttpMetrics::new("vodkms_kms", move |out| {
         kms_metrics(&source, out)
@@ -32,6 +41,7 @@ pub fn app(kms: Kms) -> Router {
     Router::new()
         .route("/metrics", get(metrics::scrape).with_state(metrics.clone()))
         .route("/openapi.json", get(openapi_document))
+        .route("/", post(doors::root).with_state(door_state))
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/keys", post(h::create_key).get(h::list_keys))
@@ -179,10 +189,11 @@ fn kms_metrics(kms: &Kms, out: &metrics::Exposition<'_>) {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     kms: Kms,
+    doors: doors::DoorConfig,
     tls: Option<tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tls::serve(listener, app(kms.clone()), tls, shutdown).await?;
+    tls::serve(listener, app_with_doors(kms.clone(), doors), tls, shutdown).await?;
     kms.drain_audit(Instant::now() + SHUTDOWN_FLUSH_DEADLINE)
         .await
         .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))

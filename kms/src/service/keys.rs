@@ -186,6 +186,89 @@ impl Kms {
         result
     }
 
+    /// Points a new alias at a key (a key may have several).
+    pub async fn create_alias(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        alias: &str,
+        key: &str,
+    ) -> Result<(), KmsError> {
+        self.admin_key_op(caller, ctx, Operation::CreateAlias, key, |id| async move {
+            validate_alias(alias)?;
+            if alias.starts_with("alias/aws/") {
+                return Err(KmsError::invalid("aliases under alias/aws/ are reserved"));
+            }
+            let record = self.0.store.key(id).await?.ok_or(KmsError::KeyNotFound)?;
+            if record.state == KeyState::Deleted {
+                return Err(KmsError::KeyDeleted);
+            }
+            self.0.store.create_alias(alias, id).await?;
+            self.0.caches.invalidate_key(id);
+            Ok(((), None))
+        })
+        .await
+    }
+
+    /// Removes an alias; the key stays.
+    pub async fn delete_alias(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        alias: &str,
+    ) -> Result<(), KmsError> {
+        let mut ev = self.begin_audit(Operation::DeleteAlias, ctx)?;
+        ev.caller(caller);
+        let result = async {
+            // The key the alias names must be in the caller's scope.
+            let id = self.resolve_key_for(caller, Role::Admin, alias).await?;
+            ev.key(id, None);
+            match self.0.store.delete_alias(alias).await? {
+                Some(_) => {
+                    self.0.caches.invalidate_key(id);
+                    Ok(())
+                }
+                None => Err(KmsError::KeyNotFound),
+            }
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    /// Switches automatic rotation on with a period, or off with `None`.
+    pub async fn set_rotation_period(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        key: &str,
+        days: Option<u32>,
+    ) -> Result<KeyView, KmsError> {
+        let op = Operation::UpdateRotationPolicy;
+        self.admin_key_op(caller, ctx, op, key, |id| async move {
+            if let Some(d) = days {
+                if !(1..=MAX_ROTATION_PERIOD_DAYS).contains(&d) {
+                    return Err(KmsError::invalid(format!(
+                        "RotationPeriodInDays must be 1..={MAX_ROTATION_PERIOD_DAYS}"
+                    )));
+                }
+            }
+            let record = self.0.store.key(id).await?.ok_or(KmsError::KeyNotFound)?;
+            Self::require_usable(record.state)?;
+            if !self
+                .0
+                .store
+                .set_rotation_period(id, days, self.now())
+                .await?
+            {
+                return Err(KmsError::KeyNotFound);
+            }
+            self.0.caches.invalidate_key(id);
+            Ok((self.key_view(id).await?, None))
+        })
+        .await
+    }
+
     /// Adds a new primary version. Returns its number.
     pub async fn rotate_key(
         &self,

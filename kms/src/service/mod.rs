@@ -395,7 +395,8 @@ impl Kms {
         (f.unconfirmed_for(), f.max_stale())
     }
 
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    /// The service clock's time (the doors check signed times against it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.0.clock.now()
     }
 
@@ -508,6 +509,17 @@ impl Kms {
         };
         caller.require(role, Some(id))?;
         Ok(id)
+    }
+
+    /// The key `key` (id or alias) names, for a caller who needs `role` on
+    /// it; refused as `resolve_key_for` refuses.
+    pub async fn resolve_key(
+        &self,
+        caller: &Caller,
+        role: Role,
+        key: &str,
+    ) -> Result<Uuid, KmsError> {
+        self.resolve_key_for(caller, role, key).await
     }
 
     /// Accepts a key id (UUID) or an alias (`alias/...`).
