@@ -65,7 +65,10 @@ pub fn verify(claims: &Claims, method: &str, params: &[(String, String)], secret
     same(&signature(method, params, secret), &claims.signature)
 }
 
-pub fn signature(method: &str, params: &[(String, String)], secret: &[u8]) -> [u8; 20] {
+/// The string that is signed (no secret in it). Alibaba Cloud shows it in
+/// SignatureDoesNotMatch errors; the classic SDK compares it with its own to
+/// tell a wrong secret from a wrong signing method.
+pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
     let mut pairs: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| k != "Signature")
@@ -73,7 +76,11 @@ pub fn signature(method: &str, params: &[(String, String)], secret: &[u8]) -> [u
         .collect();
     pairs.sort();
     let joined: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let to_sign = format!("{method}&%2F&{}", encode(&joined.join("&")));
+    format!("{method}&%2F&{}", encode(&joined.join("&")))
+}
+
+pub fn signature(method: &str, params: &[(String, String)], secret: &[u8]) -> [u8; 20] {
+    let to_sign = string_to_sign(method, params);
     let mut key = Vec::with_capacity(secret.len() + 1);
     key.extend_from_slice(secret);
     key.push(b'&');

@@ -7,10 +7,11 @@
 //! X-TC-Action: GenerateDataKey      (NOT signed by the SDKs)
 //! ```
 //!
-//! The SDKs sign neither the action nor the region, so a door must refuse a
-//! signature it has seen before (see the KMS's replay guard): a captured
-//! request cannot then be replayed as another action. A body sent with
-//! `X-TC-Content-SHA256: UNSIGNED-PAYLOAD` is refused.
+//! The SDKs sign neither the action nor the region (only content-type and
+//! host), so within the clock window a captured request could be re-sent
+//! with another action and the same parameters; TLS is what prevents the
+//! capture. A body sent with `X-TC-Content-SHA256: UNSIGNED-PAYLOAD` is
+//! refused: the body is always hashed.
 
 use chrono::{DateTime, Utc};
 

@@ -235,7 +235,20 @@ async fn handle_inner(state: &DoorState, ctx: &mut RequestContext, req: &Incomin
                 |secret| cloudsig::rpc::verify(&claims, method, &params, secret.expose_secret()),
             )
             .await
-            .map_err(refusal_of)?;
+            .map_err(|e| match e {
+                // As Alibaba Cloud words it: the classic SDK reads the string
+                // to sign after the colon to tell a wrong secret (same string)
+                // from a wrong signing method.
+                KmsError::SignatureMismatch => err(
+                    StatusCode::BAD_REQUEST,
+                    "SignatureDoesNotMatch",
+                    format!(
+                        "Specified signature is not matched with our calculation. server string to sign is:{}",
+                        cloudsig::rpc::string_to_sign(method, &params)
+                    ),
+                ),
+                other => refusal_of(other),
+            })?;
         state
             .first_sighting(ctx, audit_op, &caller, claims.nonce.as_bytes(), claims.time)
             .map_err(refusal_of)?;
@@ -338,6 +351,16 @@ impl Call<'_> {
     fn context(&self, name: &str) -> Result<EncryptionContext, Refusal> {
         let v = self.param(name).map(|s| Value::String(s.to_owned()));
         context_from(v.as_ref()).map_err(invalid)
+    }
+
+    /// A boolean as the SDKs print it (`true`, Python's `True`).
+    fn flag(&self, name: &str) -> Result<Option<bool>, Refusal> {
+        match self.param(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(invalid(format!("{name} must be true or false"))),
+        }
     }
 
     fn number(&self, name: &str) -> Result<Option<u32>, Refusal> {
@@ -513,8 +536,8 @@ impl Call<'_> {
                 if self.param("KeySpec").is_some_and(|s| s != "Aliyun_AES_256") {
                     return Err(invalid("KeySpec must be Aliyun_AES_256"));
                 }
-                let rotation = match self.param("EnableAutomaticRotation") {
-                    Some("true") => Some(rotation_days(
+                let rotation = match self.flag("EnableAutomaticRotation")? {
+                    Some(true) => Some(rotation_days(
                         self.param("RotationInterval").unwrap_or("365d"),
                     )?),
                     _ => None,
@@ -670,12 +693,18 @@ impl Call<'_> {
                 })))
             }
             "UpdateRotationPolicy" => {
-                let days = match self.required("EnableAutomaticRotation")? {
-                    "true" => Some(rotation_days(
+                let days = match self.flag("EnableAutomaticRotation")? {
+                    Some(true) => Some(rotation_days(
                         self.param("RotationInterval").unwrap_or("365d"),
                     )?),
-                    "false" => None,
-                    _ => return Err(invalid("EnableAutomaticRotation must be true or false")),
+                    Some(false) => None,
+                    None => {
+                        return Err(err(
+                            StatusCode::BAD_REQUEST,
+                            "MissingParameter",
+                            "EnableAutomaticRotation is required",
+                        ))
+                    }
                 };
                 kms.set_rotation_period(caller, ctx, self.required("KeyId")?, days)
                     .await

@@ -222,7 +222,7 @@ impl DoorState {
         Ok(caller)
     }
 
-    /// Refuses a nonce or signature seen before within the clock window, for
+    /// Refuses a nonce seen before within the clock window, for
     /// the protocol and access key `authenticate` put in `ctx`.
     pub(crate) fn first_sighting(
         &self,

@@ -1,8 +1,7 @@
-//! Remembers nonces and signatures for the clock window, so a captured
-//! signed request cannot be sent again (Alibaba's SignatureNonce; Tencent's
-//! signatures, whose action header is not signed). Kept per process: a
-//! replay to another process sharing the database is not caught (noted in
-//! the README's "Coming from a cloud KMS").
+//! Remembers single-use nonces (Alibaba Cloud's SignatureNonce) for the
+//! clock window, so a captured signed request cannot be sent again. Kept per
+//! process: a replay to another process sharing the database is not caught
+//! (noted in the README's "Coming from a cloud KMS").
 //!
 //! Entries are bucketed by the minute the request claims to be from, so a
 //! whole bucket is dropped once no request of that minute can pass the
