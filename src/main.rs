@@ -651,8 +651,12 @@ async fn rekey_root(db: DbArgs, new_file: Option<PathBuf>) -> Result<()> {
     )?;
     let new = RootKey::from_base64(&text).context("the new root key")?;
     let store = db.store().await?;
-    let count = kms::service::rekey_root(store.as_ref(), &SystemClock, &old, &new).await?;
-    println!("{}", serde_json::json!({ "Rewrapped": count }));
+    let (versions, access_keys) =
+        kms::service::rekey_root(store.as_ref(), &SystemClock, &old, &new).await?;
+    println!(
+        "{}",
+        serde_json::json!({ "Rewrapped": versions, "AccessKeys": access_keys })
+    );
     eprintln!(
         "Done. Restart the servers with the new root key; the old one no longer opens anything."
     );

@@ -26,3 +26,31 @@ need_openapi_validator() {
   echo "installing openapi-spec-validator from PyPI" >&2
   python3 -m pip install -q --disable-pip-version-check openapi-spec-validator >/dev/null
 }
+
+# The cloud SDKs of tests/sdk/requirements.txt, in a virtual environment at
+# target/cloud-sdks (made again when the pins change). Exports
+# VODKMS_SDK_PYTHON, the environment's python, for tests/cloud_sdks.rs.
+need_cloud_sdks() {
+  local venv=target/cloud-sdks stamp
+  stamp=$(sha256sum tests/sdk/requirements.txt | cut -c1-16)
+  if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+      || need_package python3-venv
+    echo "installing the cloud SDKs into $venv (tests/sdk/requirements.txt)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt >/dev/null
+    echo "$stamp" > "$venv/.stamp"
+  fi
+  VODKMS_SDK_PYTHON=$PWD/$venv/bin/python
+  export VODKMS_SDK_PYTHON
+}
+
+# A Debian package, installed when missing.
+need_package() {
+  dpkg -s "$1" >/dev/null 2>&1 && return
+  local sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  if [ -z "$DEPS_UPDATED" ]; then $sudo apt-get update -qq; DEPS_UPDATED=1; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}

@@ -19,12 +19,23 @@ impl AuditSink<AuditRecord> for StoreSink {
     }
 }
 
-/// The KMS merges refusals of unknown credentials by operation and outcome.
+/// The KMS merges refusals of unknown credentials by operation, outcome,
+/// key and the door they came through.
 impl Aggregate for AuditRecord {
-    type Identity<'a> = (crate::model::Operation, &'a str, Option<uuid::Uuid>);
+    type Identity<'a> = (
+        crate::model::Operation,
+        &'a str,
+        Option<uuid::Uuid>,
+        Option<&'a str>,
+    );
 
     fn identity(&self) -> Self::Identity<'_> {
-        (self.operation, &self.outcome, self.key_id)
+        let door = self
+            .detail
+            .as_ref()
+            .and_then(|d| d.get("Protocol"))
+            .and_then(|p| p.as_str());
+        (self.operation, &self.outcome, self.key_id, door)
     }
 
     fn time(&self) -> chrono::DateTime<chrono::Utc> {

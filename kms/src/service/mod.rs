@@ -681,13 +681,14 @@ impl Kms {
 /// (the first process to start records a check value).
 /// Re-wraps every master key version under `new` (offline: stop the servers
 /// first; a version added meanwhile makes it fail with nothing changed).
-/// Returns how many versions were re-wrapped. Audited as `RekeyRoot`.
+/// Returns how many versions and access keys were re-wrapped. Audited as
+/// `RekeyRoot`.
 pub async fn rekey_root(
     store: &dyn Store,
     clock: &dyn Clock,
     old: &RootKey,
     new: &RootKey,
-) -> Result<usize, KmsError> {
+) -> Result<(usize, usize), KmsError> {
     let stored = store.root_key_check(&old.check_value(&mut OsRng)).await?;
     if !old.verify_check_value(&stored) {
         return Err(KmsError::RootKeyMismatch);
@@ -743,7 +744,7 @@ pub async fn rekey_root(
         })),
     };
     store.append_audit(&[record]).await?;
-    Ok(rewrapped.len())
+    Ok((rewrapped.len(), access_keys.len()))
 }
 
 pub async fn verify_root_key(store: &dyn Store, root: &RootKey) -> Result<(), KmsError> {
