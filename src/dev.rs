@@ -20,8 +20,8 @@ use hls::package::{DataKey, DataKeySource, EncryptOptions};
 use kms::crypto::{ApiToken, DataKeySpec, RootKey};
 use kms::model::Role;
 use kms::service::{
-    bootstrap_admin, DataKeyRequest, Kms, KmsConfig, NewClient, NewKeyRequest, RequestContext,
-    SystemClock,
+    bootstrap_admin, ClientCreated, DataKeyRequest, Kms, KmsConfig, NewClient, NewKeyRequest,
+    RequestContext, SystemClock,
 };
 use kms::store::{SqliteStore, Store};
 use rand::RngCore as _;
@@ -62,6 +62,12 @@ struct Credentials {
     admin_token: String,
     issuer_token: String,
     transcoder_token: String,
+    /// The transcoder's access key for the AWS, Alibaba and Tencent SDKs
+    /// (absent from data made before the cloud doors).
+    #[serde(default)]
+    transcoder_access_key_id: String,
+    #[serde(default)]
+    transcoder_secret_access_key: String,
     /// The broker's own `decrypt` client.
     broker_kms_token: String,
     /// HS256 secret (base64) for app backends that sign their own tokens.
@@ -151,7 +157,7 @@ pub async fn run(
             get(published_playlist).with_state(origin.clone()),
         )
         .nest("/kms", kms_app.clone())
-        .fallback_service(kms_app);
+        .fallback_service(kms_app.clone());
     let http = broker::http::HttpConfig {
         cors: broker::http::CorsOrigins::None,
         cookie_secure: false,
@@ -163,7 +169,21 @@ pub async fn run(
         origin_dir: Some(origin),
         web_dir: None,
     };
-    let app = broker::http::app_with_fallback(broker.clone(), http, extras);
+    // POST / is the cloud doors' (the broker serves GET / as Alibaba-style key URIs).
+    // `/kms` and `/kms/` both: SDKs differ in how they join an endpoint's path.
+    let kms_slash =
+        tower::ServiceExt::map_request(kms_app.clone(), |mut req: axum::extract::Request| {
+            *req.uri_mut() = axum::http::Uri::from_static("/");
+            req
+        });
+    let app = Router::new()
+        .route("/", axum::routing::post_service(kms_app))
+        .route("/kms/", axum::routing::post_service(kms_slash))
+        .merge(broker::http::app_with_fallback(
+            broker.clone(),
+            http,
+            extras,
+        ));
 
     let serving = axum::serve(
         listener,
@@ -222,14 +242,18 @@ async fn provision(
                 roles: role.into(),
                 key_ids: None,
             };
-            kms.create_client(&caller, &ctx, req)
-                .await
-                .map(|c| c.token.expose_secret().to_owned())
+            kms.create_client(&caller, &ctx, req).await
         }
     };
-    let issuer_token = client("dev-issuer", Role::Issuer).await?;
-    let transcoder_token = client("dev-transcoder", Role::Generate).await?;
-    let broker_kms_token = client("dev-broker", Role::Decrypt).await?;
+    let token = |c: ClientCreated| c.token.expose_secret().to_owned();
+    let issuer_token = token(client("dev-issuer", Role::Issuer).await?);
+    let transcoder = client("dev-transcoder", Role::Generate).await?;
+    let broker_kms_token = token(client("dev-broker", Role::Decrypt).await?);
+    // The same transcoder through the cloud SDKs (GenerateDataKey).
+    let access_key = kms
+        .create_access_key(&caller, &ctx, transcoder.client.id)
+        .await?;
+    let transcoder_token = token(transcoder);
 
     let mut secret = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -269,6 +293,9 @@ async fn provision(
         admin_token: admin.token.expose_secret().to_owned(),
         issuer_token,
         transcoder_token,
+        transcoder_access_key_id: access_key.record.id.clone(),
+        transcoder_secret_access_key: String::from_utf8_lossy(access_key.secret.expose_secret())
+            .into_owned(),
         broker_kms_token,
         token_secret: base64::engine::general_purpose::STANDARD.encode(secret.as_ref()),
         viewer_username: DEMO_VIEWER.into(),
@@ -423,8 +450,10 @@ fn print_first_start(c: &Credentials, path: &Path) {
     export GEN={gen}
 
   The encrypted sample video is "{video}": {playlist}
+{sdks}
   Everything above is also in {file} (mode 0600). Ctrl-C stops; data stays in {dir}.
 "#,
+        sdks = sdk_lines(c),
         page = c.demo_page_url,
         user = c.viewer_username,
         password = c.viewer_password,
@@ -441,6 +470,29 @@ fn print_first_start(c: &Credentials, path: &Path) {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     );
+}
+
+/// Copy-paste environment for the cloud SDKs, as the transcoder.
+fn sdk_lines(c: &Credentials) -> String {
+    if c.transcoder_access_key_id.is_empty() {
+        return String::new();
+    }
+    let host = c.url.trim_start_matches("http://");
+    format!(
+        r#"
+  The transcoder through a cloud KMS SDK, unchanged (GenerateDataKey):
+    AWS (boto3, aws CLI, AWS SDKs):
+      export AWS_ENDPOINT_URL_KMS={kms} AWS_DEFAULT_REGION=us-east-1
+      export AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret}
+    Alibaba Cloud (endpoint {host}, protocol http):
+      export ALIBABA_CLOUD_ACCESS_KEY_ID={id} ALIBABA_CLOUD_ACCESS_KEY_SECRET={secret}
+    Tencent Cloud (endpoint {host}, scheme http):
+      export TENCENTCLOUD_SECRET_ID={id} TENCENTCLOUD_SECRET_KEY={secret}
+"#,
+        kms = c.kms_url,
+        id = c.transcoder_access_key_id,
+        secret = c.transcoder_secret_access_key,
+    )
 }
 
 fn print_restart(c: &Credentials, path: &Path) {

@@ -175,6 +175,47 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
     })
     .await;
     assert_eq!(generated().await, 3, "one data key per sample segment");
+    // The transcoder's access key, printed for the cloud SDKs, signs at
+    // /kms/ (AWS, with the path in the signature) and at / (Tencent).
+    let (id, secret) = (
+        c["TranscoderAccessKeyId"].as_str().unwrap(),
+        c["TranscoderSecretAccessKey"].as_str().unwrap(),
+    );
+    assert!(
+        printed.contains(&format!(
+            "AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret}"
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!("AWS_ENDPOINT_URL_KMS={url}/kms")));
+    let now = chrono::Utc::now();
+    // Encrypt, not GenerateDataKey: the data keys counted here are the sample's.
+    let gdk = json!({"KeyId": "alias/demo", "Plaintext": "aGVsbG8="});
+    let r = api
+        .raw(common::cloud::aws_request_at(
+            &api,
+            "/kms/",
+            (id, secret),
+            "Encrypt",
+            &gdk,
+            now,
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api
+        .raw(common::cloud::tencent_request(
+            &api,
+            (id, secret),
+            "Encrypt",
+            &gdk,
+            now.timestamp(),
+        ))
+        .await;
+    assert!(
+        r.body["Response"]["CiphertextBlob"].is_string(),
+        "{:?}",
+        r.body
+    );
     // L2: /web/ is not the origin folder (playlists without a token, key
     // files), and nothing under it redirects.
     for path in [

@@ -104,6 +104,7 @@ pub fn document() -> serde_json::Value {
         ("NextToken", false, "from the previous page"),
     ];
     let ops = [
+        Op::new("POST", "/", "The cloud doors, signed with an access key: AWS KMS JSON 1.1 (X-Amz-Target: TrentService.<Operation>, SigV4), Alibaba Cloud KMS 2016-01-20 (Action, ACS3-HMAC-SHA256 or RPC HMAC-SHA1) and Tencent Cloud KMS 2019-01-18 (X-TC-Action, TC3-HMAC-SHA256); each answers in its own format", Auth::None, Some(schema::<Value>), Answer::Json(200, schema::<Value>)),
         Op::new("POST", "/v1/keys", "Create a master key (admin)", Auth::ApiClient, Some(schema::<CreateKeyRequest>), Answer::Json(201, schema::<KeyMetadata>)),
         Op::new("GET", "/v1/keys", "List master keys (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListKeysResponse>)),
         Op::new("GET", "/v1/keys/{key_id}", "Describe a key by id or alias%2FNAME (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<KeyMetadata>)),
