@@ -135,10 +135,8 @@ async fn the_cloud_sdks_work_against_vodkms_unchanged() {
             &format!("ClientId={good_client}&Operation=GenerateDataKey&Limit=1000"),
             |r| {
                 ["aws", "alibaba", "tencent"].iter().all(|p| {
-                    r.iter().any(|x| {
-                        x["Detail"]["Protocol"] == *p
-                            && x["Detail"]["AccessKeyId"] == good.1.as_str()
-                    })
+                    r.iter()
+                        .any(|x| x["Protocol"] == *p && x["AccessKeyId"] == good.1.as_str())
                 })
             },
         )
@@ -147,9 +145,8 @@ async fn the_cloud_sdks_work_against_vodkms_unchanged() {
     s.api
         .audit_until(&s.admin, "Operation=GenerateDataKey&Limit=1000", |r| {
             ["aws", "alibaba", "tencent"].iter().all(|p| {
-                r.iter().any(|x| {
-                    x["Detail"]["Protocol"] == *p && x["Outcome"] == "SignatureDoesNotMatch"
-                })
+                r.iter()
+                    .any(|x| x["Protocol"] == *p && x["Outcome"] == "SignatureDoesNotMatch")
             }) && r
                 .iter()
                 .any(|x| x["Outcome"] == "AccessDenied" && x["ClientId"] == limited.0.as_str())
@@ -424,9 +421,7 @@ async fn expired_replayed_and_garbage_requests_are_refused_in_dialect() {
         .audit_until(&s.admin, &format!("ClientId={client}&Limit=1000"), |r| {
             let has = |p: &str, o: &str| {
                 r.iter().any(|x| {
-                    x["Detail"]["Protocol"] == p
-                        && x["Outcome"] == o
-                        && x["Detail"]["AccessKeyId"] == id.as_str()
+                    x["Protocol"] == p && x["Outcome"] == o && x["AccessKeyId"] == id.as_str()
                 })
             };
             has("aws", "RequestExpired")

@@ -78,6 +78,8 @@ fn audit(op: Operation, key: Option<Uuid>) -> AuditRecord {
         outcome: "Success".into(),
         request_id: "r".into(),
         detail: Some(serde_json::json!({ "Reason": "test" })),
+        protocol: None,
+        access_key_id: None,
     }
 }
 
@@ -538,7 +540,7 @@ async fn multi_role_clients(store: Arc<dyn Store>) {
 
 async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
     let key = Uuid::new_v4();
-    let batch: Vec<_> = (0..5)
+    let mut batch: Vec<_> = (0..5)
         .map(|i| {
             audit(
                 if i < 3 {
@@ -550,7 +552,27 @@ async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
             )
         })
         .collect();
+    // One came through a cloud door: its protocol and access key read back
+    // and filter.
+    batch[1].protocol = Some("aws".into());
+    batch[1].access_key_id = Some("VKMSAUDITED".into());
+    let by_key = AuditFilter {
+        access_key_id: Some("VKMSAUDITED".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store.query_audit(&by_key).await.unwrap().is_empty());
     store.append_audit(&batch).await.unwrap();
+    assert_eq!(
+        store
+            .query_audit(&by_key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>(),
+        vec![batch[1].clone()]
+    );
     store.append_audit(&batch).await.unwrap(); // a retried batch
     store.append_audit(&batch[..2]).await.unwrap();
     store.append_audit(&[]).await.unwrap();

@@ -77,14 +77,10 @@ pub(crate) const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The same, keeping `/` (canonical URIs).
-const RFC3986_PATH: &AsciiSet = &RFC3986.remove(b'/');
+pub(crate) const RFC3986_PATH: &AsciiSet = &RFC3986.remove(b'/');
 
 pub(crate) fn encode(s: &str) -> String {
     utf8_percent_encode(s, RFC3986).to_string()
-}
-
-pub(crate) fn encode_path(s: &str) -> String {
-    utf8_percent_encode(s, RFC3986_PATH).to_string()
 }
 
 /// Query parameters, decoded (`+` as space, as form encoding has it).
@@ -159,7 +155,10 @@ mod tests {
     fn encoding_keeps_only_unreserved() {
         assert_eq!(encode("a-b_c.d~e f/g+h*%"), "a-b_c.d~e%20f%2Fg%2Bh%2A%25");
         assert_eq!(encode("ü"), "%C3%BC");
-        assert_eq!(encode_path("/a b/c"), "/a%20b/c");
+        assert_eq!(
+            utf8_percent_encode("/a b/c", RFC3986_PATH).to_string(),
+            "/a%20b/c"
+        );
     }
 
     #[test]

@@ -11,11 +11,15 @@
 //! as another operation, and the body is always hashed by us (a signed
 //! `x-amz-content-sha256` must agree; `UNSIGNED-PAYLOAD` is refused).
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use crate::canonical::{
-    auth_params, encode, encode_path, hex_signature, query_pairs, require_signed,
-    signed_header_names, Request,
+    auth_params, encode, hex_signature, query_pairs, require_signed, signed_header_names, Request,
+    RFC3986_PATH,
 };
 use crate::{hmac_sha256, same, SigError};
 
@@ -67,9 +71,7 @@ pub fn parse(req: &Request<'_>) -> Result<Claims, SigError> {
         }
     }
     let amz_date = req.required_header("x-amz-date")?;
-    let time = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| SigError::Malformed("X-Amz-Date"))?
-        .and_utc();
+    let time = parse_amz_date(amz_date).ok_or(SigError::Malformed("X-Amz-Date"))?;
     if amz_date.get(..8) != Some(date) {
         return Err(SigError::Malformed(
             "Credential (its date is not X-Amz-Date's)",
@@ -87,72 +89,181 @@ pub fn parse(req: &Request<'_>) -> Result<Claims, SigError> {
     })
 }
 
+/// `YYYYMMDDTHHMMSSZ`, read by hand: a format string parse was a visible
+/// share of the AWS door's time.
+fn parse_amz_date(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(4..6)?, num(6..8)?)?;
+    Some(
+        date.and_hms_opt(num(9..11)?, num(11..13)?, num(13..15)?)?
+            .and_utc(),
+    )
+}
+
 /// Whether the request was signed with `secret` as it claims.
 pub fn verify(claims: &Claims, req: &Request<'_>, secret: &[u8]) -> Result<bool, SigError> {
     Ok(same(&signature(claims, req, secret)?, &claims.signature))
 }
 
 /// The signature of `req` under `secret` for these claims (also what a
-/// client computes; the tests and benchmarks sign with it).
+/// client computes; the tests and benchmarks sign with it). The canonical
+/// request is streamed into its hash, never built as a string: this runs
+/// on every request of the AWS door.
 pub fn signature(claims: &Claims, req: &Request<'_>, secret: &[u8]) -> Result<[u8; 32], SigError> {
-    let canonical = canonical_request(req, &claims.signed_headers)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        claims.date, claims.region, claims.service
-    );
-    let to_sign = format!(
-        "{ALGORITHM}\n{}\n{scope}\n{}",
-        claims.amz_date,
-        crate::sha256_hex(canonical.as_bytes())
-    );
-    let mut key = Vec::with_capacity(4 + secret.len());
-    key.extend_from_slice(b"AWS4");
-    key.extend_from_slice(secret);
-    let k_date = hmac_sha256(&key, claims.date.as_bytes());
-    zeroize_vec(&mut key);
-    let k_region = hmac_sha256(&k_date, claims.region.as_bytes());
-    let k_service = hmac_sha256(&k_region, claims.service.as_bytes());
-    let k_signing = hmac_sha256(&k_service, b"aws4_request");
-    Ok(hmac_sha256(&k_signing, to_sign.as_bytes()))
+    let key = SigningKey::derive(secret, &claims.date, &claims.region, &claims.service);
+    signature_with_key(claims, req, &key)
 }
 
-fn zeroize_vec(v: &mut [u8]) {
-    v.iter_mut().for_each(|b| *b = 0);
+/// Whether the request was signed with the key derived for its scope (a
+/// caller may keep derived keys: they change once a day per access key).
+pub fn verify_with_key(
+    claims: &Claims,
+    req: &Request<'_>,
+    key: &SigningKey,
+) -> Result<bool, SigError> {
+    Ok(same(
+        &signature_with_key(claims, req, key)?,
+        &claims.signature,
+    ))
 }
 
-fn canonical_request(req: &Request<'_>, signed: &[String]) -> Result<String, SigError> {
-    let mut query: Vec<(String, String)> = query_pairs(req.uri)
-        .into_iter()
-        .map(|(k, v)| (encode(&k), encode(&v)))
-        .collect();
-    query.sort();
-    let query: Vec<String> = query.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut out = String::with_capacity(256);
-    out.push_str(req.method.as_str());
-    out.push('\n');
-    // Non-S3 services encode the path as sent once more (so `%` becomes `%25`).
-    out.push_str(&encode_path(req.uri.path()));
-    out.push('\n');
-    out.push_str(&query.join("&"));
-    out.push('\n');
-    for name in signed {
-        let values = req.header_values(name)?;
-        let joined: Vec<String> = values.iter().map(|v| collapse_spaces(v)).collect();
-        out.push_str(name);
-        out.push(':');
-        out.push_str(&joined.join(","));
-        out.push('\n');
+/// The key SigV4 derives from a secret for one date, region and service;
+/// wiped on drop, never printed.
+pub struct SigningKey([u8; 32]);
+
+impl SigningKey {
+    pub fn derive(secret: &[u8], date: &str, region: &str, service: &str) -> Self {
+        let mut key = Vec::with_capacity(4 + secret.len());
+        key.extend_from_slice(b"AWS4");
+        key.extend_from_slice(secret);
+        let mut k = hmac_sha256(&key, date.as_bytes());
+        key.zeroize();
+        for part in [region.as_bytes(), service.as_bytes(), b"aws4_request"] {
+            let next = hmac_sha256(&k, part);
+            k.zeroize();
+            k = next;
+        }
+        Self(k)
     }
-    out.push('\n');
-    out.push_str(&signed.join(";"));
-    out.push('\n');
-    out.push_str(&req.body_sha256_hex());
-    Ok(out)
 }
 
-/// Trimmed, with runs of spaces as one (SigV4's header value rule).
-fn collapse_spaces(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+impl Drop for SigningKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey([REDACTED])")
+    }
+}
+
+fn signature_with_key(
+    claims: &Claims,
+    req: &Request<'_>,
+    key: &SigningKey,
+) -> Result<[u8; 32], SigError> {
+    let canonical = canonical_request_hash(req, &claims.signed_headers)?;
+    let mut canonical_hex = [0u8; 64];
+    hex::encode_to_slice(canonical, &mut canonical_hex).map_err(|_| SigError::Malformed("hash"))?;
+    let k_signing: &[u8] = &key.0;
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(k_signing).map_err(|_| SigError::Malformed("key"))?;
+    for part in [
+        ALGORITHM.as_bytes(),
+        b"\n",
+        claims.amz_date.as_bytes(),
+        b"\n",
+        claims.date.as_bytes(),
+        b"/",
+        claims.region.as_bytes(),
+        b"/",
+        claims.service.as_bytes(),
+        b"/aws4_request\n",
+        &canonical_hex,
+    ] {
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().into())
+}
+
+fn canonical_request_hash(req: &Request<'_>, signed: &[String]) -> Result<[u8; 32], SigError> {
+    let mut h = Sha256::new();
+    h.update(req.method.as_str().as_bytes());
+    h.update(b"\n");
+    // Non-S3 services encode the path as sent once more (so `%` becomes `%25`).
+    for piece in percent_encoding::utf8_percent_encode(req.uri.path(), RFC3986_PATH) {
+        h.update(piece.as_bytes());
+    }
+    h.update(b"\n");
+    if req.uri.query().is_some_and(|q| !q.is_empty()) {
+        let mut query: Vec<(String, String)> = query_pairs(req.uri)
+            .into_iter()
+            .map(|(k, v)| (encode(&k), encode(&v)))
+            .collect();
+        query.sort();
+        for (i, (k, v)) in query.iter().enumerate() {
+            if i > 0 {
+                h.update(b"&");
+            }
+            h.update(k.as_bytes());
+            h.update(b"=");
+            h.update(v.as_bytes());
+        }
+    }
+    h.update(b"\n");
+    for name in signed {
+        h.update(name.as_bytes());
+        h.update(b":");
+        let mut any = false;
+        for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
+            let v = v
+                .to_str()
+                .map_err(|_| SigError::Malformed("a signed header"))?;
+            if i > 0 {
+                h.update(b",");
+            }
+            // Trimmed, runs of spaces as one (SigV4's header value rule).
+            for (j, word) in v.split_whitespace().enumerate() {
+                if j > 0 {
+                    h.update(b" ");
+                }
+                h.update(word.as_bytes());
+            }
+            any = true;
+        }
+        if !any {
+            // HTTP/2 carries the host as `:authority`, which is the URI's.
+            match (name.as_str(), req.uri.authority()) {
+                ("host", Some(a)) => h.update(a.as_str().as_bytes()),
+                _ => return Err(SigError::Missing("a signed header")),
+            }
+        }
+        h.update(b"\n");
+    }
+    h.update(b"\n");
+    for (i, name) in signed.iter().enumerate() {
+        if i > 0 {
+            h.update(b";");
+        }
+        h.update(name.as_bytes());
+    }
+    h.update(b"\n");
+    let mut body_hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(req.body), &mut body_hex)
+        .map_err(|_| SigError::Malformed("hash"))?;
+    h.update(body_hex);
+    Ok(h.finalize().into())
 }
 
 /// An `Authorization` value for a request, as an SDK would send it: for

@@ -297,6 +297,12 @@ pub struct AuditEntry {
     pub outcome: String,
     pub request_id: String,
     pub detail: Option<serde_json::Value>,
+    /// The cloud door of a signed request: `aws`, `alibaba` or `tencent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The access key that signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]

@@ -226,12 +226,17 @@ pub struct AuditRecord {
     pub request_id: String,
     /// Extra facts (e.g. the source key of a re-encrypt); never secret.
     pub detail: Option<serde_json::Value>,
+    /// The cloud door of a signed request (`aws`, `alibaba`, `tencent`).
+    pub protocol: Option<String>,
+    /// The access key a signed request named (never its secret).
+    pub access_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub key_id: Option<Uuid>,
     pub client_id: Option<Uuid>,
+    pub access_key_id: Option<String>,
     pub operation: Option<Operation>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,

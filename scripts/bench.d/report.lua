@@ -1,5 +1,6 @@
 -- Shared by every scenario: one machine-readable result line.
--- Env: BODY (POST body, empty for GET), TOKEN (bearer token, optional).
+-- Env: BODY (POST body, empty for GET), TOKEN (bearer token, optional),
+-- HEADERS (more headers, one `Name: value` per line, e.g. a SigV4 signature).
 local body = os.getenv("BODY") or ""
 local token = os.getenv("TOKEN") or ""
 if body ~= "" then
@@ -9,6 +10,10 @@ if body ~= "" then
 end
 if token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
+end
+for line in (os.getenv("HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
 end
 
 done = function(summary, latency, requests)

@@ -488,6 +488,7 @@ pub async fn delete_access_key(
 pub struct AuditQuery {
     key_id: Option<Uuid>,
     client_id: Option<Uuid>,
+    access_key_id: Option<String>,
     operation: Option<String>,
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
@@ -529,6 +530,7 @@ pub async fn audit(
     let filter = AuditFilter {
         key_id: q.key_id,
         client_id: q.client_id,
+        access_key_id: q.access_key_id,
         operation,
         since: q.start_time,
         until: q.end_time,
@@ -556,6 +558,8 @@ pub async fn audit(
             outcome: r.outcome,
             request_id: r.request_id,
             detail: r.detail,
+            protocol: r.protocol,
+            access_key_id: r.access_key_id,
         })
         .collect();
     Ok(Json(AuditResponse {

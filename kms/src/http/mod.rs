@@ -97,6 +97,11 @@ pub fn document() -> serde_json::Value {
     const AUDIT_QUERY: &[(&str, bool, &str)] = &[
         ("KeyId", false, "only this key"),
         ("ClientId", false, "only this API client"),
+        (
+            "AccessKeyId",
+            false,
+            "only requests signed with this access key",
+        ),
         ("Operation", false, "only this operation, e.g. Decrypt"),
         ("StartTime", false, "RFC 3339, inclusive"),
         ("EndTime", false, "RFC 3339, exclusive"),

@@ -30,12 +30,12 @@ impl Aggregate for AuditRecord {
     );
 
     fn identity(&self) -> Self::Identity<'_> {
-        let door = self
-            .detail
-            .as_ref()
-            .and_then(|d| d.get("Protocol"))
-            .and_then(|p| p.as_str());
-        (self.operation, &self.outcome, self.key_id, door)
+        (
+            self.operation,
+            &self.outcome,
+            self.key_id,
+            self.protocol.as_deref(),
+        )
     }
 
     fn time(&self) -> chrono::DateTime<chrono::Utc> {

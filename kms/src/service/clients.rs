@@ -180,6 +180,8 @@ pub async fn bootstrap_admin(
         encryption_context: None,
         outcome: crate::model::OUTCOME_SUCCESS.to_owned(),
         request_id: "bootstrap".to_owned(),
+        protocol: None,
+        access_key_id: None,
         detail: Some(client_detail(&created.client)),
     };
     store.append_audit(&[record]).await?;

@@ -71,7 +71,7 @@ pub struct RequestContext {
     /// The caller's own `X-Request-Id`, recorded as `Detail.ClientRequestId`.
     pub client_request_id: Option<String>,
     /// The cloud door a signed request came through, recorded as
-    /// `Detail.Protocol` and `Detail.AccessKeyId`.
+    /// `Protocol` and `AccessKeyId`.
     pub door: Option<Door>,
 }
 
@@ -177,10 +177,8 @@ impl AuditEvent {
             crate::model::add_detail(&mut self.record.detail, "ClientRequestId", id);
         }
         if let Some(door) = self.door {
-            crate::model::add_detail(&mut self.record.detail, "Protocol", door.protocol);
-            if let Some(id) = door.access_key_id {
-                crate::model::add_detail(&mut self.record.detail, "AccessKeyId", id);
-            }
+            self.record.protocol = Some(door.protocol.to_owned());
+            self.record.access_key_id = door.access_key_id;
         }
         self.record
     }
@@ -417,6 +415,8 @@ impl Kms {
                 outcome: String::new(),
                 request_id: ctx.request_id.clone(),
                 detail: None,
+                protocol: None,
+                access_key_id: None,
             },
             client_request_id: ctx.client_request_id.clone(),
             door: ctx.door.clone(),
@@ -738,6 +738,8 @@ pub async fn rekey_root(
         encryption_context: None,
         outcome: crate::model::OUTCOME_SUCCESS.to_owned(),
         request_id: "rekey-root".to_owned(),
+        protocol: None,
+        access_key_id: None,
         detail: Some(serde_json::json!({
             "Versions": rewrapped.len(),
             "AccessKeys": access_keys.len(),

@@ -491,6 +491,8 @@ impl Store for PgStore {
         let mut outcomes = Vec::with_capacity(records.len());
         let mut request_ids = Vec::with_capacity(records.len());
         let mut details = Vec::with_capacity(records.len());
+        let mut protocols = Vec::with_capacity(records.len());
+        let mut access_keys = Vec::with_capacity(records.len());
         for r in records {
             ids.push(r.id);
             times.push(r.time);
@@ -502,14 +504,17 @@ impl Store for PgStore {
             outcomes.push(r.outcome.as_str());
             request_ids.push(r.request_id.as_str());
             details.push(r.detail.as_ref().map(|d| d.to_string()));
+            protocols.push(r.protocol.as_deref());
+            access_keys.push(r.access_key_id.as_deref());
         }
         // One statement per batch: arrays unnested server-side.
         sqlx::query(
             "INSERT INTO audit_log (id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context, outcome, request_id, detail) \
-             SELECT id, t, c, op, k, v, ctx::jsonb, o, rid, d::jsonb FROM UNNEST(\
+             encryption_context, outcome, request_id, detail, protocol, access_key_id) \
+             SELECT id, t, c, op, k, v, ctx::jsonb, o, rid, d::jsonb, p, ak FROM UNNEST(\
                $1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::uuid[], $6::int[], \
-               $7::text[], $8::text[], $9::text[], $10::text[]) AS u(id, t, c, op, k, v, ctx, o, rid, d) \
+               $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+               AS u(id, t, c, op, k, v, ctx, o, rid, d, p, ak) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&ids)
@@ -522,6 +527,8 @@ impl Store for PgStore {
         .bind(&outcomes)
         .bind(&request_ids)
         .bind(&details)
+        .bind(&protocols)
+        .bind(&access_keys)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -531,14 +538,17 @@ impl Store for PgStore {
     async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
             "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context::text AS ctx, outcome, request_id, detail::text AS detail \
-             FROM audit_log WHERE TRUE",
+             encryption_context::text AS ctx, outcome, request_id, detail::text AS detail, \
+             protocol, access_key_id FROM audit_log WHERE TRUE",
         );
         if let Some(k) = f.key_id {
             q.push(" AND key_id = ").push_bind(k);
         }
         if let Some(c) = f.client_id {
             q.push(" AND client_id = ").push_bind(c);
+        }
+        if let Some(a) = &f.access_key_id {
+            q.push(" AND access_key_id = ").push_bind(a.clone());
         }
         if let Some(op) = f.operation {
             q.push(" AND operation = ").push_bind(op.as_str());
@@ -582,6 +592,8 @@ impl Store for PgStore {
                         .map(|d| serde_json::from_str(&d))
                         .transpose()
                         .map_err(backend)?,
+                    protocol: row.try_get("protocol").map_err(map_err)?,
+                    access_key_id: row.try_get("access_key_id").map_err(map_err)?,
                 };
                 Ok((row.try_get("seq").map_err(map_err)?, record))
             })

@@ -470,8 +470,8 @@ impl Store for SqliteStore {
                 .map(super::postgres::storable_context_json);
             sqlx::query(
                 "INSERT OR IGNORE INTO audit_log (id, event_time, client_id, operation, key_id, \
-                 key_version, encryption_context, outcome, request_id, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 key_version, encryption_context, outcome, request_id, detail, protocol, \
+                 access_key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .bind(r.id)
             .bind(micros(r.time))
@@ -483,6 +483,8 @@ impl Store for SqliteStore {
             .bind(&r.outcome)
             .bind(&r.request_id)
             .bind(r.detail.as_ref().map(|d| d.to_string()))
+            .bind(r.protocol.as_deref())
+            .bind(r.access_key_id.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -493,13 +495,17 @@ impl Store for SqliteStore {
     async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context, outcome, request_id, detail FROM audit_log WHERE 1",
+             encryption_context, outcome, request_id, detail, protocol, access_key_id \
+             FROM audit_log WHERE 1",
         );
         if let Some(k) = f.key_id {
             q.push(" AND key_id = ").push_bind(k);
         }
         if let Some(c) = f.client_id {
             q.push(" AND client_id = ").push_bind(c);
+        }
+        if let Some(a) = &f.access_key_id {
+            q.push(" AND access_key_id = ").push_bind(a.clone());
         }
         if let Some(op) = f.operation {
             q.push(" AND operation = ").push_bind(op.as_str());
@@ -543,6 +549,8 @@ impl Store for SqliteStore {
                         .map(|d| serde_json::from_str(&d))
                         .transpose()
                         .map_err(backend)?,
+                    protocol: row.try_get("protocol").map_err(map_err)?,
+                    access_key_id: row.try_get("access_key_id").map_err(map_err)?,
                 };
                 Ok((row.try_get("seq").map_err(map_err)?, record))
             })

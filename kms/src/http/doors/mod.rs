@@ -58,6 +58,7 @@ pub struct DoorState {
     kms: Kms,
     config: Arc<DoorConfig>,
     replays: Arc<ReplayGuard>,
+    sigv4_keys: Arc<aws::SigningKeys>,
 }
 
 impl DoorState {
@@ -66,6 +67,7 @@ impl DoorState {
             kms,
             config: Arc::new(config),
             replays: Arc::new(ReplayGuard::new(CLOCK_WINDOW, 4_000_000)),
+            sigv4_keys: Arc::default(),
         }
     }
 }
