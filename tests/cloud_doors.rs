@@ -264,6 +264,87 @@ async fn expired_replayed_and_garbage_requests_are_refused_in_dialect() {
         again.body
     );
 
+    // ACS3 (the current Alibaba SDKs' signing) refuses a nonce twice too.
+    let acs3 = |nonce: &str| {
+        let body = "";
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in [
+            ("host", common::cloud::host(&s.api)),
+            ("x-acs-action", "GenerateDataKey".to_owned()),
+            ("x-acs-version", "2016-01-20".to_owned()),
+            ("x-acs-date", now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            ("x-acs-signature-nonce", nonce.to_owned()),
+            (
+                "x-acs-content-sha256",
+                cloudsig::sha256_hex(body.as_bytes()),
+            ),
+        ] {
+            headers.insert(k, v.parse().unwrap());
+        }
+        let uri: http::Uri = "/?KeyId=alias%2Fvod".parse().unwrap();
+        let req = cloudsig::Request {
+            method: &http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let auth = cloudsig::acs3::authorize(&req, key.0, key.1.as_bytes()).unwrap();
+        let mut b = s
+            .api
+            .request(reqwest::Method::POST, "/?KeyId=alias%2Fvod", None);
+        for (k, v) in &headers {
+            if k != "host" {
+                b = b.header(k.as_str(), v.as_bytes());
+            }
+        }
+        b.header("authorization", auth)
+    };
+    let first = s.api.raw(acs3("acs3-nonce")).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = s.api.raw(acs3("acs3-nonce")).await;
+    assert_eq!(
+        (again.status, again.body["Code"].as_str()),
+        (400, Some("SignatureNonceUsed")),
+        "{:?}",
+        again.body
+    );
+    // One blob format: what a door minted, the native API opens.
+    let minted = s
+        .api
+        .raw(aws_request(
+            &s.api,
+            key,
+            "GenerateDataKey",
+            &json!({"KeyId": "alias/vod", "KeySpec": "AES_128", "EncryptionContext": {"video_id": "v"}}),
+            now,
+        ))
+        .await;
+    let opened = s
+        .api
+        .decrypt(
+            &s.decryptor,
+            minted.body["CiphertextBlob"].as_str().unwrap(),
+            "v",
+        )
+        .await;
+    assert_eq!(opened.ok()["Plaintext"], minted.body["Plaintext"]);
+    // Tencent's dialect: an unknown action is an error envelope.
+    let r = s
+        .api
+        .raw(tencent_request(
+            &s.api,
+            key,
+            "DropEverything",
+            &json!({}),
+            now.timestamp(),
+        ))
+        .await;
+    assert_eq!(
+        r.body["Response"]["Error"]["Code"], "InvalidAction",
+        "{:?}",
+        r.body
+    );
+
     // Garbage at POST /: always 4xx, never 5xx.
     let garbage: Vec<(&str, reqwest::RequestBuilder)> = vec![
         (

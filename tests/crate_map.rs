@@ -70,10 +70,21 @@ fn the_wire_contract_and_the_foundation_stay_below_the_servers() {
         foundation.is_empty(),
         "foundation depends on {foundation:?}"
     );
-    // The KMS server builds on both, and on nothing of the broker's.
+    // The KMS server builds on both and on the signature verifiers, and on
+    // nothing of the broker's.
     let kms = workspace_deps("kms");
     assert_eq!(
         kms,
-        BTreeSet::from(["foundation".to_owned(), "kms-api".to_owned()])
+        BTreeSet::from([
+            "cloudsig".to_owned(),
+            "foundation".to_owned(),
+            "kms-api".to_owned()
+        ])
     );
+}
+
+#[test]
+fn the_signature_verifiers_stand_alone() {
+    let deps = workspace_deps("cloudsig");
+    assert!(deps.is_empty(), "cloudsig depends on {deps:?}");
 }

@@ -82,6 +82,17 @@ class Aws:
     def encrypt(self, data, ctx):
         return self.call("encrypt", KeyId=KEY_ARN, Plaintext=data, EncryptionContext=ctx)["CiphertextBlob"]
 
+    def re_encrypt(self, blob, source_ctx, dest_ctx):
+        return self.call(
+            "re_encrypt", CiphertextBlob=blob, SourceEncryptionContext=source_ctx,
+            DestinationKeyId=ALIAS, DestinationEncryptionContext=dest_ctx,
+        )["CiphertextBlob"]
+
+    def without_plaintext(self, ctx):
+        r = self.call("generate_data_key_without_plaintext", KeyId=ALIAS, KeySpec="AES_256", EncryptionContext=ctx)
+        check("Plaintext" not in r, "boto3: GenerateDataKeyWithoutPlaintext has no Plaintext")
+        return r["CiphertextBlob"]
+
 
 class Tencent:
     name = "tencentcloud-sdk-python"
@@ -122,6 +133,13 @@ class Tencent:
 
     def encrypt(self, data, ctx):
         r = self.call("Encrypt", KeyId=ALIAS, Plaintext=base64.b64encode(data).decode(), EncryptionContext=json.dumps(ctx))
+        return base64.b64decode(r.CiphertextBlob)
+
+    def re_encrypt(self, blob, source_ctx, dest_ctx):
+        r = self.call(
+            "ReEncrypt", CiphertextBlob=base64.b64encode(blob).decode(), DestinationKeyId=ALIAS,
+            SourceEncryptionContext=json.dumps(source_ctx), DestinationEncryptionContext=json.dumps(dest_ctx),
+        )
         return base64.b64decode(r.CiphertextBlob)
 
 
@@ -174,6 +192,24 @@ class Alibaba:
         )
         return base64.b64decode(r.ciphertext_blob)
 
+    def re_encrypt(self, blob, source_ctx, dest_ctx):
+        r = self.call(
+            "re_encrypt",
+            self.models.ReEncryptRequest(
+                ciphertext_blob=base64.b64encode(blob).decode(), destination_key_id=ALIAS,
+                source_encryption_context=source_ctx, destination_encryption_context=dest_ctx,
+            ),
+        )
+        return base64.b64decode(r.ciphertext_blob)
+
+    def without_plaintext(self, ctx):
+        r = self.call(
+            "generate_data_key_without_plaintext",
+            self.models.GenerateDataKeyWithoutPlaintextRequest(key_id=ALIAS, encryption_context=ctx),
+        )
+        check(getattr(r, "plaintext", None) is None, "alibaba: GenerateDataKeyWithoutPlaintext has no Plaintext")
+        return base64.b64decode(r.ciphertext_blob)
+
 
 class AlibabaClassic:
     name = "aliyun-python-sdk-kms"
@@ -212,6 +248,13 @@ class AlibabaClassic:
 
     def encrypt(self, data, ctx):
         r = self.call("Encrypt", KeyId=ALIAS, Plaintext=base64.b64encode(data).decode(), EncryptionContext=json.dumps(ctx))
+        return base64.b64decode(r["CiphertextBlob"])
+
+    def re_encrypt(self, blob, source_ctx, dest_ctx):
+        r = self.call(
+            "ReEncrypt", CiphertextBlob=base64.b64encode(blob).decode(), DestinationKeyId=ALIAS,
+            SourceEncryptionContext=json.dumps(source_ctx), DestinationEncryptionContext=json.dumps(dest_ctx),
+        )
         return base64.b64decode(r["CiphertextBlob"])
 
 
@@ -285,6 +328,21 @@ def round_trips():
         blob = sdk.encrypt(data, {"purpose": "encrypt"})
         for other in clients:
             check(other.decrypt(blob, {"purpose": "encrypt"}) == data, f"{other.name} decrypts {sdk.name}'s Encrypt")
+    # ReEncrypt through each moves a key to another context; every door opens it there.
+    _, _, plaintext, blob, ctx = minted[0]
+    for sdk in clients:
+        moved = sdk.re_encrypt(blob, ctx, {"video_id": "moved-" + sdk.name})
+        for other in clients:
+            check(
+                other.decrypt(moved, {"video_id": "moved-" + sdk.name}) == plaintext,
+                f"{other.name} decrypts what {sdk.name} re-encrypted",
+            )
+    # Without plaintext: the blob opens elsewhere to a key of the asked size.
+    for sdk in clients:
+        if hasattr(sdk, "without_plaintext"):
+            sealed = sdk.without_plaintext({"video_id": "later"})
+            check(len(clients[0].decrypt(sealed, {"video_id": "later"})) == 32, f"{sdk.name}: key sealed without plaintext")
+    check(len(clients[0].call("generate_random", NumberOfBytes=64)["Plaintext"]) == 64, "boto3: GenerateRandom")
     # A wrong context or a tampered blob: each SDK's invalid-ciphertext error.
     _, _, plaintext, blob, ctx = minted[0]
     tampered = bytearray(blob)
