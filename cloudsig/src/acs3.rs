@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+use crate::canonical::authorization;
 use crate::canonical::{
     encode, hex_signature, query_pairs, require_signed, signed_header_names, Request,
 };
@@ -46,18 +47,11 @@ pub fn applies(req: &Request<'_>) -> bool {
 }
 
 pub fn parse(req: &Request<'_>) -> Result<Claims, SigError> {
-    let auth = req.header("authorization")?.ok_or(SigError::Unsigned)?;
-    let rest = auth
-        .strip_prefix(ALGORITHM)
-        .and_then(|r| r.strip_prefix(' '))
-        .ok_or(SigError::Unsupported(
-            "only ACS3-HMAC-SHA256 header signatures are accepted",
-        ))?;
-    let [credential, signed, signature] = <[&str; 3]>::try_from(crate::canonical::auth_params(
-        rest,
-        &["Credential", "SignedHeaders", "Signature"],
-    )?)
-    .map_err(|_| SigError::Malformed("Authorization"))?;
+    let [credential, signed, signature] = authorization(
+        req,
+        ALGORITHM,
+        "only ACS3-HMAC-SHA256 header signatures are accepted",
+    )?;
     if credential.is_empty() {
         return Err(SigError::Malformed("Credential"));
     }

@@ -16,10 +16,10 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
     /// One header as text; `Malformed` if it is not visible ASCII or appears
     /// twice (a signed value must be unambiguous).
-    pub fn header(&self, name: &'static str) -> Result<Option<&str>, SigError> {
+    pub fn header(&self, name: &'static str) -> Result<Option<&'a str>, SigError> {
         let mut values = self.headers.get_all(name).iter();
         let Some(first) = values.next() else {
             return Ok(None);
@@ -33,7 +33,7 @@ impl Request<'_> {
             .map_err(|_| SigError::Malformed(name))
     }
 
-    pub fn required_header(&self, name: &'static str) -> Result<&str, SigError> {
+    pub fn required_header(&self, name: &'static str) -> Result<&'a str, SigError> {
         self.header(name)?.ok_or(SigError::Missing(name))
     }
 
@@ -137,6 +137,25 @@ pub(crate) fn auth_params<'a>(
         .zip(found)
         .map(|(n, v)| v.ok_or(SigError::Missing(n)))
         .collect()
+}
+
+/// The `Credential`, `SignedHeaders` and `Signature` of an `Authorization`
+/// header of `algorithm` (the shape SigV4, TC3 and ACS3 share).
+pub(crate) fn authorization<'a>(
+    req: &'a Request<'_>,
+    algorithm: &str,
+    unsupported: &'static str,
+) -> Result<[&'a str; 3], SigError> {
+    let auth = req.header("authorization")?.ok_or(SigError::Unsigned)?;
+    let rest = auth
+        .strip_prefix(algorithm)
+        .and_then(|r| r.strip_prefix(' '))
+        .ok_or(SigError::Unsupported(unsupported))?;
+    <[&str; 3]>::try_from(auth_params(
+        rest,
+        &["Credential", "SignedHeaders", "Signature"],
+    )?)
+    .map_err(|_| SigError::Malformed("Authorization"))
 }
 
 /// A lower-case hex signature of `len` bytes.

@@ -17,9 +17,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
+use crate::canonical::authorization;
 use crate::canonical::{
-    auth_params, encode, hex_signature, query_pairs, require_signed, signed_header_names, Request,
-    RFC3986_PATH,
+    encode, hex_signature, query_pairs, require_signed, signed_header_names, Request, RFC3986_PATH,
 };
 use crate::{hmac_sha256, same, SigError};
 
@@ -44,18 +44,11 @@ pub struct Claims {
 
 /// Reads the `Authorization` and `X-Amz-Date` headers.
 pub fn parse(req: &Request<'_>) -> Result<Claims, SigError> {
-    let auth = req.header("authorization")?.ok_or(SigError::Unsigned)?;
-    let rest = auth
-        .strip_prefix(ALGORITHM)
-        .and_then(|r| r.strip_prefix(' '))
-        .ok_or(SigError::Unsupported(
-            "only AWS4-HMAC-SHA256 signatures are accepted",
-        ))?;
-    let [credential, signed, signature] = <[&str; 3]>::try_from(auth_params(
-        rest,
-        &["Credential", "SignedHeaders", "Signature"],
-    )?)
-    .map_err(|_| SigError::Malformed("Authorization"))?;
+    let [credential, signed, signature] = authorization(
+        req,
+        ALGORITHM,
+        "only AWS4-HMAC-SHA256 signatures are accepted",
+    )?;
     let parts: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, terminator] = parts[..] else {
         return Err(SigError::Malformed("Credential"));

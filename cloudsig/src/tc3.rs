@@ -15,7 +15,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::canonical::{auth_params, hex_signature, require_signed, signed_header_names, Request};
+use crate::canonical::authorization;
+use crate::canonical::{hex_signature, require_signed, signed_header_names, Request};
 use crate::{hmac_sha256, same, SigError};
 
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
@@ -40,18 +41,11 @@ impl Claims {
 }
 
 pub fn parse(req: &Request<'_>) -> Result<Claims, SigError> {
-    let auth = req.header("authorization")?.ok_or(SigError::Unsigned)?;
-    let rest = auth
-        .strip_prefix(ALGORITHM)
-        .and_then(|r| r.strip_prefix(' '))
-        .ok_or(SigError::Unsupported(
-            "only TC3-HMAC-SHA256 signatures are accepted",
-        ))?;
-    let [credential, signed, signature] = <[&str; 3]>::try_from(auth_params(
-        rest,
-        &["Credential", "SignedHeaders", "Signature"],
-    )?)
-    .map_err(|_| SigError::Malformed("Authorization"))?;
+    let [credential, signed, signature] = authorization(
+        req,
+        ALGORITHM,
+        "only TC3-HMAC-SHA256 signatures are accepted",
+    )?;
     let parts: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, service, terminator] = parts[..] else {
         return Err(SigError::Malformed("Credential"));

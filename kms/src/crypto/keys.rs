@@ -217,6 +217,27 @@ pub enum DataKeySpec {
 }
 
 impl DataKeySpec {
+    /// `KeySpec` (AES_128 | AES_256) or `NumberOfBytes` (1..=1024), as every
+    /// API names them; `None` when neither is given (each API has its own
+    /// default, or none).
+    pub fn from_request(
+        key_spec: Option<&str>,
+        number_of_bytes: Option<u32>,
+    ) -> Result<Option<Self>, &'static str> {
+        match (key_spec, number_of_bytes) {
+            (Some(_), Some(_)) => Err("give KeySpec or NumberOfBytes, not both"),
+            (None, None) => Ok(None),
+            (Some("AES_128"), None) => Ok(Some(Self::Aes128)),
+            (Some("AES_256"), None) => Ok(Some(Self::Aes256)),
+            (Some(_), None) => Err("KeySpec must be AES_128 or AES_256"),
+            (None, Some(n)) => u16::try_from(n)
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .map(|n| Some(Self::Bytes(n)))
+                .ok_or("NumberOfBytes must be 1..=1024"),
+        }
+    }
+
     /// Key length in bytes (never zero).
     pub fn byte_len(self) -> usize {
         match self {

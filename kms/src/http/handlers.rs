@@ -212,18 +212,9 @@ async fn run_key_action(
 }
 
 fn data_key_spec(req: &GenerateDataKeyRequest) -> ApiResult<DataKeySpec> {
-    let invalid = |m: &str| ApiError::from(crate::service::KmsError::invalid(m));
-    match (req.key_spec.as_deref(), req.number_of_bytes) {
-        (Some(_), Some(_)) => Err(invalid("give KeySpec or NumberOfBytes, not both")),
-        (None | Some("AES_128"), None) => Ok(DataKeySpec::Aes128),
-        (Some("AES_256"), None) => Ok(DataKeySpec::Aes256),
-        (Some(_), None) => Err(invalid("KeySpec must be AES_128 or AES_256")),
-        (None, Some(n)) => u16::try_from(n)
-            .ok()
-            .filter(|n| (1..=1024).contains(n))
-            .map(DataKeySpec::Bytes)
-            .ok_or_else(|| invalid("NumberOfBytes must be 1..=1024")),
-    }
+    DataKeySpec::from_request(req.key_spec.as_deref(), req.number_of_bytes)
+        .map(|spec| spec.unwrap_or(DataKeySpec::Aes128))
+        .map_err(|m| ApiError::from(crate::service::KmsError::invalid(m)))
 }
 
 async fn generate(

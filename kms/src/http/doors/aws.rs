@@ -442,24 +442,9 @@ impl Call<'_> {
             "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
                 let with_plaintext = op == "GenerateDataKey";
                 let r: GenerateDataKeyIn = parse(body)?;
-                let spec = match (r.key_spec.as_deref(), r.number_of_bytes) {
-                    (Some(_), Some(_)) => {
-                        return Err(validation("give KeySpec or NumberOfBytes, not both"))
-                    }
-                    (Some("AES_128"), None) => DataKeySpec::Aes128,
-                    (Some("AES_256"), None) => DataKeySpec::Aes256,
-                    (Some(_), None) => {
-                        return Err(validation("KeySpec must be AES_128 or AES_256"))
-                    }
-                    (None, Some(n)) => u16::try_from(n)
-                        .ok()
-                        .filter(|n| (1..=1024).contains(n))
-                        .map(DataKeySpec::Bytes)
-                        .ok_or_else(|| validation("NumberOfBytes must be 1..=1024"))?,
-                    (None, None) => {
-                        return Err(validation("Please specify either KeySpec or NumberOfBytes"))
-                    }
-                };
+                let spec = DataKeySpec::from_request(r.key_spec.as_deref(), r.number_of_bytes)
+                    .map_err(validation)?
+                    .ok_or_else(|| validation("Please specify either KeySpec or NumberOfBytes"))?;
                 dry_run(r.dry_run)?;
                 let req = DataKeyRequest {
                     key_id: self.key_ref(&r.key_id)?,

@@ -282,11 +282,6 @@ struct Call<'a> {
     caller: Caller,
 }
 
-/// Tencent key aliases are bare names; ours are `alias/NAME`.
-fn our_key_ref(key_id: &str) -> String {
-    key_id.to_owned()
-}
-
 fn metadata(v: &KeyView) -> Value {
     let r = &v.record;
     let alias = r
@@ -328,27 +323,13 @@ impl Call<'_> {
                         "EncryptionPublicKey is not supported",
                     ));
                 }
-                let spec = match (r.key_spec.as_deref(), r.number_of_bytes) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid("give KeySpec or NumberOfBytes, not both"))
-                    }
-                    (Some("AES_128"), None) => DataKeySpec::Aes128,
-                    (Some("AES_256"), None) => DataKeySpec::Aes256,
-                    (Some(_), None) => return Err(invalid("KeySpec must be AES_128 or AES_256")),
-                    (None, Some(n)) => u16::try_from(n)
-                        .ok()
-                        .filter(|n| (1..=1024).contains(n))
-                        .map(DataKeySpec::Bytes)
-                        .ok_or_else(|| invalid("NumberOfBytes must be 1..=1024"))?,
-                    (None, None) => {
-                        return Err(fail(
-                            "MissingParameter",
-                            "KeySpec or NumberOfBytes is required",
-                        ))
-                    }
-                };
+                let spec = DataKeySpec::from_request(r.key_spec.as_deref(), r.number_of_bytes)
+                    .map_err(invalid)?
+                    .ok_or_else(|| {
+                        fail("MissingParameter", "KeySpec or NumberOfBytes is required")
+                    })?;
                 let req = DataKeyRequest {
-                    key_id: our_key_ref(&r.key_id),
+                    key_id: r.key_id.clone(),
                     spec,
                     context: context(&body, "EncryptionContext")?,
                 };
@@ -387,7 +368,7 @@ impl Call<'_> {
                     .encrypt(
                         caller.clone(),
                         ctx,
-                        &our_key_ref(&r.key_id),
+                        &r.key_id,
                         r.plaintext.0,
                         context(&body, "EncryptionContext")?,
                     )
@@ -402,7 +383,7 @@ impl Call<'_> {
                 let r: CiphertextIn = parse(&body)?;
                 let source = context(&body, "SourceEncryptionContext")?;
                 let dest = context(&body, "DestinationEncryptionContext")?;
-                let dest_key = r.destination_key_id.as_deref().map(our_key_ref);
+                let dest_key = r.destination_key_id.clone();
                 let out = kms
                     .re_encrypt(
                         caller.clone(),
@@ -458,7 +439,7 @@ impl Call<'_> {
             "DescribeKey" => {
                 let r: KeyIdIn = parse(&body)?;
                 let view = kms
-                    .describe_key(caller, &our_key_ref(&r.key_id))
+                    .describe_key(caller, &r.key_id)
                     .await
                     .map_err(refusal_of)?;
                 Ok(plain(json!({ "KeyMetadata": metadata(&view) })))
@@ -489,11 +470,11 @@ impl Call<'_> {
             }
             "EnableKey" | "DisableKey" => {
                 let r: KeyIdIn = parse(&body)?;
-                let key = our_key_ref(&r.key_id);
+                let key = &r.key_id;
                 let result = if op == "EnableKey" {
-                    kms.enable_key(caller, ctx, &key).await
+                    kms.enable_key(caller, ctx, key).await
                 } else {
-                    kms.disable_key(caller, ctx, &key).await
+                    kms.disable_key(caller, ctx, key).await
                 };
                 result.map_err(refusal_of)?;
                 Ok((Map::new(), None))
@@ -501,12 +482,7 @@ impl Call<'_> {
             "ScheduleKeyDeletion" => {
                 let r: ScheduleIn = parse(&body)?;
                 let view = kms
-                    .schedule_key_deletion(
-                        caller,
-                        ctx,
-                        &our_key_ref(&r.key_id),
-                        Some(r.pending_window_in_days),
-                    )
+                    .schedule_key_deletion(caller, ctx, &r.key_id, Some(r.pending_window_in_days))
                     .await
                     .map_err(refusal_of)?;
                 Ok(plain(json!({
@@ -517,7 +493,7 @@ impl Call<'_> {
             "CancelKeyDeletion" => {
                 let r: KeyIdIn = parse(&body)?;
                 let view = kms
-                    .cancel_key_deletion(caller, ctx, &our_key_ref(&r.key_id))
+                    .cancel_key_deletion(caller, ctx, &r.key_id)
                     .await
                     .map_err(refusal_of)?;
                 Ok(plain(json!({ "KeyId": view.record.id })))
@@ -528,14 +504,14 @@ impl Call<'_> {
                 if !(7..=365).contains(&days) {
                     return Err(invalid("RotateDays must be 7..=365"));
                 }
-                kms.set_rotation_period(caller, ctx, &our_key_ref(&r.key_id), Some(days))
+                kms.set_rotation_period(caller, ctx, &r.key_id, Some(days))
                     .await
                     .map_err(refusal_of)?;
                 Ok((Map::new(), None))
             }
             "DisableKeyRotation" => {
                 let r: KeyIdIn = parse(&body)?;
-                kms.set_rotation_period(caller, ctx, &our_key_ref(&r.key_id), None)
+                kms.set_rotation_period(caller, ctx, &r.key_id, None)
                     .await
                     .map_err(refusal_of)?;
                 Ok((Map::new(), None))
@@ -543,7 +519,7 @@ impl Call<'_> {
             "GetKeyRotationStatus" => {
                 let r: KeyIdIn = parse(&body)?;
                 let view = kms
-                    .describe_key(caller, &our_key_ref(&r.key_id))
+                    .describe_key(caller, &r.key_id)
                     .await
                     .map_err(refusal_of)?;
                 let rec = &view.record;
