@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::brokers::BrokerSetup;
-use common::media::{frames, hls_encrypt, key_uris, make_source, vodkms};
+use common::media::{frames, hls_encrypt, key_uris, make_fmp4_source, make_source, vodkms};
 use serde_json::Value;
 
 struct Stage {
@@ -46,6 +46,55 @@ impl Stage {
             .audit_until(&self.b.kms.admin, query, |rs| rs.iter().any(&want))
             .await
     }
+}
+
+/// fMP4 HLS (ffmpeg `-hls_segment_type fmp4`): the init section is
+/// encrypted too, under the key tag before EXT-X-MAP, and ffmpeg plays the
+/// copy through the broker frame for frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fmp4_hls_encrypt_output_plays_through_the_broker() {
+    let s = Stage::new().await;
+    let source = make_fmp4_source(&s.dir.path().join("src"), 4);
+    let reference = frames(source.to_str().unwrap()).unwrap();
+    assert!(reference.len() > 100, "{}", reference.len());
+    let out = hls_encrypt(
+        &s.b,
+        "alias/vod",
+        "film-f",
+        &["--rekey-every", "2"],
+        source.to_str().unwrap(),
+        &s.path("origin/film-f"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["Segments"].as_u64(), summary["Keys"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let text = std::fs::read_to_string(s.path("origin/film-f/index.m3u8")).unwrap();
+    let key_at = text.find("#EXT-X-KEY:METHOD=AES-128").unwrap();
+    let map_at = text.find("#EXT-X-MAP:").unwrap();
+    assert!(
+        key_at < map_at,
+        "the init section's key tag comes first:\n{text}"
+    );
+    assert_eq!(text.matches(",IV=0x").count(), 2, "{text}");
+    // The init section is ciphertext: no `ftyp` box where MP4 has it.
+    let plain_init = std::fs::read(s.dir.path().join("src/init.mp4")).unwrap();
+    let init = std::fs::read(s.path("origin/film-f/init.mp4")).unwrap();
+    assert_eq!(&plain_init[4..8], b"ftyp");
+    assert_ne!(&init[4..8], b"ftyp");
+    assert_eq!(init.len(), (plain_init.len() / 16 + 1) * 16);
+
+    let viewer = s.b.token("fiona", &["film-f"]).await;
+    let played = frames(&s.playlist_url("film-f/index.m3u8", Some(&viewer))).unwrap();
+    assert_eq!(played, reference);
+    let other = s.b.token("fiona", &["film-a"]).await;
+    assert!(frames(&s.playlist_url("film-f/index.m3u8", Some(&other))).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,10 +338,17 @@ async fn hls_encrypt_refuses_bad_input_and_leaves_nothing_behind() {
         ),
         (
             write(
-                "fmp4.m3u8",
+                "fmp4-range.m3u8",
+                "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\",BYTERANGE=\"100@0\"\n#EXTINF:1,\nseg000.ts\n",
+            ),
+            "byte-range initialization",
+        ),
+        (
+            write(
+                "fmp4-no-init.m3u8",
                 "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:1,\nseg000.ts\n",
             ),
-            "fMP4",
+            "MissingSegment",
         ),
         (
             write(

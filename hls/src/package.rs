@@ -9,6 +9,9 @@
 //!   the master playlist can name them all in `EXT-X-SESSION-KEY`.
 //! - Every EXT-X-KEY has an explicit random IV (see PLAYERS.md: implicit IVs
 //!   are read differently by different players).
+//! - fMP4 (`-hls_segment_type fmp4`): the initialization section an
+//!   EXT-X-MAP names is encrypted too, under the key tag that precedes it,
+//!   whose IV RFC 8216 §4.3.2.5 then requires (ours always have one).
 //! - The copy is built in a hidden folder beside OUTPUT_DIR and renamed into
 //!   place at the end: a failure or an interrupt leaves no half-written output.
 //! - Plaintext keys live only in memory, in wiped-on-drop buffers.
@@ -135,6 +138,9 @@ struct MediaPlan {
     path: PathBuf,
     text: String,
     segments: Vec<PathBuf>,
+    /// fMP4 initialization sections (EXT-X-MAP), each with the index of the
+    /// segment it opens (its key is that segment's period's).
+    maps: Vec<(usize, PathBuf)>,
 }
 
 /// Encrypts `input` (a playlist file) into `output` (a folder). `progress`
@@ -181,7 +187,7 @@ pub async fn encrypt_hls(
     };
     let mut seen = HashSet::new();
     for plan in &media {
-        for segment in &plan.segments {
+        for segment in plan.segments.iter().chain(plan.maps.iter().map(|(_, m)| m)) {
             if !seen.insert(segment.clone()) {
                 return Err(PackageError::Unsupported {
                     path: root.join(&plan.path),
@@ -218,6 +224,16 @@ pub async fn encrypt_hls(
     }
     for plan in &media {
         let ivs: Vec<[u8; IV_LEN]> = (0..periods).map(|_| random_iv()).collect();
+        for (opens, map) in &plan.maps {
+            let period = opens / every;
+            bytes += encrypt_file(
+                root.join(map),
+                staging.path.join(map),
+                Arc::clone(&minted[period]),
+                ivs[period],
+            )
+            .await?;
+        }
         for (i, segment) in plan.segments.iter().enumerate() {
             let period = i / every;
             bytes += encrypt_file(
@@ -306,6 +322,7 @@ async fn plan_media(root: &Path, path: PathBuf, text: String) -> Result<MediaPla
         reason,
     };
     let mut segments = Vec::new();
+    let mut maps: Vec<(usize, PathBuf)> = Vec::new();
     for (i, line) in playlist.lines.iter().enumerate() {
         let at = |what: &str| format!("line {}: {what}", i + 1);
         match line {
@@ -321,11 +338,34 @@ async fn plan_media(root: &Path, path: PathBuf, text: String) -> Result<MediaPla
                         }
                     }
                     "EXT-X-MAP" => {
-                        return Err(unsupported(at(
-                            "fMP4 segments (EXT-X-MAP) are not supported: METHOD=AES-128 of an \
-                         initialization section is not played by ffmpeg; write MPEG-TS segments \
-                         (ffmpeg's default, -hls_segment_type mpegts)",
-                        )))
+                        let attrs = Attributes::parse(value.unwrap_or_default())
+                            .map_err(|e| unsupported(at(&e)))?;
+                        if attrs.get("BYTERANGE").is_some() {
+                            return Err(unsupported(at(
+                                "byte-range initialization sections (EXT-X-MAP BYTERANGE) are \
+                                 not supported: encryption pads the section, which moves the \
+                                 range; write it as its own file",
+                            )));
+                        }
+                        let uri = attrs
+                            .get("URI")
+                            .ok_or_else(|| unsupported(at("EXT-X-MAP has no URI")))?;
+                        let relative = local_path(uri).map_err(|e| unsupported(at(&e)))?;
+                        let map = join_local(&path, &relative);
+                        let file = root.join(&map);
+                        if !tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) {
+                            return Err(PackageError::MissingSegment {
+                                playlist: full,
+                                segment: file,
+                            });
+                        }
+                        if maps.iter().any(|(_, m)| *m == map) {
+                            return Err(unsupported(at(&format!(
+                                "{} is named by two EXT-X-MAP tags",
+                                map.display()
+                            ))));
+                        }
+                        maps.push((segments.len(), map));
                     }
                     "EXT-X-BYTERANGE" => return Err(unsupported(at(
                         "byte-range segments (EXT-X-BYTERANGE) are not supported: encryption pads \
@@ -364,10 +404,14 @@ async fn plan_media(root: &Path, path: PathBuf, text: String) -> Result<MediaPla
     if segments.is_empty() {
         return Err(unsupported("the playlist lists no segments".into()));
     }
+    if maps.iter().any(|(opens, _)| *opens >= segments.len()) {
+        return Err(unsupported("an EXT-X-MAP is followed by no segment".into()));
+    }
     Ok(MediaPlan {
         path,
         text,
         segments,
+        maps,
     })
 }
 
@@ -537,8 +581,12 @@ fn render_media(text: &str, uris: &[String], ivs: &[[u8; IV_LEN]], every: usize)
     let mut out = String::with_capacity(text.len() + uris.len() * 200);
     let mut segment = 0usize;
     let mut opening = true;
-    let key_tag = |out: &mut String, segment: usize| {
-        if segment % every == 0 {
+    // The segment whose period's key tag was written last: an EXT-X-MAP
+    // needs its key tag before it, the segment's own tags then need none.
+    let mut keyed: Option<usize> = None;
+    let mut key_tag = |out: &mut String, segment: usize| {
+        if segment % every == 0 && keyed != Some(segment) {
+            keyed = Some(segment);
             let period = segment / every;
             out.push_str(&format!(
                 "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV={}\n",
@@ -565,7 +613,11 @@ fn render_media(text: &str, uris: &[String], ivs: &[[u8; IV_LEN]], every: usize)
                     continue;
                 }
             }
-            if opening && SEGMENT_TAGS.contains(&name) {
+            if name == "EXT-X-MAP" {
+                // The initialization section is encrypted with the key of
+                // the segment it opens: that key's tag must come first.
+                key_tag(&mut out, segment);
+            } else if opening && SEGMENT_TAGS.contains(&name) {
                 key_tag(&mut out, segment);
                 opening = false;
             }
@@ -742,6 +794,87 @@ mod tests {
             let key = zeroize::Zeroizing::new([(i / 2) as u8; 16]);
             let plain = decrypt_segment(&key, &ivs[i / 2], &sealed).unwrap();
             assert_eq!(plain, vec![i as u8; 1000 + i]);
+        }
+    }
+
+    #[tokio::test]
+    async fn fmp4_init_sections_are_encrypted_under_the_key_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("init.mp4"), vec![9u8; 700]).unwrap();
+        let mut text = String::from(
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXT-X-MAP:URI=\"init.mp4\"\n",
+        );
+        for i in 0..3u8 {
+            std::fs::write(dir.path().join(format!("s{i}.m4s")), vec![i; 500]).unwrap();
+            text.push_str(&format!("#EXTINF:1,\ns{i}.m4s\n"));
+        }
+        std::fs::write(dir.path().join("index.m3u8"), text).unwrap();
+        let out = dir.path().join("out");
+        let keys = Arc::new(Counting(0.into()));
+        let summary = encrypt_hls(
+            &dir.path().join("index.m3u8"),
+            &out,
+            &options(),
+            keys,
+            &mut |_| true,
+        )
+        .await
+        .unwrap();
+        assert_eq!((summary.segments, summary.keys), (3, 2));
+        let written = std::fs::read_to_string(out.join("index.m3u8")).unwrap();
+        // The key tag (with its IV) comes before EXT-X-MAP, once.
+        let key_at = written.find("#EXT-X-KEY:").unwrap();
+        let map_at = written.find("#EXT-X-MAP:").unwrap();
+        assert!(key_at < map_at, "{written}");
+        assert_eq!(written.matches("#EXT-X-KEY:").count(), 2, "{written}");
+        let iv0: [u8; 16] = {
+            let h = written
+                .lines()
+                .find_map(|l| l.split(",IV=0x").nth(1))
+                .unwrap();
+            core::array::from_fn(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+        };
+        let init = std::fs::read(out.join("init.mp4")).unwrap();
+        let key0 = zeroize::Zeroizing::new([0u8; 16]);
+        assert_eq!(decrypt_segment(&key0, &iv0, &init).unwrap(), vec![9u8; 700]);
+        let first = std::fs::read(out.join("s0.m4s")).unwrap();
+        assert_eq!(
+            decrypt_segment(&key0, &iv0, &first).unwrap(),
+            vec![0u8; 500]
+        );
+
+        // Byte ranges and a missing init section are refused before any key.
+        for (map, what) in [
+            (
+                "#EXT-X-MAP:URI=\"init.mp4\",BYTERANGE=\"700@0\"",
+                "BYTERANGE",
+            ),
+            ("#EXT-X-MAP:URI=\"gone.mp4\"", "missing"),
+        ] {
+            let bad = format!("#EXTM3U\n{map}\n#EXTINF:1,\ns0.m4s\n");
+            std::fs::write(dir.path().join("bad.m3u8"), bad).unwrap();
+            let keys = Arc::new(Counting(0.into()));
+            let err = encrypt_hls(
+                &dir.path().join("bad.m3u8"),
+                &dir.path().join("out2"),
+                &options(),
+                keys.clone(),
+                &mut |_| true,
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    PackageError::Unsupported { .. } | PackageError::MissingSegment { .. }
+                ),
+                "{what}: {err}"
+            );
+            assert_eq!(
+                keys.0.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "{what}"
+            );
         }
     }
 

@@ -46,6 +46,37 @@ pub fn make_source(dir: &Path, seconds: u32) -> PathBuf {
     playlist
 }
 
+/// The same source as fMP4 HLS (`-hls_segment_type fmp4`: an EXT-X-MAP
+/// initialization section `init.mp4` and `.m4s` segments).
+pub fn make_fmp4_source(dir: &Path, seconds: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let playlist = dir.join("index.m3u8");
+    let mut cmd = ffmpeg();
+    cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ])
+        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .args([
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+        ])
+        .arg("-hls_segment_filename")
+        .arg(dir.join("seg%03d.m4s"))
+        .arg(&playlist);
+    let out = run(cmd, "ffmpeg (making the fMP4 source)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    playlist
+}
+
 /// Decoded frames of every stream of `input` as `(stream, size, md5)`,
 /// timestamps left out (a remux may shift them). `Err(stderr)` if ffmpeg
 /// fails.
