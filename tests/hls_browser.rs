@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::brokers::BrokerSetup;
-use common::media::{hls_encrypt, make_source};
+use common::media::{hls_encrypt, make_fmp4_source, make_source};
 use serde_json::{json, Value};
 
 fn browser_dir() -> PathBuf {
@@ -144,4 +144,52 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
     assert!(records
         .iter()
         .all(|r| r["KeyVersionId"] == 1 || r["Outcome"] != "Success"));
+}
+
+/// fMP4 HLS encrypted by `vodkms hls encrypt` (the init section too): hls.js
+/// plays it through the broker's rewritten playlist past 2 s, and reports a
+/// key load error without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_aes_128_over_fmp4() {
+    let hls_js = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin");
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&origin).unwrap();
+    std::fs::create_dir_all(&web).unwrap();
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_ORIGIN_DIR", origin.to_str().unwrap()),
+        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
+    ])
+    .await;
+    let source = make_fmp4_source(&dir.path().join("src"), 5);
+    let out = hls_encrypt(
+        &b,
+        "alias/vod",
+        "film-m",
+        &["--rekey-every", "2"],
+        source.to_str().unwrap(),
+        origin.join("film-m").to_str().unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(browser_dir().join("player.html"), web.join("player.html")).unwrap();
+    std::fs::copy(&hls_js, web.join("hls.min.js")).unwrap();
+    copy_dir(&origin.join("film-m"), &web.join("film-m"));
+    let page = format!("{}/web/player.html", b.broker.url);
+
+    let token = b.token("mira", &["film-m"]).await;
+    let got = play(&format!(
+        "{page}?mode=query&src={}",
+        common::brokers::q(&format!("/v1/hls/playlist/film-m/index.m3u8?token={token}"))
+    ));
+    assert_eq!(got["ok"], true, "fMP4 through the broker: {got}");
+    assert!(got["currentTime"].as_f64().unwrap() > 2.0, "{got}");
+
+    let got = play(&format!("{page}?mode=none&src=/web/film-m/index.m3u8"));
+    assert_eq!(got["ok"], false, "played without a token: {got}");
+    assert_eq!(got["reason"], "keyLoadError", "{got}");
 }
