@@ -266,6 +266,41 @@ async fn audit_is_idempotent_and_filtered(s: Arc<dyn BrokerStore>) {
 }
 
 /// Runs each contract test against both backends.
+/// Content keys: a KID is registered once (a second registration gets the
+/// first record back), looked up in batches, listed and deleted per video.
+async fn content_keys(s: Arc<dyn BrokerStore>) {
+    use broker::model::ContentKeyRecord;
+    let key = |kid: u8, video: &str, blob: &str| ContentKeyRecord {
+        kid: [kid; 16],
+        video_id: video.into(),
+        ciphertext_blob: blob.into(),
+        client_id: Some(uuid::Uuid::new_v4()),
+        created_at: now(),
+    };
+    let a = key(1, "film-a", "EDK-A");
+    assert_eq!(s.put_content_key(&a).await.unwrap(), a);
+    // Taken: the stored record comes back, not the new one.
+    assert_eq!(
+        s.put_content_key(&key(1, "film-b", "EDK-B")).await.unwrap(),
+        a
+    );
+    let b = key(2, "film-b", "EDK-B");
+    s.put_content_key(&b).await.unwrap();
+    let c = key(3, "film-a", "EDK-C");
+    s.put_content_key(&c).await.unwrap();
+    let mut found = s.content_keys(&[[2; 16], [9; 16], [1; 16]]).await.unwrap();
+    found.sort_by_key(|k| k.kid);
+    assert_eq!(found, vec![a.clone(), b.clone()]);
+    assert!(s.content_keys(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_content_keys(Some("film-a")).await.unwrap(),
+        vec![a, c]
+    );
+    assert_eq!(s.list_content_keys(None).await.unwrap().len(), 3);
+    assert_eq!(s.delete_content_keys("film-a").await.unwrap(), 2);
+    assert_eq!(s.list_content_keys(None).await.unwrap(), vec![b]);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod pg_backend {
@@ -293,5 +328,6 @@ on_both_backends!(
     viewers,
     revocations_are_announced_and_expire,
     sessions_only_move_forward,
-    audit_is_idempotent_and_filtered
+    audit_is_idempotent_and_filtered,
+    content_keys
 );

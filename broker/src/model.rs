@@ -5,6 +5,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+/// A CENC content key: its key id (KID, in the media), the video it belongs
+/// to, and its data key's EDK. Never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentKeyRecord {
+    pub kid: [u8; 16],
+    pub video_id: String,
+    pub ciphertext_blob: String,
+    /// The API client that registered it.
+    pub client_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct ViewerRecord {
     pub username: String,

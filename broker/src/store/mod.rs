@@ -9,8 +9,8 @@ pub(crate) use foundation::db::storable;
 pub use foundation::db::StoreError;
 
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, Revocation, RevocationKind, RevocationRow, SessionRecord,
-    ViewerRecord,
+    BrokerAuditFilter, BrokerAuditRecord, ContentKeyRecord, Revocation, RevocationKind,
+    RevocationRow, SessionRecord, ViewerRecord,
 };
 
 pub mod postgres;
@@ -29,6 +29,20 @@ pub enum RevocationChange {
 #[async_trait]
 pub trait BrokerStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores a content key unless its KID is taken; returns the record
+    /// stored under the KID (this one, or the one there before).
+    async fn put_content_key(&self, key: &ContentKeyRecord)
+        -> Result<ContentKeyRecord, StoreError>;
+    /// The content keys of these KIDs that exist.
+    async fn content_keys(&self, kids: &[[u8; 16]]) -> Result<Vec<ContentKeyRecord>, StoreError>;
+    /// Every content key, or one video's; oldest first.
+    async fn list_content_keys(
+        &self,
+        video_id: Option<&str>,
+    ) -> Result<Vec<ContentKeyRecord>, StoreError>;
+    /// Deletes a video's content keys; how many there were.
+    async fn delete_content_keys(&self, video_id: &str) -> Result<u64, StoreError>;
 
     /// `Conflict` if the username is taken.
     async fn create_viewer(&self, viewer: &ViewerRecord) -> Result<(), StoreError>;

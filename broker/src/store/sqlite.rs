@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
-    RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Revocation,
+    RevocationKind, RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 #[derive(Clone)]
@@ -45,6 +45,19 @@ fn map_err(e: sqlx::Error) -> StoreError {
         Some(m) if m.contains("broker_viewers.") => StoreError::Conflict,
         _ => backend(e),
     }
+}
+
+fn content_key_from_row(row: &SqliteRow) -> Result<ContentKeyRecord, StoreError> {
+    let kid: Vec<u8> = row.try_get("kid").map_err(map_err)?;
+    Ok(ContentKeyRecord {
+        kid: kid
+            .try_into()
+            .map_err(|_| StoreError::from(corrupt("broker_content_keys.kid")))?,
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        ciphertext_blob: row.try_get("ciphertext_blob").map_err(map_err)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+    })
 }
 
 fn viewer_from_row(row: &SqliteRow) -> Result<ViewerRecord, StoreError> {
@@ -122,6 +135,69 @@ impl SqliteBrokerStore {
 impl BrokerStore for SqliteBrokerStore {
     fn pool_stats(&self) -> Option<(u32, usize)> {
         Some((self.pool.size(), self.pool.num_idle()))
+    }
+
+    async fn put_content_key(
+        &self,
+        key: &ContentKeyRecord,
+    ) -> Result<ContentKeyRecord, StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO broker_content_keys (kid, video_id, ciphertext_blob, client_id, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&key.kid[..])
+        .bind(&key.video_id)
+        .bind(&key.ciphertext_blob)
+        .bind(key.client_id)
+        .bind(micros(key.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        self.content_keys(&[key.kid])
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt("broker_content_keys").into())
+    }
+
+    async fn content_keys(&self, kids: &[[u8; 16]]) -> Result<Vec<ContentKeyRecord>, StoreError> {
+        if kids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT kid, video_id, ciphertext_blob, client_id, created_at FROM broker_content_keys \
+             WHERE kid IN (",
+        );
+        let mut list = q.separated(", ");
+        for kid in kids {
+            list.push_bind(kid.to_vec());
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(content_key_from_row).collect()
+    }
+
+    async fn list_content_keys(
+        &self,
+        video_id: Option<&str>,
+    ) -> Result<Vec<ContentKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, video_id, ciphertext_blob, client_id, created_at FROM broker_content_keys \
+             WHERE ?1 IS NULL OR video_id = ?1 ORDER BY created_at, kid",
+        )
+        .bind(video_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(content_key_from_row).collect()
+    }
+
+    async fn delete_content_keys(&self, video_id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_content_keys WHERE video_id = ?1")
+            .bind(video_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
