@@ -112,10 +112,14 @@ pub enum BrokerOperation {
     LiftRevocation,
     /// A playlist served with a fresh token in its key URIs.
     DeliverPlaylist,
+    RegisterContentKey,
+    DeleteContentKeys,
+    /// A Clear Key licence: the content keys of its KIDs.
+    ReleaseLicence,
 }
 
 impl BrokerOperation {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::ReleaseKey,
         Self::Login,
         Self::IssueToken,
@@ -125,6 +129,9 @@ impl BrokerOperation {
         Self::Revoke,
         Self::LiftRevocation,
         Self::DeliverPlaylist,
+        Self::RegisterContentKey,
+        Self::DeleteContentKeys,
+        Self::ReleaseLicence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +145,9 @@ impl BrokerOperation {
             Self::Revoke => "Revoke",
             Self::LiftRevocation => "LiftRevocation",
             Self::DeliverPlaylist => "DeliverPlaylist",
+            Self::RegisterContentKey => "RegisterContentKey",
+            Self::DeleteContentKeys => "DeleteContentKeys",
+            Self::ReleaseLicence => "ReleaseLicence",
         }
     }
 

@@ -39,12 +39,12 @@ pub fn status_of(e: &BrokerError) -> StatusCode {
         | Unauthenticated => StatusCode::UNAUTHORIZED,
         NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | KeyNotInScope
         | AccessDenied(_) => StatusCode::FORBIDDEN,
-        KeyNotFound | ViewerNotFound | RevocationNotFound => StatusCode::NOT_FOUND,
+        KeyNotFound | ViewerNotFound | RevocationNotFound | UnknownKid => StatusCode::NOT_FOUND,
         MissingVideoId | InvalidParameter(_) | InvalidCiphertext(_) | NotAnHlsKey => {
             StatusCode::BAD_REQUEST
         }
         RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        ViewerExists | SigningNotConfigured => StatusCode::CONFLICT,
+        ViewerExists | SigningNotConfigured | KidTaken => StatusCode::CONFLICT,
         KmsUnavailable(_) | StoreUnavailable(_) | AuditUnavailable => {
             StatusCode::SERVICE_UNAVAILABLE
         }

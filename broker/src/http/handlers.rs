@@ -42,6 +42,8 @@ pub(super) struct KeyQuery<'a> {
     ciphertext: Option<Cow<'a, str>>,
     mts_hls_uri_token: Option<Cow<'a, str>>,
     token: Option<Cow<'a, str>>,
+    /// A content key's id, for `/v1/clearkey/key`.
+    pub(super) kid: Option<Cow<'a, str>>,
 }
 
 impl<'a> KeyQuery<'a> {
@@ -66,6 +68,7 @@ impl<'a> KeyQuery<'a> {
                 "Ciphertext" => &mut q.ciphertext,
                 "MtsHlsUriToken" => &mut q.mts_hls_uri_token,
                 "token" => &mut q.token,
+                "kid" => &mut q.kid,
                 _ => continue,
             };
             if slot.is_some() {

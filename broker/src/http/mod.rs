@@ -1,5 +1,6 @@
 //! The broker HTTP API: `app(state)` builds the router; `serve` runs it.
 
+mod clearkey;
 mod cors;
 mod error;
 mod extract;
@@ -146,6 +147,14 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
         .route("/v1/hls/key", get(h::hls_key))
+        .route(
+            "/v1/content-keys",
+            post(clearkey::register)
+                .get(clearkey::list)
+                .delete(clearkey::delete),
+        )
+        .route("/v1/clearkey/license", post(clearkey::licence))
+        .route("/v1/clearkey/key", get(clearkey::raw_key))
         // Alibaba-style key URI: `https://host/?Ciphertext=EDK&MtsHlsUriToken=T`.
         .route("/", get(h::hls_key))
         .route("/v1/login", post(h::login))
@@ -254,6 +263,48 @@ pub fn document() -> serde_json::Value {
             Answer::Bytes(200, "application/vnd.apple.mpegurl"),
         )
         .with_query(TOKEN_QUERY),
+        Op::new(
+            "POST",
+            "/v1/clearkey/license",
+            "W3C Clear Key licence: {kids: [base64url]} in, {keys: [{kty, kid, k}], type} out; every KID must be registered to a video the token is entitled to (else the whole request is refused); any Content-Type",
+            Auth::Playback,
+            Some(schema::<serde_json::Value>),
+            Answer::Json(200, schema::<serde_json::Value>),
+        )
+        .with_query(TOKEN_QUERY),
+        Op::new(
+            "GET",
+            "/v1/clearkey/key",
+            "One content key's 16 bytes by ?kid=HEX, for HLS KEYFORMAT=\"identity\" key tags",
+            Auth::Playback,
+            None,
+            key,
+        )
+        .with_query(TOKEN_QUERY),
+        Op::new(
+            "POST",
+            "/v1/content-keys",
+            "Register a CENC content key: its KID, video and EDK (a KMS generate client or an admin)",
+            Auth::ApiClient,
+            Some(schema::<clearkey::RegisterContentKeyRequest>),
+            Answer::Json(201, schema::<clearkey::ContentKeyInfo>),
+        ),
+        Op::new(
+            "GET",
+            "/v1/content-keys",
+            "Registered content keys, all or ?VideoId= (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<clearkey::ContentKeysResponse>),
+        ),
+        Op::new(
+            "DELETE",
+            "/v1/content-keys",
+            "Delete a video's content keys, ?VideoId= (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<serde_json::Value>),
+        ),
         Op::new(
             "POST",
             "/v1/login",

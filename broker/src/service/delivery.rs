@@ -231,20 +231,7 @@ impl Broker {
             return Err(BrokerError::KeyNotInScope);
         }
 
-        let key = match self.0.keys.get(&video_id, blob.as_bytes(), mono) {
-            Some(hit) => {
-                self.0.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                hit
-            }
-            None => {
-                self.0.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                let fetched = self.decrypt(&video_id, &blob.to_text()).await?;
-                self.0
-                    .keys
-                    .insert(&video_id, blob.as_bytes(), fetched.clone(), Instant::now());
-                fetched
-            }
-        };
+        let key = self.key_of(&video_id, &blob, mono).await?;
         if key.key.len() != HLS_KEY_LEN {
             return Err(BrokerError::NotAnHlsKey);
         }
@@ -314,6 +301,25 @@ impl Broker {
                 Ok(sessions.learn(&claims.jti, found, now, mono))
             }
         }
+    }
+
+    /// A video's key from the cache, or from the KMS (then cached).
+    pub(super) async fn key_of(
+        &self,
+        video_id: &str,
+        blob: &Blob,
+        mono: Instant,
+    ) -> Result<CachedKey, BrokerError> {
+        if let Some(hit) = self.0.keys.get(video_id, blob.as_bytes(), mono) {
+            self.0.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        self.0.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.decrypt(video_id, &blob.to_text()).await?;
+        self.0
+            .keys
+            .insert(video_id, blob.as_bytes(), fetched.clone(), Instant::now());
+        Ok(fetched)
     }
 
     async fn decrypt(&self, video_id: &str, ciphertext: &str) -> Result<CachedKey, BrokerError> {

@@ -61,6 +61,10 @@ pub enum BrokerError {
     AuditUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("no content key is registered under this key id (KID)")]
+    UnknownKid,
+    #[error("this key id (KID) is registered to another video or key")]
+    KidTaken,
 }
 
 impl BrokerError {
@@ -96,6 +100,8 @@ impl BrokerError {
             Self::StoreUnavailable(_) => "ServiceUnavailable",
             Self::AuditUnavailable => "AuditUnavailable",
             Self::Internal(_) => "InternalError",
+            Self::UnknownKid => "UnknownKid",
+            Self::KidTaken => "KidTaken",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (viewer accounts, token issuing, revocation, audit). No HTTP types here.
 
 mod cache;
+mod clearkey;
 mod delivery;
 mod error;
 mod limits;
@@ -27,6 +28,7 @@ use kms_api::Role;
 use uuid::Uuid;
 
 pub use cache::{CachedKey, KeyCache};
+pub use clearkey::{parse_kid, Licence, LicenceRequest, MAX_LICENCE_KIDS};
 pub use delivery::{KeyRequest, ReleasedKey};
 pub use error::BrokerError;
 pub use limits::{FailureBudget, Rate, RateLimiter};

@@ -52,7 +52,7 @@ fn content_key_from_row(row: &SqliteRow) -> Result<ContentKeyRecord, StoreError>
     Ok(ContentKeyRecord {
         kid: kid
             .try_into()
-            .map_err(|_| StoreError::from(corrupt("broker_content_keys.kid")))?,
+            .map_err(|_| corrupt("broker_content_keys.kid"))?,
         video_id: row.try_get("video_id").map_err(map_err)?,
         ciphertext_blob: row.try_get("ciphertext_blob").map_err(map_err)?,
         client_id: row.try_get("client_id").map_err(map_err)?,
@@ -156,7 +156,7 @@ impl BrokerStore for SqliteBrokerStore {
         self.content_keys(&[key.kid])
             .await?
             .pop()
-            .ok_or_else(|| corrupt("broker_content_keys").into())
+            .ok_or_else(|| corrupt("broker_content_keys"))
     }
 
     async fn content_keys(&self, kids: &[[u8; 16]]) -> Result<Vec<ContentKeyRecord>, StoreError> {
