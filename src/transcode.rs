@@ -43,6 +43,21 @@ pub struct DatakeyArgs {
     /// The broker's URL (its key endpoint is /v1/hls/key) or the key endpoint itself.
     #[arg(long)]
     key_uri_base: Option<String>,
+    /// A CENC content key id (32 hex digits or a UUID), or `auto` for a
+    /// random one: the key is registered at the broker (--broker-url) under
+    /// it, for Clear Key licences.
+    #[arg(long, requires = "broker_url")]
+    kid: Option<String>,
+    /// The broker that keeps content keys (with --kid).
+    #[arg(long, env = "VODKMS_BROKER_URL")]
+    broker_url: Option<String>,
+    /// With --kid: print the `--keys label=...:key_id=...:key=...` argument
+    /// for Shaka Packager (`--enable_raw_key_encryption`).
+    #[arg(long, requires = "kid")]
+    shaka_packager: bool,
+    /// The stream label in the Shaka Packager argument (default: every stream).
+    #[arg(long, default_value = "", requires = "shaka_packager")]
+    label: String,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +156,9 @@ pub async fn datakey(args: DatakeyArgs) -> Result<()> {
         .map(|b| b.key_uri(&args.target.video_id, &data_key.ciphertext_blob));
     let mut iv = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut iv);
+    if let Some(kid) = &args.kid {
+        return content_key(&args, kid, &data_key).await;
+    }
     match (args.ffmpeg_keyinfo, key_uri) {
         (Some(path), Some(uri)) => {
             let key_file = hls::keyinfo::write(&path, &uri, &data_key.key, &iv)
@@ -172,6 +190,77 @@ pub async fn datakey(args: DatakeyArgs) -> Result<()> {
             println!("{}", text.as_str());
         }
     }
+    Ok(())
+}
+
+/// `--kid`: registers the data key as a content key at the broker, then
+/// prints it for the packager (plaintext on stdout only, as without --kid).
+async fn content_key(args: &DatakeyArgs, kid: &str, data_key: &DataKey) -> Result<()> {
+    let kid = if kid == "auto" {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        hex(&bytes)
+    } else {
+        let plain: String = kid.chars().filter(|c| *c != '-').collect();
+        if plain.len() != 32 || !plain.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--kid must be 32 hex digits, a UUID, or auto");
+        }
+        plain.to_ascii_lowercase()
+    };
+    let broker = args
+        .broker_url
+        .as_deref()
+        .context("--kid needs --broker-url (or VODKMS_BROKER_URL)")?
+        .trim_end_matches('/');
+    let token = std::env::var("VODKMS_TOKEN")
+        .ok()
+        .map(Zeroizing::new)
+        .context("set VODKMS_TOKEN to an API client token of role `generate`")?;
+    let resp = reqwest::Client::new()
+        .post(format!("{broker}/v1/content-keys"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({
+            "VideoId": args.target.video_id,
+            "Kid": kid,
+            "CiphertextBlob": data_key.ciphertext_blob,
+        }))
+        .send()
+        .await
+        .with_context(|| format!("registering the content key at {broker}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        bail!("the broker refused the content key ({status}): {body}");
+    }
+    let key_hex = Zeroizing::new(hex(data_key.key.as_ref()));
+    if args.shaka_packager {
+        // The argument itself on stdout, for `--keys "$(vodkms datakey ...)"`;
+        // what was registered (no key) on stderr.
+        let arg = Zeroizing::new(format!(
+            "label={}:key_id={kid}:key={}",
+            args.label,
+            key_hex.as_str()
+        ));
+        println!("{}", arg.as_str());
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "VideoId": args.target.video_id,
+                "Kid": kid,
+                "CiphertextBlob": data_key.ciphertext_blob,
+            })
+        );
+        return Ok(());
+    }
+    let out = serde_json::json!({
+        "VideoId": args.target.video_id,
+        "Kid": kid,
+        "CiphertextBlob": data_key.ciphertext_blob,
+        "Key": key_hex.as_str(),
+    });
+    let text = Zeroizing::new(out.to_string());
+    drop(out);
+    println!("{}", text.as_str());
     Ok(())
 }
 

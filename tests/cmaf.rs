@@ -1,0 +1,183 @@
+//! CMAF keyed by vodkms: Shaka Packager (the static binary of the npm
+//! package `shaka-packager`, pinned in tests/browser/package.json) packages
+//! an ffmpeg H.264/AAC source as `cenc` and as `cbcs`, to DASH and HLS, with
+//! a raw key from `vodkms datakey --kid auto --shaka-packager`. The broker's
+//! Clear Key licence for an entitled viewer holds exactly that key: ffmpeg
+//! decrypts the packaged video with it to the source's frames.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use common::brokers::BrokerSetup;
+use common::media::ffmpeg;
+use serde_json::json;
+
+fn packager() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser/node_modules/shaka-packager/bin/packager-linux-x64");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests through scripts/test (it runs npm ci)",
+        p.display()
+    );
+    p
+}
+
+/// 4 s of H.264 + AAC in one MP4, as a transcoder would hand it over.
+fn source(dir: &Path) -> PathBuf {
+    let out = dir.join("src.mp4");
+    let status = ffmpeg()
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "aac"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// Video frames as `framemd5` lines (timestamps and all), decrypting with
+/// `key` (hex) when given.
+fn video_frames(input: &Path, key: Option<&str>) -> Result<Vec<String>, String> {
+    let mut cmd = ffmpeg();
+    if let Some(k) = key {
+        cmd.args(["-decryption_key", k]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(input)
+        .args(["-map", "0:v", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaka_packager_cmaf_with_vodkms_keys_decrypts_with_the_licence_key() {
+    let b = BrokerSetup::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let reference = video_frames(&src, None).unwrap();
+    assert!(reference.len() >= 100, "{}", reference.len());
+
+    for scheme in ["cenc", "cbcs"] {
+        // A data key, registered at the broker under a fresh KID, as the
+        // packager's --keys argument.
+        let out = Command::new(common::BIN)
+            .args(["datakey", "--key", "alias/vod", "--video-id", "film-c"])
+            .args(["--kid", "auto", "--shaka-packager"])
+            .env("VODKMS_TOKEN", &b.kms.generator)
+            .env("VODKMS_KMS_URL", &b.kms.kms.url)
+            .env("VODKMS_BROKER_URL", &b.broker.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let keys_arg = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let fields: Vec<&str> = keys_arg.split(':').collect();
+        assert_eq!(fields.len(), 3, "{keys_arg}");
+        let kid = fields[1].strip_prefix("key_id=").unwrap().to_owned();
+        let key = fields[2].strip_prefix("key=").unwrap().to_owned();
+        assert_eq!((kid.len(), key.len()), (32, 32));
+        let registered: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(registered["Kid"], kid.as_str());
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(&key));
+
+        // Shaka Packager: CMAF, DASH and HLS at once.
+        let pkg = dir.path().join(scheme);
+        std::fs::create_dir_all(&pkg).unwrap();
+        let status = Command::new(packager())
+            .current_dir(&pkg)
+            .arg(format!(
+                "in={},stream=video,init_segment=v/init.mp4,segment_template=v/$Number$.m4s",
+                src.display()
+            ))
+            .arg(format!(
+                "in={},stream=audio,init_segment=a/init.mp4,segment_template=a/$Number$.m4s",
+                src.display()
+            ))
+            .args(["--enable_raw_key_encryption", "--keys", &keys_arg])
+            .args(["--protection_scheme", scheme, "--clear_lead", "0"])
+            .args(["--mpd_output", "manifest.mpd"])
+            .args(["--hls_master_playlist_output", "master.m3u8"])
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{scheme}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let mpd = std::fs::read_to_string(pkg.join("manifest.mpd")).unwrap();
+        let dashed = format!(
+            "{}-{}-{}-{}-{}",
+            &kid[..8],
+            &kid[8..12],
+            &kid[12..16],
+            &kid[16..20],
+            &kid[20..]
+        );
+        assert!(
+            mpd.contains(&format!("cenc:default_KID=\"{dashed}\"")),
+            "{mpd}"
+        );
+        assert!(mpd.contains(&format!("value=\"{scheme}\"")), "{mpd}");
+
+        // The licence of an entitled viewer holds the packager's key.
+        let token = b.token("cara", &["film-c"]).await;
+        let kid_b64 =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(&kid).unwrap());
+        let r = b
+            .api
+            .raw(
+                b.api
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/v1/clearkey/license?token={token}"),
+                        None,
+                    )
+                    .body(json!({ "kids": [kid_b64], "type": "temporary" }).to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(r.body["keys"][0]["k"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(hex::encode(&k), key);
+
+        // The packaged video is ciphertext; with the licence's key it decodes
+        // to the source's frames (ffmpeg reads cenc; cbcs it cannot decrypt).
+        let mut joined = std::fs::read(pkg.join("v/init.mp4")).unwrap();
+        let mut n = 1;
+        while let Ok(seg) = std::fs::read(pkg.join(format!("v/{n}.m4s"))) {
+            joined.extend(seg);
+            n += 1;
+        }
+        let whole = pkg.join("video.mp4");
+        std::fs::write(&whole, joined).unwrap();
+        if scheme == "cenc" {
+            assert_eq!(
+                video_frames(&whole, Some(&hex::encode(&k))).unwrap(),
+                reference
+            );
+            assert_ne!(video_frames(&whole, None).ok(), Some(reference.clone()));
+        }
+    }
+}
