@@ -181,3 +181,121 @@ async fn shaka_packager_cmaf_with_vodkms_keys_decrypts_with_the_licence_key() {
         }
     }
 }
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Opens `url` in headless Chromium (tests/browser/play.mjs); the page's result.
+fn play(url: &str) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(browser_dir().join("play.mjs"))
+        .arg(url)
+        .output()
+        .expect("node: scripts/test installs Node packages and Chromium");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Shaka Player in Chromium plays Shaka Packager's `cenc` DASH with the
+/// broker's Clear Key licence for an entitled viewer, and reports a DRM
+/// error (category 6) without a token, with another video's, and revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaka_player_plays_clear_key_dash_only_for_entitled_viewers() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let b = BrokerSetup::with_env(&[("VODKMS_WEB_DIR", web.to_str().unwrap())]).await;
+    let src = source(dir.path());
+    let out = Command::new(common::BIN)
+        .args(["datakey", "--key", "alias/vod", "--video-id", "film-d"])
+        .args(["--kid", "auto", "--shaka-packager"])
+        .env("VODKMS_TOKEN", &b.kms.generator)
+        .env("VODKMS_KMS_URL", &b.kms.kms.url)
+        .env("VODKMS_BROKER_URL", &b.broker.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys_arg = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let pkg = web.join("film-d");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let packaged = Command::new(packager())
+        .current_dir(&pkg)
+        .arg(format!(
+            "in={},stream=video,init_segment=v/init.mp4,segment_template=v/$Number$.m4s",
+            src.display()
+        ))
+        .arg(format!(
+            "in={},stream=audio,init_segment=a/init.mp4,segment_template=a/$Number$.m4s",
+            src.display()
+        ))
+        .args(["--enable_raw_key_encryption", "--keys", &keys_arg])
+        .args(["--protection_scheme", "cenc", "--clear_lead", "0"])
+        .args(["--generate_static_live_mpd", "--mpd_output", "manifest.mpd"])
+        .output()
+        .unwrap();
+    assert!(
+        packaged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packaged.stderr)
+    );
+    std::fs::copy(browser_dir().join("shaka.html"), web.join("shaka.html")).unwrap();
+    std::fs::copy(
+        browser_dir().join("node_modules/shaka-player/dist/shaka-player.compiled.js"),
+        web.join("shaka-player.compiled.js"),
+    )
+    .unwrap();
+    let page = format!("{}/web/shaka.html", b.broker.url);
+    let manifest = "/web/film-d/manifest.mpd";
+    let licence = |token: &str| common::brokers::q(&format!("/v1/clearkey/license?token={token}"));
+
+    let token = b.token("dana", &["film-d"]).await;
+    let got = play(&format!(
+        "{page}?src={manifest}&license={}",
+        licence(&token)
+    ));
+    assert_eq!(got["ok"], true, "entitled: {got}");
+    assert!(got["decodedFrames"].as_u64().unwrap() > 10, "{got}");
+    // The token in a header (a request filter), the licence URL bare.
+    let got = play(&format!(
+        "{page}?src={manifest}&license=/v1/clearkey/license&token={token}"
+    ));
+    assert_eq!(got["ok"], true, "header: {got}");
+
+    // Refused: the player reports a DRM error (category 6).
+    let other = b.token("dana", &["film-x"]).await;
+    for (what, url) in [
+        (
+            "no token",
+            format!("{page}?src={manifest}&license=/v1/clearkey/license"),
+        ),
+        (
+            "another video's token",
+            format!("{page}?src={manifest}&license={}", licence(&other)),
+        ),
+    ] {
+        let got = play(&url);
+        assert_eq!(got["ok"], false, "{what}: {got}");
+        assert_eq!(got["errors"][0]["category"], 6, "{what}: {got}");
+    }
+    b.api
+        .audit_until(
+            &b.kms.admin,
+            "Operation=ReleaseLicence&VideoId=film-d",
+            |rs| {
+                rs.iter()
+                    .any(|r| r["Outcome"] == "Success" && r["Viewer"] == "dana")
+                    && rs.iter().any(|r| r["Outcome"] == "NotEntitled")
+            },
+        )
+        .await;
+}
