@@ -210,7 +210,12 @@ async fn shaka_player_plays_clear_key_dash_only_for_entitled_viewers() {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web");
     std::fs::create_dir_all(&web).unwrap();
-    let b = BrokerSetup::with_env(&[("VODKMS_WEB_DIR", web.to_str().unwrap())]).await;
+    // The same folder is the origin: the broker also serves its MPD.
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
+        ("VODKMS_ORIGIN_DIR", web.to_str().unwrap()),
+    ])
+    .await;
     let src = source(dir.path());
     let out = Command::new(common::BIN)
         .args(["datakey", "--key", "alias/vod", "--video-id", "film-d"])
@@ -270,6 +275,34 @@ async fn shaka_player_plays_clear_key_dash_only_for_entitled_viewers() {
         "{page}?src={manifest}&license=/v1/clearkey/license&token={token}"
     ));
     assert_eq!(got["ok"], true, "header: {got}");
+
+    // The MPD through the broker: a Clear Key element whose dashif:Laurl
+    // carries the viewer's token; the player needs no licence setting.
+    let served = b
+        .fetch(
+            &format!("/v1/hls/playlist/film-d/manifest.mpd?token={token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(served.0, 200);
+    let text = String::from_utf8(served.2).unwrap();
+    assert!(
+        text.contains("urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"),
+        "{text}"
+    );
+    assert!(text.contains("<dashif:Laurl>"), "{text}");
+    let (status, _, _) = b
+        .fetch("/v1/hls/playlist/film-d/manifest.mpd", None, None)
+        .await;
+    assert_eq!(status, 401, "no token, no manifest");
+    let got = play(&format!(
+        "{page}?src={}",
+        common::brokers::q(&format!(
+            "/v1/hls/playlist/film-d/manifest.mpd?token={token}"
+        ))
+    ));
+    assert_eq!(got["ok"], true, "broker-served MPD: {got}");
 
     // Refused: the player reports a DRM error (category 6).
     let other = b.token("dana", &["film-x"]).await;

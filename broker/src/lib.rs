@@ -5,6 +5,7 @@
 //! → [`service`] (rules, no HTTP) → [`http`] (extract, call, map the error).
 
 pub mod api;
+pub mod dash;
 pub mod http;
 pub mod model;
 pub mod password;

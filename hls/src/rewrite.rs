@@ -98,6 +98,14 @@ impl TokenTargets {
         })
     }
 
+    /// `scheme://host[:port]` of the first key URI base, if any: the
+    /// broker's public address for URLs it writes into manifests.
+    pub fn first_origin(&self) -> Option<String> {
+        self.endpoints
+            .first()
+            .map(|u| u.origin().ascii_serialization())
+    }
+
     /// Where a URI of the playlist served at `playlist_path` really goes, or
     /// `None` if it is no URL a player follows.
     fn resolve(playlist_path: &str, uri: &str) -> Option<Url> {

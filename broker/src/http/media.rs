@@ -126,6 +126,15 @@ pub async fn origin_file(
     })?;
     let extension = extension_of(&relative);
     let full = origin.join(&relative);
+    if extension == "mpd" {
+        let raw = raw.unwrap_or_default();
+        let q = KeyQuery::parse(&raw)?;
+        let tokens = q
+            .tokens()
+            .chain(from_headers.into_iter().map(Cow::Owned))
+            .collect();
+        return manifest(&s, &ctx, &full, &path, tokens).await;
+    }
     if extension == "m3u8" {
         let raw = raw.unwrap_or_default();
         let q = KeyQuery::parse(&raw)?;
@@ -205,6 +214,64 @@ async fn playlist(
             ),
         ],
         template.render(&token),
+    )
+        .into_response())
+}
+
+/// Largest MPD read from the origin folder.
+const MAX_MPD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A DASH MPD of the origin folder for an entitled viewer: each CENC
+/// ContentProtection gets a Clear Key one beside it (dash.js needs it) whose
+/// `dashif:Laurl` is the licence URL with the viewer's token (Shaka and
+/// dash.js read it). The videos are those the MPD's KIDs are registered to.
+async fn manifest(
+    s: &AppState,
+    ctx: &crate::service::RequestContext,
+    full: &FsPath,
+    path: &str,
+    tokens: Vec<Cow<'_, str>>,
+) -> ApiResult<Response> {
+    let origin = s.origin.as_ref().ok_or_else(|| not_found(path))?.dir();
+    let full = contained(origin, full)
+        .await
+        .ok_or_else(|| not_found(path))?;
+    let meta = tokio::fs::metadata(&full)
+        .await
+        .map_err(|_| not_found(path))?;
+    if meta.len() > MAX_MPD_BYTES {
+        return Err(invalid_origin(path));
+    }
+    let text = tokio::fs::read_to_string(&full)
+        .await
+        .map_err(|_| invalid_origin(path))?;
+    let kids = crate::dash::default_kids(&text);
+    let videos = s.broker.videos_of_kids(&kids).await?;
+    if videos.is_empty() {
+        return Err(http_error(
+            StatusCode::NOT_FOUND,
+            "UnknownKid",
+            format!("the MPD {path:?} names no registered content key"),
+        ));
+    }
+    let token = s.broker.grant_playlist(ctx, tokens, &videos).await?;
+    let licence = format!(
+        "{}/v1/clearkey/license?token={}",
+        s.http.public_base(),
+        token.as_str()
+    );
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/dash+xml"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            ),
+        ],
+        crate::dash::with_clear_key(&text, &licence),
     )
         .into_response())
 }

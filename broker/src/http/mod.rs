@@ -53,6 +53,14 @@ pub struct HttpConfig {
     pub web_dir: Option<PathBuf>,
 }
 
+impl HttpConfig {
+    /// The broker's public `scheme://host[:port]` (from `--key-uri-base`), or
+    /// "" for root-relative URLs.
+    pub fn public_base(&self) -> String {
+        self.token_targets.first_origin().unwrap_or_default()
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {

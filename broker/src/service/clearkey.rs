@@ -126,6 +126,18 @@ impl Broker {
         result
     }
 
+    /// The videos these KIDs are registered to (each once, in order); KIDs
+    /// not registered are left out. For serving a manifest that names them.
+    pub async fn videos_of_kids(&self, kids: &[[u8; 16]]) -> Result<Vec<String>, BrokerError> {
+        let mut videos: Vec<String> = Vec::new();
+        for k in self.0.store.content_keys(kids).await? {
+            if !videos.contains(&k.video_id) {
+                videos.push(k.video_id);
+            }
+        }
+        Ok(videos)
+    }
+
     /// Registered content keys (admin), all or one video's.
     pub async fn list_content_keys(
         &self,
