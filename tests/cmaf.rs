@@ -202,11 +202,11 @@ fn play(url: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// Shaka Player in Chromium plays Shaka Packager's `cenc` DASH with the
+/// Shaka Player and dash.js in Chromium play Shaka Packager's `cenc` DASH with the
 /// broker's Clear Key licence for an entitled viewer, and reports a DRM
 /// error (category 6) without a token, with another video's, and revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shaka_player_plays_clear_key_dash_only_for_entitled_viewers() {
+async fn shaka_player_and_dash_js_play_clear_key_dash_only_for_entitled_viewers() {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web");
     std::fs::create_dir_all(&web).unwrap();
@@ -303,6 +303,30 @@ async fn shaka_player_plays_clear_key_dash_only_for_entitled_viewers() {
         ))
     ));
     assert_eq!(got["ok"], true, "broker-served MPD: {got}");
+
+    // dash.js: from the broker-served MPD (its Clear Key element and
+    // dashif:Laurl), and refused without a token in the licence URL.
+    std::fs::copy(
+        browser_dir().join("node_modules/dashjs/dist/modern/umd/dash.all.min.js"),
+        web.join("dash.all.min.js"),
+    )
+    .unwrap();
+    std::fs::copy(browser_dir().join("dashjs.html"), web.join("dashjs.html")).unwrap();
+    let dash_page = format!("{}/web/dashjs.html", b.broker.url);
+    let got = play(&format!(
+        "{dash_page}?src={}",
+        common::brokers::q(&format!(
+            "/v1/hls/playlist/film-d/manifest.mpd?token={token}"
+        ))
+    ));
+    assert_eq!(got["ok"], true, "dash.js: {got}");
+    let got = play(&format!(
+        "{dash_page}?src={}&license=/v1/clearkey/license",
+        common::brokers::q(&format!(
+            "/v1/hls/playlist/film-d/manifest.mpd?token={token}"
+        ))
+    ));
+    assert_eq!(got["ok"], false, "dash.js without a licence token: {got}");
 
     // Refused: the player reports a DRM error (category 6).
     let other = b.token("dana", &["film-x"]).await;
