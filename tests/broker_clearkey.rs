@@ -178,6 +178,18 @@ async fn clear_key_licences_only_for_entitled_viewers() {
         )
         .await;
     r.assert_error(400, "InvalidParameter");
+    // Authenticate before validating: junk without a token is a 401.
+    let r = b
+        .api
+        .raw(
+            b.api
+                .request(reqwest::Method::POST, "/v1/clearkey/license", None)
+                .body("not json"),
+        )
+        .await;
+    r.assert_error(401, "MissingToken");
+    let (status, _, _) = b.fetch("/v1/clearkey/key?kid=zz", None, None).await;
+    assert_eq!(status, 401);
     // A revoked token.
     let issued = b.issue("rex", &["film-a"], 600).await;
     let r = b

@@ -330,7 +330,32 @@ async fn shaka_player_and_dash_js_play_clear_key_dash_only_for_entitled_viewers(
 
     // Refused: the player reports a DRM error (category 6).
     let other = b.token("dana", &["film-x"]).await;
+    let revoked = b.issue("dora", &["film-d"], 600).await;
+    let r = b
+        .api
+        .post(
+            "/v1/revocations",
+            &b.kms.admin,
+            json!({ "Type": "Token", "Id": revoked["TokenId"] }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let revoked = revoked["Token"].as_str().unwrap().to_owned();
+    common::eventually(5, "the broker refuses the revoked token", || async {
+        b.fetch(
+            &format!("/v1/clearkey/key?kid=00&token={revoked}"),
+            None,
+            None,
+        )
+        .await
+        .0 == 401
+    })
+    .await;
     for (what, url) in [
+        (
+            "a revoked token",
+            format!("{page}?src={manifest}&license={}", licence(&revoked)),
+        ),
         (
             "no token",
             format!("{page}?src={manifest}&license=/v1/clearkey/license"),

@@ -180,17 +180,27 @@ pub async fn licence(
 ) -> ApiResult<Response> {
     let raw = raw.unwrap_or_default();
     let q = KeyQuery::parse(&raw)?;
-    let parsed: LicenceBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(format!(
-            "the body must be a Clear Key licence request {{\"kids\": [...]}}: {e}"
-        ))
-    })?;
-    let kids = parsed
-        .kids
-        .iter()
-        .map(|k| kid_from_base64(k))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ApiError::invalid("every kid must be 16 bytes in base64url"))?;
+    // Read now, refused only after the token is checked (in the service).
+    let (kids, malformed) = match serde_json::from_slice::<LicenceBody>(&body) {
+        Ok(parsed) => match parsed
+            .kids
+            .iter()
+            .map(|k| kid_from_base64(k))
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(kids) => (kids, None),
+            None => (
+                Vec::new(),
+                Some("every kid must be 16 bytes in base64url".to_owned()),
+            ),
+        },
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
+                "the body must be a Clear Key licence request {{\"kids\": [...]}}: {e}"
+            )),
+        ),
+    };
     let licence = s
         .broker
         .clear_key_licence(
@@ -198,6 +208,7 @@ pub async fn licence(
             LicenceRequest {
                 tokens: tokens_of(&q, from_headers),
                 kids,
+                malformed,
             },
         )
         .await?;
@@ -226,18 +237,17 @@ pub async fn raw_key(
 ) -> ApiResult<Response> {
     let raw = raw.unwrap_or_default();
     let q = KeyQuery::parse(&raw)?;
-    let kid = q
-        .kid
-        .as_deref()
-        .and_then(parse_kid)
-        .ok_or_else(|| ApiError::invalid("kid must be 32 hex digits or a UUID"))?;
+    let kid = q.kid.as_deref().and_then(parse_kid);
     let mut licence = s
         .broker
         .clear_key_licence(
             &ctx,
             LicenceRequest {
                 tokens: tokens_of(&q, from_headers),
-                kids: vec![kid],
+                kids: kid.into_iter().collect(),
+                malformed: kid
+                    .is_none()
+                    .then(|| "kid must be 32 hex digits or a UUID".to_owned()),
             },
         )
         .await?;

@@ -50,6 +50,9 @@ pub fn parse_kid(text: &str) -> Option<[u8; 16]> {
 pub struct LicenceRequest<'a> {
     pub tokens: Vec<Cow<'a, str>>,
     pub kids: Vec<[u8; 16]>,
+    /// Why the request could not be read, if so: reported only after the
+    /// token is checked (authenticate before validating).
+    pub malformed: Option<String>,
 }
 
 impl std::fmt::Debug for LicenceRequest<'_> {
@@ -195,6 +198,9 @@ impl Broker {
             via_session: _,
             ..
         } = self.admit(ctx, &req.tokens, record).await?;
+        if let Some(why) = req.malformed {
+            return Err(BrokerError::invalid(why));
+        }
         if req.kids.is_empty() || req.kids.len() > MAX_LICENCE_KIDS {
             return Err(BrokerError::invalid(format!(
                 "kids must name 1 to {MAX_LICENCE_KIDS} key ids"
