@@ -246,15 +246,7 @@ async fn manifest(
         .await
         .map_err(|_| invalid_origin(path))?;
     let kids = crate::dash::default_kids(&text);
-    let videos = s.broker.videos_of_kids(&kids).await?;
-    if videos.is_empty() {
-        return Err(http_error(
-            StatusCode::NOT_FOUND,
-            "UnknownKid",
-            format!("the MPD {path:?} names no registered content key"),
-        ));
-    }
-    let token = s.broker.grant_playlist(ctx, tokens, &videos).await?;
+    let token = s.broker.grant_manifest(ctx, tokens, &kids).await?;
     let licence = format!(
         "{}/v1/clearkey/license?token={}",
         s.http.public_base(),

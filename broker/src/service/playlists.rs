@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use zeroize::Zeroizing;
 
+use super::delivery::Admitted;
 use super::{Broker, BrokerError, RequestContext};
 use crate::model::{BrokerAuditRecord, BrokerOperation};
 use crate::token::Claims;
@@ -49,6 +50,18 @@ impl Broker {
             ([], None) => return Ok(Zeroizing::new(String::new())),
             (named, _) => named.to_vec(),
         };
+        Ok(self.written_token(&admitted, tokens, videos))
+    }
+
+    /// The token to write into a playlist or manifest for these videos: a
+    /// fresh one for just them, or (without a signing key, or past the
+    /// grant) the viewer's own, which reaches only the broker's endpoints.
+    fn written_token(
+        &self,
+        admitted: &Admitted,
+        tokens: &[Cow<'_, str>],
+        videos: Vec<String>,
+    ) -> Zeroizing<String> {
         let presented = || {
             Zeroizing::new(
                 tokens
@@ -57,11 +70,40 @@ impl Broker {
                     .unwrap_or_default(),
             )
         };
-        // Without a signing key (or past the grant) the viewer's own token
-        // goes in: it reaches only the broker's own key endpoints.
-        Ok(self
-            .refreshed(&admitted.claims, videos)
-            .unwrap_or_else(presented))
+        self.refreshed(&admitted.claims, videos)
+            .unwrap_or_else(presented)
+    }
+
+    /// A DASH manifest's grant: the token first (authenticate before looking
+    /// anything up), then the videos the manifest's KIDs are registered to,
+    /// each of which the token must be entitled to. Audited as a playlist.
+    pub async fn grant_manifest(
+        &self,
+        ctx: &RequestContext,
+        tokens: Vec<Cow<'_, str>>,
+        kids: &[[u8; 16]],
+    ) -> Result<Zeroizing<String>, BrokerError> {
+        if !self.0.releases.has_room() {
+            return Err(BrokerError::AuditUnavailable);
+        }
+        let mut record = self.begin_audit(BrokerOperation::DeliverPlaylist, ctx)?;
+        let result = async {
+            let admitted = self.admit(ctx, &tokens, &mut record).await?;
+            let videos = self.videos_of_kids(kids).await?;
+            if let [only] = &videos[..] {
+                record.video_id = Some(only.clone());
+            }
+            if videos.is_empty() {
+                return Err(BrokerError::UnknownKid);
+            }
+            for video_id in &videos {
+                self.check_video(&admitted.claims, video_id)?;
+            }
+            Ok(self.written_token(&admitted, &tokens, videos))
+        }
+        .await;
+        self.record_outcome(record, &result);
+        result
     }
 
     /// The same grant (viewer, token id, issue time) for just these videos,
