@@ -13,7 +13,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use common::brokers::BrokerSetup;
-use common::media::ffmpeg;
+use common::media::{browser_dir, ffmpeg, play};
 use serde_json::json;
 
 fn packager() -> PathBuf {
@@ -42,6 +42,54 @@ fn source(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(status.success());
     out
+}
+
+/// `vodkms datakey --kid auto --shaka-packager` for `video`, as the
+/// transcoder: the packager's `--keys` argument (stdout) and the
+/// registration it printed without the key (stderr).
+fn shaka_keys(b: &BrokerSetup, video: &str) -> (String, serde_json::Value) {
+    let out = Command::new(common::BIN)
+        .args(["datakey", "--key", "alias/vod", "--video-id", video])
+        .args(["--kid", "auto", "--shaka-packager"])
+        .env("VODKMS_TOKEN", &b.kms.generator)
+        .env("VODKMS_KMS_URL", &b.kms.kms.url)
+        .env("VODKMS_BROKER_URL", &b.broker.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys_arg = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let registered = serde_json::from_slice(&out.stderr).unwrap();
+    (keys_arg, registered)
+}
+
+/// Shaka Packager: `src` as CMAF (video and audio, `v/` and `a/`) into
+/// `dir`, encrypted with `keys_arg` under `scheme`, plus `outputs`.
+fn shaka_package(src: &Path, dir: &Path, keys_arg: &str, scheme: &str, outputs: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new(packager())
+        .current_dir(dir)
+        .arg(format!(
+            "in={},stream=video,init_segment=v/init.mp4,segment_template=v/$Number$.m4s",
+            src.display()
+        ))
+        .arg(format!(
+            "in={},stream=audio,init_segment=a/init.mp4,segment_template=a/$Number$.m4s",
+            src.display()
+        ))
+        .args(["--enable_raw_key_encryption", "--keys", keys_arg])
+        .args(["--protection_scheme", scheme, "--clear_lead", "0"])
+        .args(outputs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{scheme}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Video frames as `framemd5` lines (timestamps and all), decrypting with
@@ -78,52 +126,28 @@ async fn shaka_packager_cmaf_with_vodkms_keys_decrypts_with_the_licence_key() {
     for scheme in ["cenc", "cbcs"] {
         // A data key, registered at the broker under a fresh KID, as the
         // packager's --keys argument.
-        let out = Command::new(common::BIN)
-            .args(["datakey", "--key", "alias/vod", "--video-id", "film-c"])
-            .args(["--kid", "auto", "--shaka-packager"])
-            .env("VODKMS_TOKEN", &b.kms.generator)
-            .env("VODKMS_KMS_URL", &b.kms.kms.url)
-            .env("VODKMS_BROKER_URL", &b.broker.url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let keys_arg = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let (keys_arg, registered) = shaka_keys(&b, "film-c");
         let fields: Vec<&str> = keys_arg.split(':').collect();
         assert_eq!(fields.len(), 3, "{keys_arg}");
         let kid = fields[1].strip_prefix("key_id=").unwrap().to_owned();
         let key = fields[2].strip_prefix("key=").unwrap().to_owned();
         assert_eq!((kid.len(), key.len()), (32, 32));
-        let registered: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
         assert_eq!(registered["Kid"], kid.as_str());
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(&key));
+        assert!(!registered.to_string().contains(&key));
 
         // Shaka Packager: CMAF, DASH and HLS at once.
         let pkg = dir.path().join(scheme);
-        std::fs::create_dir_all(&pkg).unwrap();
-        let status = Command::new(packager())
-            .current_dir(&pkg)
-            .arg(format!(
-                "in={},stream=video,init_segment=v/init.mp4,segment_template=v/$Number$.m4s",
-                src.display()
-            ))
-            .arg(format!(
-                "in={},stream=audio,init_segment=a/init.mp4,segment_template=a/$Number$.m4s",
-                src.display()
-            ))
-            .args(["--enable_raw_key_encryption", "--keys", &keys_arg])
-            .args(["--protection_scheme", scheme, "--clear_lead", "0"])
-            .args(["--mpd_output", "manifest.mpd"])
-            .args(["--hls_master_playlist_output", "master.m3u8"])
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{scheme}: {}",
-            String::from_utf8_lossy(&status.stderr)
+        shaka_package(
+            &src,
+            &pkg,
+            &keys_arg,
+            scheme,
+            &[
+                "--mpd_output",
+                "manifest.mpd",
+                "--hls_master_playlist_output",
+                "master.m3u8",
+            ],
         );
         let mpd = std::fs::read_to_string(pkg.join("manifest.mpd")).unwrap();
         let dashed = format!(
@@ -182,26 +206,6 @@ async fn shaka_packager_cmaf_with_vodkms_keys_decrypts_with_the_licence_key() {
     }
 }
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// Opens `url` in headless Chromium (tests/browser/play.mjs); the page's result.
-fn play(url: &str) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg(browser_dir().join("play.mjs"))
-        .arg(url)
-        .output()
-        .expect("node: scripts/test installs Node packages and Chromium");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
 /// Shaka Player and dash.js in Chromium play Shaka Packager's `cenc` DASH with the
 /// broker's Clear Key licence for an entitled viewer, and reports a DRM
 /// error (category 6) without a token, with another video's, and revoked.
@@ -217,41 +221,13 @@ async fn shaka_player_and_dash_js_play_clear_key_dash_only_for_entitled_viewers(
     ])
     .await;
     let src = source(dir.path());
-    let out = Command::new(common::BIN)
-        .args(["datakey", "--key", "alias/vod", "--video-id", "film-d"])
-        .args(["--kid", "auto", "--shaka-packager"])
-        .env("VODKMS_TOKEN", &b.kms.generator)
-        .env("VODKMS_KMS_URL", &b.kms.kms.url)
-        .env("VODKMS_BROKER_URL", &b.broker.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys_arg = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let pkg = web.join("film-d");
-    std::fs::create_dir_all(&pkg).unwrap();
-    let packaged = Command::new(packager())
-        .current_dir(&pkg)
-        .arg(format!(
-            "in={},stream=video,init_segment=v/init.mp4,segment_template=v/$Number$.m4s",
-            src.display()
-        ))
-        .arg(format!(
-            "in={},stream=audio,init_segment=a/init.mp4,segment_template=a/$Number$.m4s",
-            src.display()
-        ))
-        .args(["--enable_raw_key_encryption", "--keys", &keys_arg])
-        .args(["--protection_scheme", "cenc", "--clear_lead", "0"])
-        .args(["--generate_static_live_mpd", "--mpd_output", "manifest.mpd"])
-        .output()
-        .unwrap();
-    assert!(
-        packaged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&packaged.stderr)
+    let (keys_arg, _) = shaka_keys(&b, "film-d");
+    shaka_package(
+        &src,
+        &web.join("film-d"),
+        &keys_arg,
+        "cenc",
+        &["--generate_static_live_mpd", "--mpd_output", "manifest.mpd"],
     );
     std::fs::copy(browser_dir().join("shaka.html"), web.join("shaka.html")).unwrap();
     std::fs::copy(

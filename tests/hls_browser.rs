@@ -8,32 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::brokers::BrokerSetup;
-use common::media::{hls_encrypt, make_fmp4_source, make_source};
-use serde_json::{json, Value};
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// Opens `url` in headless Chromium; the page's result.
-fn play(url: &str) -> Value {
-    let out = Command::new("node")
-        .arg(browser_dir().join("play.mjs"))
-        .arg(url)
-        .output()
-        .expect("node: scripts/test installs Node packages and Chromium");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
+use common::media::{browser_dir, hls_encrypt, make_fmp4_source, make_source, play};
+use serde_json::json;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

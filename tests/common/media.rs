@@ -24,6 +24,26 @@ fn run(mut cmd: Command, what: &str) -> Output {
 /// `seconds` of test video (testsrc + a sine tone, H.264 + AAC) as unencrypted
 /// HLS in `dir`, 1 s MPEG-TS segments: what a transcoder hands over.
 pub fn make_source(dir: &Path, seconds: u32) -> PathBuf {
+    make_hls(dir, seconds, &[], "seg%03d.ts")
+}
+
+/// The same source as fMP4 HLS (`-hls_segment_type fmp4`: an EXT-X-MAP
+/// initialization section `init.mp4` and `.m4s` segments).
+pub fn make_fmp4_source(dir: &Path, seconds: u32) -> PathBuf {
+    make_hls(
+        dir,
+        seconds,
+        &[
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+        ],
+        "seg%03d.m4s",
+    )
+}
+
+fn make_hls(dir: &Path, seconds: u32, hls_args: &[&str], segments: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let playlist = dir.join("index.m3u8");
     let mut cmd = ffmpeg();
@@ -34,8 +54,9 @@ pub fn make_source(dir: &Path, seconds: u32) -> PathBuf {
             "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
         ])
         .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .args(hls_args)
         .arg("-hls_segment_filename")
-        .arg(dir.join("seg%03d.ts"))
+        .arg(dir.join(segments))
         .arg(&playlist);
     let out = run(cmd, "ffmpeg (making the source)");
     assert!(
@@ -46,35 +67,26 @@ pub fn make_source(dir: &Path, seconds: u32) -> PathBuf {
     playlist
 }
 
-/// The same source as fMP4 HLS (`-hls_segment_type fmp4`: an EXT-X-MAP
-/// initialization section `init.mp4` and `.m4s` segments).
-pub fn make_fmp4_source(dir: &Path, seconds: u32) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let playlist = dir.join("index.m3u8");
-    let mut cmd = ffmpeg();
-    cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        ])
-        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
-        .args([
-            "-hls_segment_type",
-            "fmp4",
-            "-hls_fmp4_init_filename",
-            "init.mp4",
-        ])
-        .arg("-hls_segment_filename")
-        .arg(dir.join("seg%03d.m4s"))
-        .arg(&playlist);
-    let out = run(cmd, "ffmpeg (making the fMP4 source)");
+/// Opens `url` in headless Chromium (tests/browser/play.mjs, playwright-core)
+/// and returns the page's `window.__result`.
+pub fn play(url: &str) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(browser_dir().join("play.mjs"))
+        .arg(url)
+        .output()
+        .expect("node: scripts/test installs Node packages and Chromium");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "ffmpeg: {}",
+        "play.mjs failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    playlist
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The browser tests' folder: pages, play.mjs and the npm packages.
+pub fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
 /// Decoded frames of every stream of `input` as `(stream, size, md5)`,
