@@ -357,3 +357,81 @@ async fn shaka_player_and_dash_js_play_clear_key_dash_only_for_entitled_viewers(
         )
         .await;
 }
+
+/// hls.js in Chromium plays Shaka Packager's CENC HLS (`cbcs` and `cenc`)
+/// with EME Clear Key from the broker's `/v1/hls/clearkey/` variant (key
+/// tags as `org.w3.clearkey`), and fails without an entitled licence token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_clear_key_hls_from_the_clearkey_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let b = BrokerSetup::with_env(&[
+        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
+        ("VODKMS_ORIGIN_DIR", web.to_str().unwrap()),
+    ])
+    .await;
+    let src = source(dir.path());
+    std::fs::copy(
+        browser_dir().join("node_modules/hls.js/dist/hls.min.js"),
+        web.join("hls.min.js"),
+    )
+    .unwrap();
+    std::fs::copy(
+        browser_dir().join("hlsjs-clearkey.html"),
+        web.join("hlsjs-clearkey.html"),
+    )
+    .unwrap();
+    let page = format!("{}/web/hlsjs-clearkey.html", b.broker.url);
+    let token = b.token("hana", &["film-h"]).await;
+    let licence = common::brokers::q(&format!("/v1/clearkey/license?token={token}"));
+    for scheme in ["cbcs", "cenc"] {
+        let (keys_arg, _) = shaka_keys(&b, "film-h");
+        shaka_package(
+            &src,
+            &web.join(format!("film-h-{scheme}")),
+            &keys_arg,
+            scheme,
+            &["--hls_master_playlist_output", "master.m3u8"],
+        );
+        let master = format!("film-h-{scheme}/master.m3u8?token={token}");
+        // The variant rewrites the identity tags; the packaged playlist has them.
+        let (status, _, body) = b
+            .fetch(
+                &format!("/v1/hls/clearkey/film-h-{scheme}/stream_0.m3u8?token={token}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("KEYFORMAT=\"org.w3.clearkey\""), "{text}");
+        assert!(!text.contains("KEYFORMAT=\"identity\""), "{text}");
+
+        let got = play(&format!(
+            "{page}?src={}&license={licence}",
+            common::brokers::q(&format!("/v1/hls/clearkey/{master}"))
+        ));
+        assert_eq!(
+            got["ok"],
+            true,
+            "hls.js {scheme}: {got}\n{}",
+            b.broker
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("route="))
+                .map(|l| l.split("route=").nth(1).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let other = b.token("hana", &["film-x"]).await;
+    let got = play(&format!(
+        "{page}?src={}&license={}",
+        common::brokers::q(&format!(
+            "/v1/hls/clearkey/film-h-cenc/master.m3u8?token={token}"
+        )),
+        common::brokers::q(&format!("/v1/clearkey/license?token={other}"))
+    ));
+    assert_eq!(got["ok"], false, "another video's licence token: {got}");
+}

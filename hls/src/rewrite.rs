@@ -160,6 +160,27 @@ impl Default for TokenTargets {
     }
 }
 
+/// A CENC playlist as hls.js needs it for EME Clear Key: every key tag with
+/// `KEYFORMAT="identity"` and a `data:` URI (the KID, as Shaka Packager
+/// writes it) becomes `KEYFORMAT="org.w3.clearkey"`. hls.js will not play
+/// `cbcs` while an `identity` tag is present, and Shaka and Safari want
+/// `identity`: hence one variant per player. Other lines stay as they are.
+pub fn clear_key_format(playlist: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() + 64);
+    for line in playlist.split_inclusive('\n') {
+        let is_key = line.starts_with("#EXT-X-KEY:") || line.starts_with("#EXT-X-SESSION-KEY:");
+        if is_key && line.contains("URI=\"data:") && line.contains("KEYFORMAT=\"identity\"") {
+            out.push_str(&line.replace(
+                "KEYFORMAT=\"identity\"",
+                "KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
+            ));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The decoded segments of a percent-encoded URL path; `None` if one is not
 /// UTF-8.
 pub fn path_segments(path: &str) -> Option<Vec<String>> {
@@ -454,6 +475,21 @@ mod tests {
             #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nv0/i.m3u8?token=TOK\n\
             #EXT-X-STREAM-INF:BANDWIDTH=2\nhttps://cdn.example/v1/i.m3u8\n"
         );
+    }
+
+    #[test]
+    fn clear_key_variant_of_identity_tags() {
+        let text = "#EXTM3U\n#EXT-X-MAP:URI=\"v/init.mp4\"\n\
+            #EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",KEYFORMAT=\"identity\"\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"https://b/v1/hls/key?vid=v\",KEYFORMAT=\"identity\"\n\
+            #EXTINF:4,\nv/1.m4s\n";
+        let out = clear_key_format(text);
+        assert!(out.contains(
+            "URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"\n"
+        ));
+        // Not a data: URI (an AES-128 key endpoint): unchanged.
+        assert!(out.contains("URI=\"https://b/v1/hls/key?vid=v\",KEYFORMAT=\"identity\"\n"));
+        assert_eq!(out.matches("org.w3.clearkey").count(), 1);
     }
 
     #[test]

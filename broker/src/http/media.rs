@@ -104,8 +104,17 @@ pub async fn web_file(
     Ok(response)
 }
 
+/// How a CENC playlist's key tags are served: as packaged (`identity`, for
+/// Shaka and Safari), or as hls.js needs them (`org.w3.clearkey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyTags {
+    AsPackaged,
+    ClearKey,
+}
+
 /// `GET /v1/hls/playlist/{path}`: `DIR/path` rewritten for the viewer if it
-/// is a playlist (`.m3u8`), else a segment file as it is.
+/// is a playlist (`.m3u8`) or a DASH manifest (`.mpd`), else a segment file
+/// as it is.
 pub async fn origin_file(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
@@ -113,6 +122,41 @@ pub async fn origin_file(
     RawQuery(raw): RawQuery,
     PlaybackTokens(from_headers): PlaybackTokens,
     request: Request,
+) -> ApiResult<Response> {
+    serve_origin(
+        s,
+        ctx,
+        path,
+        raw,
+        from_headers,
+        request,
+        KeyTags::AsPackaged,
+    )
+    .await
+}
+
+/// `GET /v1/hls/clearkey/{path}`: the same files, CENC playlists with
+/// `KEYFORMAT="org.w3.clearkey"` key tags (hls.js with EME Clear Key).
+/// Relative URIs stay under this path, so the media playlists are too.
+pub async fn origin_file_clear_key(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(path): Path<String>,
+    RawQuery(raw): RawQuery,
+    PlaybackTokens(from_headers): PlaybackTokens,
+    request: Request,
+) -> ApiResult<Response> {
+    serve_origin(s, ctx, path, raw, from_headers, request, KeyTags::ClearKey).await
+}
+
+async fn serve_origin(
+    s: AppState,
+    ctx: crate::service::RequestContext,
+    path: String,
+    raw: Option<String>,
+    from_headers: Vec<String>,
+    request: Request,
+    key_tags: KeyTags,
 ) -> ApiResult<Response> {
     let Some(origin) = s.origin.as_ref().map(|o| o.dir()) else {
         return Err(http_error(
@@ -142,7 +186,7 @@ pub async fn origin_file(
             .tokens()
             .chain(from_headers.into_iter().map(Cow::Owned))
             .collect();
-        return playlist(&s, &ctx, &relative, &path, tokens).await;
+        return playlist(&s, &ctx, &relative, &path, tokens, key_tags).await;
     }
     if !SEGMENT_EXTENSIONS.contains(&extension.as_str()) {
         return Err(not_found(&path));
@@ -188,6 +232,7 @@ async fn playlist(
     relative: &FsPath,
     path: &str,
     tokens: Vec<Cow<'_, str>>,
+    key_tags: KeyTags,
 ) -> ApiResult<Response> {
     let origin = s.origin.as_ref().ok_or_else(|| not_found(path))?;
     let template = origin.playlist(relative).await.map_err(|e| match e {
@@ -213,7 +258,10 @@ async fn playlist(
                 HeaderValue::from_static("private, no-store"),
             ),
         ],
-        template.render(&token),
+        match key_tags {
+            KeyTags::AsPackaged => template.render(&token),
+            KeyTags::ClearKey => hls::rewrite::clear_key_format(&template.render(&token)),
+        },
     )
         .into_response())
 }

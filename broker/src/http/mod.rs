@@ -182,7 +182,11 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
                 .delete(h::lift_revocation),
         )
         .route("/v1/audit", get(h::audit))
-        .route("/v1/hls/playlist/{*path}", get(media::origin_file));
+        .route("/v1/hls/playlist/{*path}", get(media::origin_file))
+        .route(
+            "/v1/hls/clearkey/{*path}",
+            get(media::origin_file_clear_key),
+        );
     if web_dir.is_some() {
         // Our own handler, not ServeDir: no redirects (ServeDir's trailing
         // slash one turned `/web///x` into `//x/`), no hidden or key files,
@@ -266,6 +270,15 @@ pub fn document() -> serde_json::Value {
             "GET",
             "/v1/hls/playlist/{*path}",
             "A playlist of the origin folder with a fresh token in its key URIs, or a segment",
+            Auth::Playback,
+            None,
+            Answer::Bytes(200, "application/vnd.apple.mpegurl"),
+        )
+        .with_query(TOKEN_QUERY),
+        Op::new(
+            "GET",
+            "/v1/hls/clearkey/{*path}",
+            "The same as /v1/hls/playlist, CENC key tags as KEYFORMAT=\"org.w3.clearkey\" (hls.js with EME Clear Key)",
             Auth::Playback,
             None,
             Answer::Bytes(200, "application/vnd.apple.mpegurl"),
