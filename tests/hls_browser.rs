@@ -22,17 +22,18 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_in_chromium_plays_only_with_a_token() {
+/// A broker with `DIR/origin` and `DIR/web`; `source` encrypted by `vodkms
+/// hls encrypt` (a key every 2 segments) as `video` into the origin; the
+/// test page, hls.js and the published (token-free) copy into the web folder.
+async fn published(dir: &Path, video: &str, source: std::path::PathBuf) -> BrokerSetup {
     let hls_js = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
     assert!(
         hls_js.exists(),
         "{} is missing: run the tests through scripts/test (it runs npm ci)",
         hls_js.display()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let origin = dir.path().join("origin");
-    let web = dir.path().join("web");
+    let origin = dir.join("origin");
+    let web = dir.join("web");
     std::fs::create_dir_all(&origin).unwrap();
     std::fs::create_dir_all(&web).unwrap();
     let b = BrokerSetup::with_env(&[
@@ -40,25 +41,34 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
         ("VODKMS_WEB_DIR", web.to_str().unwrap()),
     ])
     .await;
-
-    let source = make_source(&dir.path().join("src"), 6);
     let out = hls_encrypt(
         &b,
         "alias/vod",
-        "film-w",
+        video,
         &["--rekey-every", "2"],
         source.to_str().unwrap(),
-        origin.join("film-w").to_str().unwrap(),
+        origin.join(video).to_str().unwrap(),
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The page, hls.js, and the published (token-free) playlist and segments.
     std::fs::copy(browser_dir().join("player.html"), web.join("player.html")).unwrap();
     std::fs::copy(&hls_js, web.join("hls.min.js")).unwrap();
-    copy_dir(&origin.join("film-w"), &web.join("film-w"));
+    copy_dir(&origin.join(video), &web.join(video));
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_in_chromium_plays_only_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = published(
+        dir.path(),
+        "film-w",
+        make_source(&dir.path().join("src"), 6),
+    )
+    .await;
 
     let r = b
         .api
@@ -130,34 +140,13 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
 /// key load error without a token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_js_plays_aes_128_over_fmp4() {
-    let hls_js = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
     let dir = tempfile::tempdir().unwrap();
-    let origin = dir.path().join("origin");
-    let web = dir.path().join("web");
-    std::fs::create_dir_all(&origin).unwrap();
-    std::fs::create_dir_all(&web).unwrap();
-    let b = BrokerSetup::with_env(&[
-        ("VODKMS_ORIGIN_DIR", origin.to_str().unwrap()),
-        ("VODKMS_WEB_DIR", web.to_str().unwrap()),
-    ])
-    .await;
-    let source = make_fmp4_source(&dir.path().join("src"), 5);
-    let out = hls_encrypt(
-        &b,
-        "alias/vod",
+    let b = published(
+        dir.path(),
         "film-m",
-        &["--rekey-every", "2"],
-        source.to_str().unwrap(),
-        origin.join("film-m").to_str().unwrap(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::copy(browser_dir().join("player.html"), web.join("player.html")).unwrap();
-    std::fs::copy(&hls_js, web.join("hls.min.js")).unwrap();
-    copy_dir(&origin.join("film-m"), &web.join("film-m"));
+        make_fmp4_source(&dir.path().join("src"), 5),
+    )
+    .await;
     let page = format!("{}/web/player.html", b.broker.url);
 
     let token = b.token("mira", &["film-m"]).await;

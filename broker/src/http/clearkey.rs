@@ -63,13 +63,9 @@ pub struct VideoQuery {
     pub video_id: Option<String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn info(k: ContentKeyRecord) -> ContentKeyInfo {
     ContentKeyInfo {
-        kid: hex(&k.kid),
+        kid: hls::cipher::hex(&k.kid),
         video_id: k.video_id,
         ciphertext_blob: k.ciphertext_blob,
         client_id: k.client_id,

@@ -82,7 +82,7 @@ impl Broker {
     ) -> Result<ContentKeyRecord, BrokerError> {
         let mut record = self.begin_audit(BrokerOperation::RegisterContentKey, ctx)?;
         record.client_id = Some(client.0.client_id);
-        record.detail = Some(serde_json::json!({ "Kid": hex(&kid) }));
+        record.detail = Some(serde_json::json!({ "Kid": hls::cipher::hex(&kid) }));
         let result = async {
             let generate = client.0.roles.iter().any(|r| r == "generate");
             if !generate && client.require_admin().is_err() {
@@ -242,10 +242,6 @@ impl Broker {
         }
         Ok(Licence { keys })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::{audited_operation, context_from, secret_json, Answer, DoorState, Incoming, Refusal};
+use super::{
+    audited_operation, context_from, plain, secret_json, Answer, DoorState, Incoming, Refusal,
+};
 use crate::crypto::{DataKeySpec, EncryptionContext, SecretBytes};
 use crate::model::KeyState;
 use crate::service::{Caller, DataKeyRequest, KeyView, KmsError, NewKeyRequest, RequestContext};
@@ -287,13 +289,6 @@ async fn handle_inner(state: &DoorState, ctx: &mut RequestContext, req: &Incomin
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn plain(v: Value) -> (Map<String, Value>, Option<SecretBytes>) {
-    match v {
-        Value::Object(m) => (m, None),
-        _ => (Map::new(), None),
-    }
 }
 
 /// ISO 8601 in UTC, seconds, as Alibaba Cloud writes dates.

@@ -101,13 +101,9 @@ fn answer<T: Serialize>(body: &T, ctx: &RequestContext) -> Response {
 }
 
 pub(super) async fn handle(state: &DoorState, mut ctx: RequestContext, req: Incoming) -> Response {
-    let result = handle_inner(state, &mut ctx, &req).await;
-    match result {
-        Ok(resp) => {
-            let mut resp = resp;
-            finish_headers(&mut resp, &ctx);
-            resp
-        }
+    // Answers get their headers in `answer`.
+    match handle_inner(state, &mut ctx, &req).await {
+        Ok(resp) => resp,
         Err(r) => render_refusal(r, &ctx),
     }
 }
@@ -209,15 +205,13 @@ impl SigningKeys {
         req: &cloudsig::Request<'_>,
         secret: &[u8],
     ) -> bool {
-        let scope = (
-            claims.date.clone(),
-            claims.region.clone(),
-            claims.service.clone(),
-        );
         let cached = {
             let keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
             keys.get(&claims.access_key_id)
-                .filter(|c| c.scope == scope)
+                .filter(|c| {
+                    let (date, region, service) = &c.scope;
+                    *date == claims.date && *region == claims.region && *service == claims.service
+                })
                 .map(|c| c.key.clone())
         };
         let key = match cached {
@@ -236,7 +230,11 @@ impl SigningKeys {
                 keys.insert(
                     claims.access_key_id.clone(),
                     CachedSigningKey {
-                        scope,
+                        scope: (
+                            claims.date.clone(),
+                            claims.region.clone(),
+                            claims.service.clone(),
+                        ),
                         key: k.clone(),
                     },
                 );
@@ -706,13 +704,13 @@ impl Call<'_> {
                     kms.disable_key(caller, ctx, &key).await
                 };
                 match result {
+                    Ok(_) => Ok(answer(&json!({}), ctx)),
                     // AWS: enabling an enabled key (or disabling a disabled one) succeeds.
-                    Ok(_) | Err(KmsError::InvalidKeyState(_))
+                    Err(KmsError::InvalidKeyState(_))
                         if self.in_state(&key, op == "EnableKey").await =>
                     {
                         Ok(answer(&json!({}), ctx))
                     }
-                    Ok(_) => Ok(answer(&json!({}), ctx)),
                     Err(e) => Err(refusal_of(e)),
                 }
             }

@@ -295,6 +295,20 @@ impl<'a> Answer<'a> {
     }
 }
 
+/// An answer of the Alibaba and Tencent doors without key material: the
+/// fields of a JSON object.
+pub(crate) fn plain(
+    v: serde_json::Value,
+) -> (
+    serde_json::Map<String, serde_json::Value>,
+    Option<crate::crypto::SecretBytes>,
+) {
+    match v {
+        serde_json::Value::Object(m) => (m, None),
+        _ => (serde_json::Map::new(), None),
+    }
+}
+
 /// A response body of JSON that may carry key material: written into a
 /// buffer that is wiped once sent.
 pub(crate) fn secret_json<T: serde::Serialize>(

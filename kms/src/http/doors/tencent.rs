@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{audited_operation, context_from, secret_json, DoorState, Incoming, Refusal};
+use super::{audited_operation, context_from, plain, secret_json, DoorState, Incoming, Refusal};
 use crate::api::Base64Secret;
 use crate::crypto::{DataKeySpec, EncryptionContext, SecretBytes};
 use crate::model::KeyState;
@@ -206,17 +206,6 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn plain(v: Value) -> (Map<String, Value>, Option<SecretBytes>) {
-    (fields(v), None)
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct KeyIdIn {
@@ -337,11 +326,11 @@ impl Call<'_> {
                     .generate_data_key(caller.clone(), ctx, req, true)
                     .await
                     .map_err(refusal_of)?;
-                let f = fields(json!({
+                let f = plain(json!({
                     "KeyId": out.key_id,
                     "CiphertextBlob": b64(out.blob.as_bytes()),
                 }));
-                Ok((f, out.plaintext))
+                Ok((f.0, out.plaintext))
             }
             "Decrypt" => {
                 let r: CiphertextIn = parse(&body)?;
@@ -360,7 +349,7 @@ impl Call<'_> {
                     )
                     .await
                     .map_err(refusal_of)?;
-                Ok((fields(json!({ "KeyId": out.key_id })), Some(out.plaintext)))
+                Ok((plain(json!({ "KeyId": out.key_id })).0, Some(out.plaintext)))
             }
             "Encrypt" => {
                 let r: EncryptIn = parse(&body)?;
@@ -422,7 +411,7 @@ impl Call<'_> {
                     )
                     .await
                     .map_err(refusal_of)?;
-                let mut f = fields(metadata(&view));
+                let (mut f, _) = plain(metadata(&view));
                 f.retain(|k, _| {
                     [
                         "KeyId",
