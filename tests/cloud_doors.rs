@@ -345,6 +345,45 @@ async fn expired_replayed_and_garbage_requests_are_refused_in_dialect() {
         r.body
     );
 
+    // A wrong signature on an Encrypt: refused without echoing the plaintext
+    // (the string to sign is shown only for requests without one).
+    let r = s
+        .api
+        .raw(alibaba_rpc(
+            &s.api,
+            (&id, "wrong-secret"),
+            "Encrypt",
+            &[("KeyId", "alias/vod"), ("Plaintext", "c2VjcmV0LXRleHQ=")],
+            "nonce-enc",
+            now,
+        ))
+        .await;
+    assert_eq!(r.body["Code"], "SignatureDoesNotMatch", "{:?}", r.body);
+    assert!(
+        !r.body.to_string().contains("c2VjcmV0LXRleHQ"),
+        "{:?}",
+        r.body
+    );
+    let r = s
+        .api
+        .raw(alibaba_rpc(
+            &s.api,
+            (&id, "wrong-secret"),
+            "GenerateDataKey",
+            &[("KeyId", "alias/vod")],
+            "nonce-gdk",
+            now,
+        ))
+        .await;
+    assert!(
+        r.body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("string to sign is:POST&"),
+        "{:?}",
+        r.body
+    );
+
     // Garbage at POST /: always 4xx, never 5xx.
     let garbage: Vec<(&str, reqwest::RequestBuilder)> = vec![
         (

@@ -241,6 +241,11 @@ async fn handle_inner(state: &DoorState, ctx: &mut RequestContext, req: &Incomin
                 // As Alibaba Cloud words it: the classic SDK reads the string
                 // to sign after the colon to tell a wrong secret (same string)
                 // from a wrong signing method.
+                // Never when the request holds a plaintext (Encrypt): an error
+                // message carries no key material, not even the caller's own.
+                KmsError::SignatureMismatch if params.iter().any(|(k, _)| k == "Plaintext") => {
+                    refusal_of(KmsError::SignatureMismatch)
+                }
                 KmsError::SignatureMismatch => err(
                     StatusCode::BAD_REQUEST,
                     "SignatureDoesNotMatch",
