@@ -49,6 +49,11 @@ pub struct AuditLog<R> {
     wake: Notify,
     /// Batches the database refused (each retried later); for /metrics.
     failures: std::sync::atomic::AtomicU64,
+    /// One flush at a time: a batch the background writer has taken out of
+    /// the buffer is still being written when the buffer looks empty, so a
+    /// shutdown drain must wait for it, not return past it (and exit with
+    /// that batch unwritten).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl<R: Send + 'static> AuditLog<R> {
@@ -60,6 +65,7 @@ impl<R: Send + 'static> AuditLog<R> {
             batch_size: batch_size.max(1),
             failures: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -113,6 +119,7 @@ impl<R: Send + 'static> AuditLog<R> {
 
     /// Writes until the buffer is empty or the database fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
         loop {
             match self.flush_batch().await {
                 Ok(0) => return Ok(()),
@@ -245,5 +252,79 @@ impl<R: Aggregate> Aggregator<R> {
                 r
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+
+    /// A sink whose first append waits until released.
+    struct Gate {
+        entered: Notify,
+        release: Notify,
+        written: Mutex<Vec<u32>>,
+        first: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl AuditSink<u32> for Gate {
+        async fn append(&self, records: &[u32]) -> Result<(), StoreError> {
+            if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(records);
+            Ok(())
+        }
+    }
+
+    /// SIGTERM under load: the background writer has a batch out of the
+    /// buffer and in the database call when the drain starts. The drain
+    /// returns only once that batch is written too.
+    #[tokio::test]
+    async fn drain_waits_for_the_batch_the_writer_holds() {
+        let gate = Arc::new(Gate {
+            entered: Notify::new(),
+            release: Notify::new(),
+            written: Mutex::new(Vec::new()),
+            first: true.into(),
+        });
+        let log = Arc::new(AuditLog::new(gate.clone(), 100, 10));
+        for i in 0..3 {
+            log.record(i);
+        }
+        let writer = tokio::spawn({
+            let log = log.clone();
+            async move { log.flush().await }
+        });
+        gate.entered.notified().await;
+        assert_eq!(log.buffered(), 0, "the writer holds the batch");
+        log.record(3);
+        let drain = tokio::spawn({
+            let log = log.clone();
+            async move {
+                log.drain(std::time::Instant::now() + Duration::from_secs(5))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !drain.is_finished(),
+            "the drain returned past a batch in flight"
+        );
+        gate.release.notify_one();
+        assert!(drain.await.unwrap().is_ok());
+        assert!(writer.await.unwrap().is_ok());
+        let mut written = gate
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        written.sort_unstable();
+        assert_eq!(written, vec![0, 1, 2, 3]);
     }
 }
