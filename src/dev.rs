@@ -39,10 +39,11 @@ pub struct DevArgs {
 }
 
 const DEMO_VIDEO: &str = "demo";
+const DEMO_CMAF_VIDEO: &str = "demo-cmaf";
 const DEMO_VIEWER: &str = "demo";
 const CREDENTIALS: &str = "dev-credentials.json";
 const DEMO_PAGE: &str = include_str!("dev/demo.html");
-/// hls.js 1.6.19 (Apache-2.0), served with the page so it works offline.
+/// hls.js 1.7.4 (Apache-2.0), served with the page so it works offline.
 const HLS_JS: &str = include_str!("dev/hls.min.js");
 /// The unencrypted sample (scripts/make-sample), encrypted at first start.
 const SAMPLE: &[(&str, &[u8])] = &[
@@ -50,6 +51,37 @@ const SAMPLE: &[(&str, &[u8])] = &[
     ("seg0.ts", include_bytes!("dev/sample/seg0.ts")),
     ("seg1.ts", include_bytes!("dev/sample/seg1.ts")),
     ("seg2.ts", include_bytes!("dev/sample/seg2.ts")),
+];
+/// The CMAF sample (scripts/make-sample): Shaka Packager's CENC `cenc` HLS
+/// and DASH, packaged under [`CMAF_SHIPPING_KEY`]. First start re-keys its
+/// segments under a fresh data key and registers that key's EDK.
+const CMAF_SAMPLE: &[(&str, &[u8])] = &[
+    ("master.m3u8", include_bytes!("dev/sample-cmaf/master.m3u8")),
+    (
+        "stream_0.m3u8",
+        include_bytes!("dev/sample-cmaf/stream_0.m3u8"),
+    ),
+    (
+        "stream_1.m3u8",
+        include_bytes!("dev/sample-cmaf/stream_1.m3u8"),
+    ),
+    (
+        "manifest.mpd",
+        include_bytes!("dev/sample-cmaf/manifest.mpd"),
+    ),
+    ("v/init.mp4", include_bytes!("dev/sample-cmaf/v/init.mp4")),
+    ("v/1.m4s", include_bytes!("dev/sample-cmaf/v/1.m4s")),
+    ("v/2.m4s", include_bytes!("dev/sample-cmaf/v/2.m4s")),
+    ("v/3.m4s", include_bytes!("dev/sample-cmaf/v/3.m4s")),
+    ("a/init.mp4", include_bytes!("dev/sample-cmaf/a/init.mp4")),
+    ("a/1.m4s", include_bytes!("dev/sample-cmaf/a/1.m4s")),
+    ("a/2.m4s", include_bytes!("dev/sample-cmaf/a/2.m4s")),
+    ("a/3.m4s", include_bytes!("dev/sample-cmaf/a/3.m4s")),
+];
+/// The key the CMAF sample ships under: public on purpose (it is in
+/// scripts/make-sample too). No install's sample stays under it.
+const CMAF_SHIPPING_KEY: [u8; 16] = [
+    0xcb, 0xba, 0xe9, 0xc0, 0x82, 0xb1, 0x0f, 0x77, 0x08, 0x3c, 0x80, 0xd5, 0x6f, 0xdb, 0x08, 0x08,
 ];
 
 /// What the first start made, written to `DIR/dev-credentials.json` (0600).
@@ -113,7 +145,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
 
     let credentials_path = dir.join(CREDENTIALS);
-    let (mut creds, first_start) = if credentials_path.exists() {
+    let (mut creds, cmaf_key) = if credentials_path.exists() {
         let text = std::fs::read_to_string(&credentials_path)?;
         let creds: Credentials = serde_json::from_str(&text).with_context(|| {
             format!(
@@ -121,7 +153,7 @@ pub async fn run(
                 credentials_path.display()
             )
         })?;
-        (creds, false)
+        (creds, None)
     } else if store.any_active_admin().await? {
         bail!(
             "{} has data but no {CREDENTIALS}: an earlier first start did not finish. \
@@ -129,7 +161,8 @@ pub async fn run(
             dir.display()
         );
     } else {
-        (provision(&kms, store, dir, addr).await?, true)
+        let (creds, cmaf_key) = provision(&kms, store, dir, addr).await?;
+        (creds, Some(cmaf_key))
     };
     if creds.url != format!("http://{addr}") {
         // The sample's key URIs are absolute: point them at the new address.
@@ -191,7 +224,8 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { serving.await });
-    if first_start {
+    if let Some(cmaf_key) = cmaf_key {
+        register_content_key(addr, &creds, &cmaf_key).await?;
         create_demo_viewer(addr, &creds).await?;
         write_private(
             &credentials_path,
@@ -211,14 +245,21 @@ pub async fn run(
     Ok(())
 }
 
+/// The CMAF sample's content key, registered with the broker once it answers.
+struct ContentKey {
+    kid: [u8; 16],
+    ciphertext_blob: String,
+}
+
 /// The first start: a master key, clients, a token secret, the encrypted
-/// sample. The demo viewer is made once the broker answers.
+/// samples. The CMAF sample's key is registered, and the demo viewer made,
+/// once the broker answers.
 async fn provision(
     kms: &Kms,
     store: Arc<dyn Store>,
     dir: &Path,
     addr: SocketAddr,
-) -> Result<Credentials> {
+) -> Result<(Credentials, ContentKey)> {
     let ctx = RequestContext::new("dev-first-start");
     let admin = bootstrap_admin(store, &SystemClock, "dev-admin".into(), false).await?;
     let caller = kms.authenticate(Some(&admin.token)).await?;
@@ -280,11 +321,14 @@ async fn provision(
         &sample.join("index.m3u8"),
         &dir.join("origin").join(DEMO_VIDEO),
         &options,
-        keys,
+        keys.clone(),
         &mut |_| true,
     )
     .await
     .map_err(|e| anyhow::anyhow!("encrypting the sample: {e}"))?;
+    let cmaf_key = rekey_cmaf_sample(keys.as_ref(), &dir.join("origin").join(DEMO_CMAF_VIDEO))
+        .await
+        .context("re-keying the CMAF sample")?;
 
     let mut creds = Credentials {
         url: String::new(),
@@ -304,7 +348,41 @@ async fn provision(
         demo_playlist_url: String::new(),
     };
     creds.set_urls(addr);
-    Ok(creds)
+    Ok((creds, cmaf_key))
+}
+
+/// Writes the CMAF sample to `out` under a fresh data key for its video:
+/// each media segment is re-keyed from the shipping key (hls::cenc), the
+/// playlists, manifest and init segments are copied as they are.
+async fn rekey_cmaf_sample(keys: &dyn DataKeySource, out: &Path) -> Result<ContentKey> {
+    let data_key = keys
+        .data_key(DEMO_CMAF_VIDEO)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut kid = None;
+    for (name, bytes) in CMAF_SAMPLE {
+        let path = out.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut bytes = bytes.to_vec();
+        if name.ends_with(".m4s") {
+            let (folder, _) = name.split_once('/').unwrap_or_default();
+            let init = CMAF_SAMPLE
+                .iter()
+                .find(|(n, _)| *n == format!("{folder}/init.mp4"))
+                .map(|(_, b)| *b)
+                .context("the sample's init segment")?;
+            let tracks = hls::cenc::track_encryption(init)?;
+            kid = tracks.first().map(|t| t.kid);
+            hls::cenc::rekey_segment(&mut bytes, &tracks, &CMAF_SHIPPING_KEY, &data_key.key)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    Ok(ContentKey {
+        kid: kid.context("the CMAF sample has no media segment")?,
+        ciphertext_blob: data_key.ciphertext_blob,
+    })
 }
 
 /// Data keys straight from the in-process KMS (as the transcoder client).
@@ -366,30 +444,51 @@ async fn start_broker(
 /// Through the broker's API, as an admin would (the broker checks the admin
 /// token with the KMS, which is this process).
 async fn create_demo_viewer(addr: SocketAddr, creds: &Credentials) -> Result<()> {
-    let url = format!("http://{addr}/v1/viewers");
     let body = serde_json::json!({
         "Username": creds.viewer_username,
         "Password": creds.viewer_password,
-        "Entitlements": [creds.demo_video_id],
+        "Entitlements": [creds.demo_video_id, DEMO_CMAF_VIDEO],
     });
+    post_to_self(addr, "/v1/viewers", &creds.admin_token, &body)
+        .await
+        .context("creating the demo viewer")
+}
+
+/// The CMAF sample's KID and EDK, as a transcoder registers them.
+async fn register_content_key(
+    addr: SocketAddr,
+    creds: &Credentials,
+    key: &ContentKey,
+) -> Result<()> {
+    let body = serde_json::json!({
+        "VideoId": DEMO_CMAF_VIDEO,
+        "Kid": hls::cipher::hex(&key.kid),
+        "CiphertextBlob": key.ciphertext_blob,
+    });
+    post_to_self(addr, "/v1/content-keys", &creds.transcoder_token, &body)
+        .await
+        .context("registering the CMAF sample's content key")
+}
+
+/// POSTs to this process once it answers (for up to 5 s).
+async fn post_to_self(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let url = format!("http://{addr}{path}");
     let client = reqwest::Client::new();
-    let admin = creds.admin_token.clone();
     let mut last = String::new();
     for _ in 0..50 {
-        match client
-            .post(&url)
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-        {
+        match client.post(&url).bearer_auth(token).json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("creating the demo viewer failed: {last}")
+    bail!("{last}")
 }
 
 async fn demo_page() -> impl axum::response::IntoResponse {
@@ -450,6 +549,8 @@ fn print_first_start(c: &Credentials, path: &Path) {
     export GEN={gen}
 
   The encrypted sample video is "{video}": {playlist}
+  Its CMAF copy with Clear Key is "{cmaf}": {url}/v1/hls/playlist/{cmaf}/master.m3u8 (Shaka),
+  {url}/v1/hls/clearkey/{cmaf}/master.m3u8 (hls.js), {url}/v1/hls/playlist/{cmaf}/manifest.mpd (DASH)
 {sdks}
   Everything above is also in {file} (mode 0600). Ctrl-C stops; data stays in {dir}.
 "#,
@@ -464,6 +565,7 @@ fn print_first_start(c: &Credentials, path: &Path) {
         gen = c.transcoder_token,
         video = c.demo_video_id,
         playlist = c.demo_playlist_url,
+        cmaf = DEMO_CMAF_VIDEO,
         file = path.display(),
         dir = path
             .parent()

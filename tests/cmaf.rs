@@ -13,7 +13,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use common::brokers::BrokerSetup;
-use common::media::{browser_dir, ffmpeg, play};
+use common::media::{browser_dir, ffmpeg, play, video_frames};
 use serde_json::json;
 
 fn packager() -> PathBuf {
@@ -90,29 +90,6 @@ fn shaka_package(src: &Path, dir: &Path, keys_arg: &str, scheme: &str, outputs: 
         "{scheme}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Video frames as `framemd5` lines (timestamps and all), decrypting with
-/// `key` (hex) when given.
-fn video_frames(input: &Path, key: Option<&str>) -> Result<Vec<String>, String> {
-    let mut cmd = ffmpeg();
-    if let Some(k) = key {
-        cmd.args(["-decryption_key", k]);
-    }
-    let out = cmd
-        .arg("-i")
-        .arg(input)
-        .args(["-map", "0:v", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +180,37 @@ async fn shaka_packager_cmaf_with_vodkms_keys_decrypts_with_the_licence_key() {
             );
             assert_ne!(video_frames(&whole, None).ok(), Some(reference.clone()));
         }
+
+        // hls::cenc re-keys the packaged segments (how `vodkms dev` puts its
+        // shipped sample under a fresh key): ffmpeg decodes them with the
+        // new key only. cbcs it refuses.
+        let init = std::fs::read(pkg.join("v/init.mp4")).unwrap();
+        let tracks = match hls::cenc::track_encryption(&init) {
+            Ok(tracks) => tracks,
+            Err(e) => {
+                assert_eq!(scheme, "cbcs", "{e}");
+                assert!(e.to_string().contains("only \"cenc\""), "{e}");
+                continue;
+            }
+        };
+        assert_eq!(hex::encode(tracks[0].kid), kid);
+        let (old, new): ([u8; 16], [u8; 16]) = (k.as_slice().try_into().unwrap(), rand::random());
+        let mut rekeyed = init;
+        for i in 1..n {
+            let mut seg = std::fs::read(pkg.join(format!("v/{i}.m4s"))).unwrap();
+            hls::cenc::rekey_segment(&mut seg, &tracks, &old, &new).unwrap();
+            rekeyed.extend(seg);
+        }
+        std::fs::write(&whole, rekeyed).unwrap();
+        assert_eq!(
+            video_frames(&whole, Some(&hex::encode(new))).unwrap(),
+            reference,
+            "re-keyed"
+        );
+        assert_ne!(
+            video_frames(&whole, Some(&hex::encode(old))).ok(),
+            Some(reference.clone())
+        );
     }
 }
 
@@ -358,11 +366,13 @@ async fn shaka_player_and_dash_js_play_clear_key_dash_only_for_entitled_viewers(
         .await;
 }
 
-/// hls.js in Chromium plays Shaka Packager's CENC HLS (`cbcs` and `cenc`)
-/// with EME Clear Key from the broker's `/v1/hls/clearkey/` variant (key
-/// tags as `org.w3.clearkey`), and fails without an entitled licence token.
+/// Shaka Packager's CENC HLS (`cbcs` and `cenc`) in Chromium: hls.js plays
+/// it with EME Clear Key from the broker's `/v1/hls/clearkey/` variant (key
+/// tags as `org.w3.clearkey`), Shaka Player from `/v1/hls/playlist/` (key
+/// tags as `identity`, their URI the raw key by KID with the viewer's
+/// token). Both fail for a viewer entitled to another video.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_plays_clear_key_hls_from_the_clearkey_variant() {
+async fn hls_js_and_shaka_player_play_clear_key_hls() {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web");
     std::fs::create_dir_all(&web).unwrap();
@@ -382,7 +392,14 @@ async fn hls_js_plays_clear_key_hls_from_the_clearkey_variant() {
         web.join("hlsjs-clearkey.html"),
     )
     .unwrap();
+    std::fs::copy(browser_dir().join("shaka.html"), web.join("shaka.html")).unwrap();
+    std::fs::copy(
+        browser_dir().join("node_modules/shaka-player/dist/shaka-player.compiled.js"),
+        web.join("shaka-player.compiled.js"),
+    )
+    .unwrap();
     let page = format!("{}/web/hlsjs-clearkey.html", b.broker.url);
+    let shaka_page = format!("{}/web/shaka.html", b.broker.url);
     let token = b.token("hana", &["film-h"]).await;
     let licence = common::brokers::q(&format!("/v1/clearkey/license?token={token}"));
     for scheme in ["cbcs", "cenc"] {
@@ -424,8 +441,37 @@ async fn hls_js_plays_clear_key_hls_from_the_clearkey_variant() {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+
+        // As packaged, for Shaka: identity tags naming the broker's key by KID.
+        let (status, _, body) = b
+            .fetch(
+                &format!("/v1/hls/playlist/film-h-{scheme}/stream_0.m3u8?token={token}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("KEYFORMAT=\"identity\""), "{text}");
+        assert!(text.contains("/v1/clearkey/key?kid="), "{text}");
+        assert!(!text.contains("data:"), "{text}");
+        let got = play(&format!(
+            "{shaka_page}?src={}",
+            common::brokers::q(&format!("/v1/hls/playlist/{master}"))
+        ));
+        assert_eq!(got["ok"], true, "Shaka Player {scheme}: {got}");
     }
     let other = b.token("hana", &["film-x"]).await;
+    let got = play(&format!(
+        "{shaka_page}?src={}",
+        common::brokers::q(&format!(
+            "/v1/hls/playlist/film-h-cenc/master.m3u8?token={other}"
+        ))
+    ));
+    assert_eq!(
+        got["ok"], false,
+        "Shaka Player, another video's token: {got}"
+    );
     let got = play(&format!(
         "{page}?src={}&license={}",
         common::brokers::q(&format!(

@@ -39,10 +39,8 @@ fn hex16(text: &str) -> [u8; 16] {
     core::array::from_fn(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
 }
 
-/// Signs in as the demo viewer, fetches the playlist and its first key, and
-/// decrypts the first segment: it must equal the shipped sample's.
-async fn play_first_segment(url: &str, user: &str, password: &str) {
-    let http = reqwest::Client::new();
+/// The demo viewer's playback token, from `/v1/login`.
+async fn sign_in(http: &reqwest::Client, url: &str, user: &str, password: &str) -> String {
     let login = http
         .post(format!("{url}/v1/login"))
         .json(&json!({"Username": user, "Password": password}))
@@ -50,10 +48,17 @@ async fn play_first_segment(url: &str, user: &str, password: &str) {
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let token = login.json::<Value>().await.unwrap()["Token"]
+    login.json::<Value>().await.unwrap()["Token"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// Signs in as the demo viewer, fetches the playlist and its first key, and
+/// decrypts the first segment: it must equal the shipped sample's.
+async fn play_first_segment(url: &str, user: &str, password: &str) {
+    let http = reqwest::Client::new();
+    let token = sign_in(&http, url, user, password).await;
     let playlist = http
         .get(format!(
             "{url}/v1/hls/playlist/demo/index.m3u8?token={token}"
@@ -91,6 +96,62 @@ async fn play_first_segment(url: &str, user: &str, password: &str) {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dev/sample/seg0.ts"))
             .unwrap();
     assert_eq!(plain, shipped);
+}
+
+/// The video frames of a CMAF folder's `v/` track decrypted with `key`,
+/// segment by segment: ffmpeg 5.1 misreads Shaka Packager's segments
+/// joined into one file ("subsample size exceeds the packet size").
+fn cmaf_frames(folder: &Path, key: &[u8]) -> Vec<String> {
+    let init = std::fs::read(folder.join("v/init.mp4")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut frames = Vec::new();
+    for n in 1..=3 {
+        let mut joined = init.clone();
+        joined.extend(std::fs::read(folder.join(format!("v/{n}.m4s"))).unwrap());
+        let whole = work.path().join(format!("v{n}.mp4"));
+        std::fs::write(&whole, joined).unwrap();
+        frames.extend(common::media::video_frames(&whole, Some(&hex::encode(key))).unwrap());
+    }
+    frames
+}
+
+/// The CMAF sample's Clear Key licence, for the signed-in demo viewer: its
+/// key is this install's own (not the shipping key), and the re-keyed
+/// segments decode with it to the shipped sample's frames.
+async fn cmaf_licence_key_decrypts_the_rekeyed_sample(
+    url: &str,
+    data: &Path,
+    user: &str,
+    password: &str,
+) {
+    let http = reqwest::Client::new();
+    let token = sign_in(&http, url, user, password).await;
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dev/sample-cmaf");
+    let init = std::fs::read(shipped.join("v/init.mp4")).unwrap();
+    let kid = hls::cenc::track_encryption(&init).unwrap()[0].kid;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let licence: Value = http
+        .post(format!("{url}/v1/clearkey/license"))
+        .bearer_auth(&token)
+        .body(json!({"kids": [b64.encode(kid)], "type": "temporary"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = b64
+        .decode(
+            licence["keys"][0]["k"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{licence}")),
+        )
+        .unwrap();
+    let shipping_key = hex::decode("cbbae9c082b10f77083c80d56fdb0808").unwrap();
+    assert_ne!(key, shipping_key, "the sample still has the shipping key");
+    let reference = cmaf_frames(&shipped, &shipping_key);
+    assert!(reference.len() >= 100, "{}", reference.len());
+    assert_eq!(cmaf_frames(&data.join("origin/demo-cmaf"), &key), reference);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,6 +202,7 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
 
     // The demo key through the broker, as the printed viewer; a wrong password is refused.
     play_first_segment(&url, user, password).await;
+    cmaf_licence_key_decrypts_the_rekeyed_sample(&url, &data, user, password).await;
     let api = common::Api::new(&url);
     let wrong = api
         .raw(
@@ -162,19 +224,30 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
     let keys = api.get("/kms/v1/keys", admin).await;
     assert_eq!(keys.ok()["Keys"][0]["Aliases"], json!(["alias/demo"]));
     // Audit records are written in batches: wait for them, with a deadline.
+    // Per video: (the TS sample's, the CMAF sample's).
     let generated = || async {
-        api.get("/kms/v1/audit?Operation=GenerateDataKey&Limit=100", admin)
-            .await
-            .ok()["Records"]
-            .as_array()
-            .unwrap()
-            .len()
+        let r = api
+            .get("/kms/v1/audit?Operation=GenerateDataKey&Limit=100", admin)
+            .await;
+        let records = r.ok()["Records"].as_array().unwrap().clone();
+        let count = |video: &str| {
+            records
+                .iter()
+                .filter(|r| r["EncryptionContext"]["video_id"] == video)
+                .count()
+        };
+        (count("demo"), count("demo-cmaf"))
     };
-    common::eventually(20, "the sample's data keys audited", || async {
-        generated().await >= 3
+    common::eventually(20, "the samples' data keys audited", || async {
+        let (ts, cmaf) = generated().await;
+        ts >= 3 && cmaf >= 1
     })
     .await;
-    assert_eq!(generated().await, 3, "one data key per sample segment");
+    assert_eq!(
+        generated().await,
+        (3, 1),
+        "one data key per TS sample segment, one for the CMAF sample"
+    );
     // The transcoder's access key, printed for the cloud SDKs, signs at
     // /kms/ (AWS, with the path in the signature) and at / (Tencent).
     let (id, secret) = (
@@ -257,20 +330,14 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
         playlist_before
     );
     play_first_segment(&url, user, password).await;
+    cmaf_licence_key_decrypts_the_rekeyed_sample(&url, &data, user, password).await;
     let clients = api.get("/kms/v1/clients", admin).await;
     assert_eq!(
         clients.ok()["Clients"].as_array().unwrap().len(),
         4,
         "no new clients"
     );
-    let generated_after = api
-        .get("/kms/v1/audit?Operation=GenerateDataKey&Limit=100", admin)
-        .await
-        .ok()["Records"]
-        .as_array()
-        .unwrap()
-        .len();
-    assert_eq!(generated_after, 3, "no new data keys");
+    assert_eq!(generated().await, (3, 1), "no new data keys");
     let b64 = base64::engine::general_purpose::STANDARD;
     assert_eq!(
         b64.decode(c["TokenSecret"].as_str().unwrap())
@@ -316,6 +383,10 @@ async fn the_demo_page_plays_for_the_viewer_and_refuses_everyone_else() {
         events.contains("Token obtained") && events.contains("Key fetched"),
         "{events}"
     );
+    // Beside it, the CMAF sample with Clear Key: re-keyed at first start,
+    // its licence granted to the signed-in viewer.
+    assert_eq!(got["cmaf"]["state"], "playing", "{got}");
+    assert!(got["cmaf"]["currentTime"].as_f64().unwrap() > 2.0, "{got}");
 
     let got = demo(&page, &["signin", user, "not the password"]);
     assert_eq!(got["state"], "refused", "{got}");
@@ -336,4 +407,5 @@ async fn the_demo_page_plays_for_the_viewer_and_refuses_everyone_else() {
             .contains("refused the key (HTTP 401)"),
         "{got}"
     );
+    assert_eq!(got["cmaf"]["state"], "refused", "{got}");
 }

@@ -136,10 +136,10 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
 }
 
 /// fMP4 HLS encrypted by `vodkms hls encrypt` (the init section too): hls.js
-/// plays it through the broker's rewritten playlist past 2 s, and reports a
-/// key load error without a token.
+/// and Shaka Player play it through the broker's rewritten playlist past
+/// 2 s, and fail without a token (hls.js: a key load error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_plays_aes_128_over_fmp4() {
+async fn hls_js_and_shaka_player_play_aes_128_over_fmp4() {
     let dir = tempfile::tempdir().unwrap();
     let b = published(
         dir.path(),
@@ -160,4 +160,30 @@ async fn hls_js_plays_aes_128_over_fmp4() {
     let got = play(&format!("{page}?mode=none&src=/web/film-m/index.m3u8"));
     assert_eq!(got["ok"], false, "played without a token: {got}");
     assert_eq!(got["reason"], "keyLoadError", "{got}");
+
+    let web = dir.path().join("web");
+    std::fs::copy(browser_dir().join("shaka.html"), web.join("shaka.html")).unwrap();
+    std::fs::copy(
+        browser_dir().join("node_modules/shaka-player/dist/shaka-player.compiled.js"),
+        web.join("shaka-player.compiled.js"),
+    )
+    .unwrap();
+    let shaka = format!("{}/web/shaka.html", b.broker.url);
+    let got = play(&format!(
+        "{shaka}?src={}",
+        common::brokers::q(&format!("/v1/hls/playlist/film-m/index.m3u8?token={token}"))
+    ));
+    assert_eq!(
+        got["ok"], true,
+        "Shaka Player, fMP4 through the broker: {got}"
+    );
+    assert!(got["decodedFrames"].as_u64().unwrap() > 10, "{got}");
+    let got = play(&format!("{shaka}?src=/web/film-m/index.m3u8"));
+    assert_eq!(got["ok"], false, "Shaka Player without a token: {got}");
+    // BAD_HTTP_STATUS (network 1001) on the key URI: the key was refused.
+    assert_eq!(got["reason"], "error 1/1001", "{got}");
+    assert!(got["errors"][0]["data"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/hls/key?"));
 }

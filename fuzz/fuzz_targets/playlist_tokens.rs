@@ -12,9 +12,12 @@ fuzz_target!(|text: &str| {
     let Ok(playlist) = hls::playlist::Playlist::parse(text) else {
         return;
     };
-    if let Ok(template) =
-        hls::rewrite::Template::new(&playlist, &targets, "/v1/hls/playlist/v/index.m3u8")
-    {
+    if let Ok(template) = hls::rewrite::Template::new(
+        &playlist,
+        &targets,
+        "/v1/hls/playlist/v/index.m3u8",
+        hls::rewrite::CencKeyTags::Identity,
+    ) {
         let out = template.render("T0KEN");
         assert!(out.matches("T0KEN").count() >= template.media_playlists.len());
     }

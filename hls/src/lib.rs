@@ -8,6 +8,7 @@
 //! - [`keyinfo`]: ffmpeg `-hls_key_info_file` files;
 //! - [`rewrite`]: the broker's per-viewer playlist rewriting.
 
+pub mod cenc;
 pub mod cipher;
 pub mod keyinfo;
 pub mod keyuri;

@@ -64,6 +64,48 @@ const PLAYLIST_HOST: &str = "playlist.invalid";
 
 /// The broker's key endpoint path, when a base names no path.
 pub const KEY_PATH: &str = "/v1/hls/key";
+/// The broker's raw-key-by-KID endpoint, for CENC `identity` key tags.
+pub const CLEAR_KEY_PATH: &str = "/v1/clearkey/key";
+
+/// How a CENC playlist's key tags are served. Shaka Packager writes
+/// `METHOD=SAMPLE-AES` (`cbcs`) or `SAMPLE-AES-CTR` (`cenc`) tags with
+/// `KEYFORMAT="identity"` and the KID in a `data:` URI. Players disagree on
+/// what they need, and hls.js fails on `cbcs` while an `identity` tag is
+/// present, so each gets its own variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CencKeyTags {
+    /// `KEYFORMAT="identity"` with the broker's raw-key endpoint for the
+    /// KID, token included: Shaka Player and Safari fetch the key there.
+    #[default]
+    Identity,
+    /// `KEYFORMAT="org.w3.clearkey"` with the KID `data:` URI kept: hls.js
+    /// asks the licence server its page configures.
+    ClearKey,
+}
+
+const DATA_URI_BASE64: &str = "data:text/plain;base64,";
+const IDENTITY_FORMAT: &str = "identity";
+const CLEAR_KEY_FORMAT: &str = "org.w3.clearkey";
+
+/// The KID of a CENC key tag as Shaka Packager writes it (sample
+/// encryption, an `identity` or Clear Key format, the KID base64 in a
+/// `data:` URI); `None` for any other tag.
+fn cenc_kid(attrs: &Attributes<'_>) -> Option<[u8; 16]> {
+    use base64::Engine as _;
+    let sample_aes = matches!(
+        attrs.get("METHOD"),
+        Some("SAMPLE-AES" | "SAMPLE-AES-CTR" | "SAMPLE-AES-CENC")
+    );
+    let format = attrs.get("KEYFORMAT");
+    if !sample_aes || !matches!(format, Some(IDENTITY_FORMAT | CLEAR_KEY_FORMAT)) {
+        return None;
+    }
+    let encoded = attrs.get("URI")?.strip_prefix(DATA_URI_BASE64)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    bytes.try_into().ok()
+}
 
 impl TokenTargets {
     /// From key URI bases as `vodkms hls encrypt --key-uri-base` takes them:
@@ -104,6 +146,16 @@ impl TokenTargets {
         self.endpoints
             .first()
             .map(|u| u.origin().ascii_serialization())
+    }
+
+    /// The `identity` key URI for a KID, a hole where the token goes: on
+    /// the first key URI base's origin, or the playlist's own host.
+    fn clear_key_uri(&self, kid: &[u8; 16]) -> String {
+        format!(
+            "{}{CLEAR_KEY_PATH}?kid={}&token={HOLE}",
+            self.first_origin().unwrap_or_default(),
+            crate::cipher::hex(kid)
+        )
     }
 
     /// Where a URI of the playlist served at `playlist_path` really goes, or
@@ -160,27 +212,6 @@ impl Default for TokenTargets {
     }
 }
 
-/// A CENC playlist as hls.js needs it for EME Clear Key: every key tag with
-/// `KEYFORMAT="identity"` and a `data:` URI (the KID, as Shaka Packager
-/// writes it) becomes `KEYFORMAT="org.w3.clearkey"`. hls.js will not play
-/// `cbcs` while an `identity` tag is present, and Shaka and Safari want
-/// `identity`: hence one variant per player. Other lines stay as they are.
-pub fn clear_key_format(playlist: &str) -> String {
-    let mut out = String::with_capacity(playlist.len() + 64);
-    for line in playlist.split_inclusive('\n') {
-        let is_key = line.starts_with("#EXT-X-KEY:") || line.starts_with("#EXT-X-SESSION-KEY:");
-        if is_key && line.contains("URI=\"data:") && line.contains("KEYFORMAT=\"identity\"") {
-            out.push_str(&line.replace(
-                "KEYFORMAT=\"identity\"",
-                "KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
-            ));
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
 /// The decoded segments of a percent-encoded URL path; `None` if one is not
 /// UTF-8.
 pub fn path_segments(path: &str) -> Option<Vec<String>> {
@@ -195,8 +226,6 @@ pub fn path_segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-impl TokenTargets {}
-
 /// The playlist with `token` on every key URI of the broker's (`targets`)
 /// and, in a master playlist, on every media playlist URI of the same host.
 /// URIs that point elsewhere are left alone: the token is not sent away.
@@ -206,7 +235,7 @@ pub fn with_token(
     playlist_path: &str,
     token: &str,
 ) -> Result<String, PlaylistError> {
-    Ok(Template::new(playlist, targets, playlist_path)?.render(token))
+    Ok(Template::new(playlist, targets, playlist_path, CencKeyTags::Identity)?.render(token))
 }
 
 /// A playlist cut where tokens go, so serving it to a viewer is one
@@ -216,6 +245,8 @@ pub struct Template {
     pieces: Vec<String>,
     /// As [`key_video_ids`].
     pub video_ids: Vec<String>,
+    /// The KIDs of its CENC key tags, each once.
+    pub kids: Vec<[u8; 16]>,
     /// In a master playlist: the paths (percent-encoded) of its media
     /// playlists on the same host, whose keys its viewers will ask for.
     pub media_playlists: Vec<String>,
@@ -231,9 +262,11 @@ impl Template {
         playlist: &Playlist<'_>,
         targets: &TokenTargets,
         playlist_path: &str,
+        cenc: CencKeyTags,
     ) -> Result<Self, PlaylistError> {
         let mut out = String::new();
         let mut media_playlists = Vec::new();
+        let mut kids: Vec<[u8; 16]> = Vec::new();
         let mut next_uri_is_playlist = false;
         for (i, line) in playlist.lines.iter().enumerate() {
             match line {
@@ -245,32 +278,50 @@ impl Template {
                 {
                     let mut attrs =
                         Attributes::parse(value).map_err(|e| PlaylistError::new(i + 1, e))?;
-                    let rewritten = match attrs.get("URI") {
-                        Some(uri)
-                            if KEY_TAGS.contains(name)
-                                && is_broker_key_uri(uri)
-                                && targets.key_uri(playlist_path, uri) =>
-                        {
-                            Some(set_token(uri))
+                    let is_key = KEY_TAGS.contains(name);
+                    let kid = if is_key { cenc_kid(&attrs) } else { None };
+                    let uri = attrs.get("URI").map(str::to_owned);
+                    let changed = match (uri, kid) {
+                        (_, Some(kid)) => {
+                            if !kids.contains(&kid) {
+                                kids.push(kid);
+                            }
+                            match cenc {
+                                CencKeyTags::Identity => {
+                                    attrs.set_quoted("URI", &targets.clear_key_uri(&kid));
+                                    attrs.set_quoted("KEYFORMAT", IDENTITY_FORMAT);
+                                }
+                                CencKeyTags::ClearKey => {
+                                    attrs.set_quoted("KEYFORMAT", CLEAR_KEY_FORMAT);
+                                    attrs.set_quoted("KEYFORMATVERSIONS", "1");
+                                }
+                            }
+                            true
                         }
-                        Some(uri)
-                            if !KEY_TAGS.contains(name)
-                                && targets.playlist_uri(playlist_path, uri) =>
+                        (Some(uri), None)
+                            if is_key
+                                && is_broker_key_uri(&uri)
+                                && targets.key_uri(playlist_path, &uri) =>
                         {
-                            media_playlists.extend(TokenTargets::local_path(playlist_path, uri));
-                            Some(set_token(uri))
+                            attrs.set_quoted("URI", &set_token(&uri));
+                            true
                         }
-                        _ => None,
+                        (Some(uri), None)
+                            if !is_key && targets.playlist_uri(playlist_path, &uri) =>
+                        {
+                            media_playlists.extend(TokenTargets::local_path(playlist_path, &uri));
+                            attrs.set_quoted("URI", &set_token(&uri));
+                            true
+                        }
+                        _ => false,
                     };
                     out.push('#');
                     out.push_str(name);
                     out.push(':');
-                    match rewritten {
-                        Some(uri) => {
-                            attrs.set_quoted("URI", &uri);
-                            out.push_str(&attrs.to_string());
-                        }
-                        None => out.push_str(value),
+                    if changed {
+                        out.push_str(&attrs.to_string());
+                    } else {
+                        out.push_str(value);
                     }
                 }
                 Line::Uri(uri)
@@ -302,6 +353,7 @@ impl Template {
         Ok(Self {
             pieces: out.split(HOLE).map(str::to_owned).collect(),
             video_ids: key_video_ids(playlist)?,
+            kids,
             media_playlists,
         })
     }
@@ -478,18 +530,49 @@ mod tests {
     }
 
     #[test]
-    fn clear_key_variant_of_identity_tags() {
+    fn cenc_key_tags_per_player() {
         let text = "#EXTM3U\n#EXT-X-MAP:URI=\"v/init.mp4\"\n\
             #EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",KEYFORMAT=\"identity\"\n\
+            #EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",KEYFORMAT=\"org.w3.clearkey\"\n\
             #EXT-X-KEY:METHOD=AES-128,URI=\"https://b/v1/hls/key?vid=v\",KEYFORMAT=\"identity\"\n\
+            #EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,AAEC\",KEYFORMAT=\"identity\"\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\"\n\
             #EXTINF:4,\nv/1.m4s\n";
-        let out = clear_key_format(text);
-        assert!(out.contains(
-            "URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"\n"
-        ));
-        // Not a data: URI (an AES-128 key endpoint): unchanged.
-        assert!(out.contains("URI=\"https://b/v1/hls/key?vid=v\",KEYFORMAT=\"identity\"\n"));
-        assert_eq!(out.matches("org.w3.clearkey").count(), 1);
+        let p = Playlist::parse(text).unwrap();
+        let kid = "00112233445566778899aabbccddeeff";
+        let t = targets(&["https://b"]);
+
+        let shaka = Template::new(&p, &t, AT, CencKeyTags::Identity).unwrap();
+        assert_eq!(shaka.kids.len(), 1);
+        assert_eq!(crate::cipher::hex(&shaka.kids[0]), kid);
+        let out = shaka.render("T");
+        let identity =
+            format!("URI=\"https://b/v1/clearkey/key?kid={kid}&token=T\",KEYFORMAT=\"identity\"\n");
+        assert_eq!(out.matches(&identity).count(), 2, "{out}");
+        assert!(out.contains("METHOD=SAMPLE-AES-CTR,URI=\"https://b/v1/clearkey/key"));
+        assert!(!out.contains("org.w3.clearkey"));
+
+        let hls_js = Template::new(&p, &t, AT, CencKeyTags::ClearKey).unwrap();
+        let out = hls_js.render("T");
+        assert!(!out.contains("token=T"), "{out}");
+        let clear_key = "URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\",\
+            KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"\n";
+        assert_eq!(out.matches(clear_key).count(), 2, "{out}");
+
+        for out in [shaka.render("T"), hls_js.render("T")] {
+            // Not CENC (an AES-128 key endpoint, a short data: URI, an
+            // AES-128 key given inline): unchanged.
+            assert!(out.contains("URI=\"https://b/v1/hls/key?vid=v\",KEYFORMAT=\"identity\"\n"));
+            assert!(out.contains("URI=\"data:text/plain;base64,AAEC\",KEYFORMAT=\"identity\"\n"));
+            assert!(out.contains(
+                "METHOD=AES-128,URI=\"data:text/plain;base64,ABEiM0RVZneImaq7zN3u/w==\"\n"
+            ));
+        }
+        // Without a base the key URI is on the playlist's own host.
+        let local = Template::new(&p, &TokenTargets::default(), AT, CencKeyTags::Identity).unwrap();
+        assert!(local
+            .render("T")
+            .contains(&format!("URI=\"/v1/clearkey/key?kid={kid}&token=T\"")));
     }
 
     #[test]

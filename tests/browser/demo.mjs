@@ -1,6 +1,6 @@
 // Drives the /demo page of `vodkms dev` in Debian's headless Chromium and
-// prints the page's window.vodkmsDemo as JSON once it is playing past 2 s,
-// refused, or failed. Usage: node demo.mjs URL signin USER PASSWORD | node demo.mjs URL anonymous
+// prints the page's window.vodkmsDemo as JSON once both its videos are
+// playing past 2 s, refused, or failed. Usage: node demo.mjs URL signin USER PASSWORD | node demo.mjs URL anonymous
 import { chromium } from 'playwright-core';
 
 const [url, action, user, password] = process.argv.slice(2);
@@ -22,9 +22,12 @@ try {
   } else {
     await page.click('#anonymous');
   }
+  // Both videos: the AES-128 one and the CMAF one with Clear Key.
   await page.waitForFunction(() => {
+    const settled = (d) => (d.state === 'playing' && d.currentTime > 2) || d.state === 'refused' || d.state === 'error';
     const d = window.vodkmsDemo;
-    return (d.state === 'playing' && d.currentTime > 2) || d.state === 'refused' || d.state === 'error';
+    // A refused sign-in never starts the CMAF video.
+    return settled(d) && (settled(d.cmaf) || (d.state === 'refused' && d.cmaf.state === 'idle'));
   }, null, { timeout: 40000 });
   const demo = await page.evaluate(() => window.vodkmsDemo);
   demo.status = await page.textContent('#status');

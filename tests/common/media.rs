@@ -112,6 +112,29 @@ pub fn frames(input: &str) -> Result<Vec<String>, String> {
     Ok(frames)
 }
 
+/// Video frames as `framemd5` lines (timestamps and all), decrypting with
+/// `key` (hex) when given.
+pub fn video_frames(input: &Path, key: Option<&str>) -> Result<Vec<String>, String> {
+    let mut cmd = ffmpeg();
+    if let Some(k) = key {
+        cmd.args(["-decryption_key", k]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(input)
+        .args(["-map", "0:v", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// `vodkms ARGS` with the KMS API token in VODKMS_TOKEN.
 pub fn vodkms(token: &str, args: &[&str]) -> Output {
     Command::new(BIN)

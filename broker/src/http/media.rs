@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use foundation::http::HttpError;
+use hls::rewrite::CencKeyTags;
 use tower::ServiceExt as _;
 
 use super::error::ApiError;
@@ -104,17 +105,10 @@ pub async fn web_file(
     Ok(response)
 }
 
-/// How a CENC playlist's key tags are served: as packaged (`identity`, for
-/// Shaka and Safari), or as hls.js needs them (`org.w3.clearkey`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyTags {
-    AsPackaged,
-    ClearKey,
-}
-
 /// `GET /v1/hls/playlist/{path}`: `DIR/path` rewritten for the viewer if it
 /// is a playlist (`.m3u8`) or a DASH manifest (`.mpd`), else a segment file
-/// as it is.
+/// as it is. CENC key tags become `identity` ones whose URI is the raw key
+/// by KID, with the token (Shaka Player, Safari).
 pub async fn origin_file(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
@@ -130,7 +124,7 @@ pub async fn origin_file(
         raw,
         from_headers,
         request,
-        KeyTags::AsPackaged,
+        CencKeyTags::Identity,
     )
     .await
 }
@@ -146,7 +140,16 @@ pub async fn origin_file_clear_key(
     PlaybackTokens(from_headers): PlaybackTokens,
     request: Request,
 ) -> ApiResult<Response> {
-    serve_origin(s, ctx, path, raw, from_headers, request, KeyTags::ClearKey).await
+    serve_origin(
+        s,
+        ctx,
+        path,
+        raw,
+        from_headers,
+        request,
+        CencKeyTags::ClearKey,
+    )
+    .await
 }
 
 async fn serve_origin(
@@ -156,7 +159,7 @@ async fn serve_origin(
     raw: Option<String>,
     from_headers: Vec<String>,
     request: Request,
-    key_tags: KeyTags,
+    cenc: CencKeyTags,
 ) -> ApiResult<Response> {
     let Some(origin) = s.origin.as_ref().map(|o| o.dir()) else {
         return Err(http_error(
@@ -186,7 +189,7 @@ async fn serve_origin(
             .tokens()
             .chain(from_headers.into_iter().map(Cow::Owned))
             .collect();
-        return playlist(&s, &ctx, &relative, &path, tokens, key_tags).await;
+        return playlist(&s, &ctx, &relative, &path, tokens, cenc).await;
     }
     if !SEGMENT_EXTENSIONS.contains(&extension.as_str()) {
         return Err(not_found(&path));
@@ -232,10 +235,10 @@ async fn playlist(
     relative: &FsPath,
     path: &str,
     tokens: Vec<Cow<'_, str>>,
-    key_tags: KeyTags,
+    cenc: CencKeyTags,
 ) -> ApiResult<Response> {
     let origin = s.origin.as_ref().ok_or_else(|| not_found(path))?;
-    let template = origin.playlist(relative).await.map_err(|e| match e {
+    let template = origin.playlist(relative, cenc).await.map_err(|e| match e {
         OriginError::NotFound => not_found(path),
         OriginError::Invalid(why) => {
             tracing::warn!(path, error = %why, "a playlist in the origin folder is not usable HLS");
@@ -244,7 +247,7 @@ async fn playlist(
     })?;
     let token = s
         .broker
-        .grant_playlist(ctx, tokens, &template.video_ids)
+        .grant_playlist(ctx, tokens, &template.video_ids, &template.kids)
         .await?;
     Ok((
         [
@@ -258,10 +261,7 @@ async fn playlist(
                 HeaderValue::from_static("private, no-store"),
             ),
         ],
-        match key_tags {
-            KeyTags::AsPackaged => template.render(&token),
-            KeyTags::ClearKey => hls::rewrite::clear_key_format(&template.render(&token)),
-        },
+        template.render(&token),
     )
         .into_response())
 }
@@ -294,7 +294,7 @@ async fn manifest(
         .await
         .map_err(|_| invalid_origin(path))?;
     let kids = crate::dash::default_kids(&text);
-    let token = s.broker.grant_manifest(ctx, tokens, &kids).await?;
+    let token = s.broker.grant_playlist(ctx, tokens, &[], &kids).await?;
     let licence = format!(
         "{}/v1/clearkey/license?token={}",
         s.http.public_base(),

@@ -269,7 +269,7 @@ pub fn document() -> serde_json::Value {
         Op::new(
             "GET",
             "/v1/hls/playlist/{*path}",
-            "A playlist of the origin folder with a fresh token in its key URIs, or a segment",
+            "A playlist or DASH MPD of the origin folder with a fresh token in its key URIs (CENC key tags as identity ones naming /v1/clearkey/key; an MPD with the Clear Key element and licence URL), or a segment",
             Auth::Playback,
             None,
             Answer::Bytes(200, "application/vnd.apple.mpegurl"),

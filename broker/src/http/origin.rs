@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hls::playlist::{Playlist, MAX_PLAYLIST_BYTES};
-use hls::rewrite::{path_segments, Template, TokenTargets};
+use hls::rewrite::{path_segments, CencKeyTags, Template, TokenTargets};
 
 /// How long a cached playlist is served before its file is looked at again:
 /// a changed playlist is served within this time.
@@ -33,7 +33,8 @@ struct Entry {
 pub struct Origin {
     dir: PathBuf,
     targets: TokenTargets,
-    cache: Mutex<HashMap<PathBuf, Entry>>,
+    /// One cache per key tag variant, so a lookup borrows the path.
+    caches: [Mutex<HashMap<PathBuf, Entry>>; 2],
 }
 
 impl Origin {
@@ -41,7 +42,7 @@ impl Origin {
         Self {
             dir,
             targets,
-            cache: Mutex::new(HashMap::new()),
+            caches: Default::default(),
         }
     }
 
@@ -49,44 +50,52 @@ impl Origin {
         &self.dir
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Entry>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self, cenc: CencKeyTags) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Entry>> {
+        let cache = match cenc {
+            CencKeyTags::Identity => &self.caches[0],
+            CencKeyTags::ClearKey => &self.caches[1],
+        };
+        cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The playlist at `relative` (already checked to be plain names). A
-    /// master playlist's videos are those its own key tags name and those of
-    /// its media playlists, so the token written into it reaches them.
-    pub async fn playlist(&self, relative: &Path) -> Result<Arc<Template>, OriginError> {
-        let template = self.load(relative).await?;
+    /// The playlist at `relative` (already checked to be plain names), its
+    /// CENC key tags as `cenc` says. A master playlist's videos and KIDs are
+    /// those its own key tags name and those of its media playlists, so the
+    /// token written into it reaches them.
+    pub async fn playlist(
+        &self,
+        relative: &Path,
+        cenc: CencKeyTags,
+    ) -> Result<Arc<Template>, OriginError> {
+        let template = self.load(relative, cenc).await?;
         if template.media_playlists.is_empty() {
             return Ok(template);
         }
         let mut video_ids = template.video_ids.clone();
+        let mut kids = template.kids.clone();
         for path in &template.media_playlists {
             let Some(child) = origin_relative(path) else {
                 continue;
             };
             // A media playlist that is missing or broken fails on its own fetch.
-            if let Ok(media) = self.load(&child).await {
-                for v in &media.video_ids {
-                    if !video_ids.contains(v) {
-                        video_ids.push(v.clone());
-                    }
-                }
+            if let Ok(media) = self.load(&child, cenc).await {
+                add_new(&mut video_ids, &media.video_ids);
+                add_new(&mut kids, &media.kids);
             }
         }
-        if video_ids == template.video_ids {
+        if video_ids == template.video_ids && kids == template.kids {
             return Ok(template);
         }
         let mut with_children = Template::clone(&template);
         with_children.video_ids = video_ids;
+        with_children.kids = kids;
         Ok(Arc::new(with_children))
     }
 
     /// One playlist file as a template, from the cache while unchanged.
-    async fn load(&self, relative: &Path) -> Result<Arc<Template>, OriginError> {
+    async fn load(&self, relative: &Path, cenc: CencKeyTags) -> Result<Arc<Template>, OriginError> {
         let now = Instant::now();
-        if let Some(e) = self.lock().get(relative) {
+        if let Some(e) = self.lock(cenc).get(relative) {
             if now.duration_since(e.checked) < RECHECK {
                 return Ok(Arc::clone(&e.template));
             }
@@ -98,11 +107,11 @@ impl Origin {
             None => None,
         };
         let (Some(full), Some(meta)) = (full, meta.filter(|m| m.is_file())) else {
-            self.lock().remove(relative);
+            self.lock(cenc).remove(relative);
             return Err(OriginError::NotFound);
         };
         let modified = meta.modified().ok();
-        if let Some(e) = self.lock().get_mut(relative) {
+        if let Some(e) = self.lock(cenc).get_mut(relative) {
             if e.modified == modified && e.len == meta.len() {
                 e.checked = now;
                 return Ok(Arc::clone(&e.template));
@@ -117,10 +126,10 @@ impl Origin {
         let playlist = Playlist::parse(&text).map_err(|e| OriginError::Invalid(e.to_string()))?;
         let served_at = served_at(relative);
         let template = Arc::new(
-            Template::new(&playlist, &self.targets, &served_at)
+            Template::new(&playlist, &self.targets, &served_at, cenc)
                 .map_err(|e| OriginError::Invalid(e.to_string()))?,
         );
-        let mut cache = self.lock();
+        let mut cache = self.lock(cenc);
         if cache.len() >= MAX_ENTRIES {
             cache.clear();
         }
@@ -134,6 +143,15 @@ impl Origin {
             },
         );
         Ok(template)
+    }
+}
+
+/// Appends the items of `more` that `to` lacks.
+fn add_new<T: PartialEq + Clone>(to: &mut Vec<T>, more: &[T]) {
+    for item in more {
+        if !to.contains(item) {
+            to.push(item.clone());
+        }
     }
 }
 

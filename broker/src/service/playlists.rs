@@ -12,13 +12,17 @@ use crate::model::{BrokerAuditRecord, BrokerOperation};
 use crate::token::Claims;
 
 impl Broker {
-    /// Checks the viewer's token against the videos whose keys the playlist
-    /// names, and returns the token to write into it. Audited either way.
+    /// Checks the viewer's token against the videos whose keys a playlist
+    /// or manifest names: `video_ids` from its AES-128 key URIs, and those
+    /// its CENC `kids` are registered to. Returns the token to write into
+    /// it. The token is checked first, so nothing is looked up for a caller
+    /// without one. Audited either way.
     pub async fn grant_playlist(
         &self,
         ctx: &RequestContext,
         tokens: Vec<Cow<'_, str>>,
         video_ids: &[String],
+        kids: &[[u8; 16]],
     ) -> Result<Zeroizing<String>, BrokerError> {
         if !self.0.releases.has_room() {
             return Err(BrokerError::AuditUnavailable);
@@ -27,7 +31,7 @@ impl Broker {
         if let [only] = video_ids {
             record.video_id = Some(only.clone());
         }
-        let result = self.grant(ctx, &tokens, video_ids, &mut record).await;
+        let result = self.grant(ctx, &tokens, video_ids, kids, &mut record).await;
         self.record_outcome(record, &result);
         result
     }
@@ -37,19 +41,36 @@ impl Broker {
         ctx: &RequestContext,
         tokens: &[Cow<'_, str>],
         video_ids: &[String],
+        kids: &[[u8; 16]],
         record: &mut BrokerAuditRecord,
     ) -> Result<Zeroizing<String>, BrokerError> {
         let admitted = self.admit(ctx, tokens, record).await?;
-        for video_id in video_ids {
+        let mut videos = video_ids.to_vec();
+        if !kids.is_empty() {
+            let registered = self.videos_of_kids(kids).await?;
+            if registered.is_empty() {
+                return Err(BrokerError::UnknownKid);
+            }
+            for video_id in registered {
+                if !videos.contains(&video_id) {
+                    videos.push(video_id);
+                }
+            }
+            if let [only] = &videos[..] {
+                record.video_id = Some(only.clone());
+            }
+        }
+        for video_id in &videos {
             self.check_video(&admitted.claims, video_id)?;
         }
         // The token written in names no more videos than the playlist does;
         // a playlist that names none gets the token's one video, or nothing.
-        let videos = match (video_ids, admitted.claims.single_video()) {
-            ([], Some(only)) => vec![only.to_owned()],
-            ([], None) => return Ok(Zeroizing::new(String::new())),
-            (named, _) => named.to_vec(),
-        };
+        if videos.is_empty() {
+            match admitted.claims.single_video() {
+                Some(only) => videos.push(only.to_owned()),
+                None => return Ok(Zeroizing::new(String::new())),
+            }
+        }
         Ok(self.written_token(&admitted, tokens, videos))
     }
 
@@ -72,38 +93,6 @@ impl Broker {
         };
         self.refreshed(&admitted.claims, videos)
             .unwrap_or_else(presented)
-    }
-
-    /// A DASH manifest's grant: the token first (authenticate before looking
-    /// anything up), then the videos the manifest's KIDs are registered to,
-    /// each of which the token must be entitled to. Audited as a playlist.
-    pub async fn grant_manifest(
-        &self,
-        ctx: &RequestContext,
-        tokens: Vec<Cow<'_, str>>,
-        kids: &[[u8; 16]],
-    ) -> Result<Zeroizing<String>, BrokerError> {
-        if !self.0.releases.has_room() {
-            return Err(BrokerError::AuditUnavailable);
-        }
-        let mut record = self.begin_audit(BrokerOperation::DeliverPlaylist, ctx)?;
-        let result = async {
-            let admitted = self.admit(ctx, &tokens, &mut record).await?;
-            let videos = self.videos_of_kids(kids).await?;
-            if let [only] = &videos[..] {
-                record.video_id = Some(only.clone());
-            }
-            if videos.is_empty() {
-                return Err(BrokerError::UnknownKid);
-            }
-            for video_id in &videos {
-                self.check_video(&admitted.claims, video_id)?;
-            }
-            Ok(self.written_token(&admitted, &tokens, videos))
-        }
-        .await;
-        self.record_outcome(record, &result);
-        result
     }
 
     /// The same grant (viewer, token id, issue time) for just these videos,
