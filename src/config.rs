@@ -37,6 +37,10 @@ pub struct KmsSection {
     pub aws_account_id: Option<String>,
     pub alibaba_region: Option<String>,
     pub tencent_region: Option<String>,
+    pub header_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +78,10 @@ pub struct BrokerSection {
     pub origin_dir: Option<PathBuf>,
     pub web_dir: Option<PathBuf>,
     pub playlist_token_ttl_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// `(VARIABLE, value)` for every key that is set.
@@ -120,6 +128,10 @@ impl KmsSection {
             aws_account_id => "VODKMS_AWS_ACCOUNT_ID",
             alibaba_region => "VODKMS_ALIBABA_REGION",
             tencent_region => "VODKMS_TENCENT_REGION",
+            header_timeout_secs => "VODKMS_HEADER_TIMEOUT_SECS",
+            idle_timeout_secs => "VODKMS_IDLE_TIMEOUT_SECS",
+            body_timeout_secs => "VODKMS_BODY_TIMEOUT_SECS",
+            max_connections => "VODKMS_MAX_CONNECTIONS",
         })
     }
 }
@@ -159,6 +171,10 @@ impl BrokerSection {
             origin_dir => "VODKMS_ORIGIN_DIR",
             web_dir => "VODKMS_WEB_DIR",
             playlist_token_ttl_secs => "VODKMS_PLAYLIST_TOKEN_TTL_SECS",
+            header_timeout_secs => "VODKMS_HEADER_TIMEOUT_SECS",
+            idle_timeout_secs => "VODKMS_IDLE_TIMEOUT_SECS",
+            body_timeout_secs => "VODKMS_BODY_TIMEOUT_SECS",
+            max_connections => "VODKMS_MAX_CONNECTIONS",
         })
     }
 }

@@ -218,12 +218,14 @@ pub async fn run(
             extras,
         ));
 
-    let serving = axum::serve(
+    let serving = foundation::http::server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(async move { serving.await });
+        app,
+        None,
+        foundation::http::server::ConnectionLimits::default(),
+        shutdown,
+    );
+    let server = tokio::spawn(serving);
     if let Some(cmaf_key) = cmaf_key {
         register_content_key(addr, &creds, &cmaf_key).await?;
         create_demo_viewer(addr, &creds).await?;

@@ -160,6 +160,8 @@ struct BrokerArgs {
     database: Database,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// PEM file of the CA that signed the KMS's certificate, for an
     /// `https://` KMS with a private CA.
     #[arg(long, env = "VODKMS_KMS_CA_FILE")]
@@ -267,6 +269,48 @@ fn secret_from(var: &str, file: Option<&PathBuf>) -> Result<Option<zeroize::Zero
     }
 }
 
+/// Limits on each connection to a server, against slow and abusive clients.
+#[derive(Args)]
+struct ConnectionArgs {
+    /// Seconds a request's headers (and a TLS handshake) may take, counted
+    /// from when the server waits for them: also how long a keep-alive
+    /// connection may sit idle between requests.
+    #[arg(long, env = "VODKMS_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a connection may go with no byte moving either way.
+    #[arg(long, env = "VODKMS_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, env = "VODKMS_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    body_timeout_secs: u64,
+    /// Open connections past which new ones get 503 (default: the open-file
+    /// limit, raised to its hard limit, less 256).
+    #[arg(long, env = "VODKMS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> Result<foundation::http::server::ConnectionLimits> {
+        let secs = |name: &str, v: u64| {
+            if v == 0 {
+                anyhow::bail!("--{name} must be at least 1");
+            }
+            Ok(std::time::Duration::from_secs(v))
+        };
+        let limits = foundation::http::server::ConnectionLimits {
+            header_timeout: secs("header-timeout-secs", self.header_timeout_secs)?,
+            idle_timeout: secs("idle-timeout-secs", self.idle_timeout_secs)?,
+            body_timeout: secs("body-timeout-secs", self.body_timeout_secs)?,
+            max_connections: match self.max_connections {
+                Some(0) => anyhow::bail!("--max-connections must be at least 1"),
+                Some(n) => n,
+                None => foundation::http::server::default_max_connections(),
+            },
+        };
+        Ok(limits)
+    }
+}
+
 /// HTTPS for a server: PEM files, read again on SIGHUP.
 #[derive(Args)]
 struct TlsArgs {
@@ -346,6 +390,8 @@ struct ServeArgs {
     db: DbArgs,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     #[arg(long, env = "VODKMS_LISTEN", default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
     /// Longest time a cached key or client is trusted without a change notification.
@@ -485,7 +531,16 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "vodkms KMS listening");
     args.tls.warn_if_plain(args.listen, "KMS");
-    kms::http::serve(listener, kms, doors, args.tls.files(), shutdown_signal()).await?;
+    let limits = args.connections.limits()?;
+    kms::http::serve(
+        listener,
+        kms,
+        doors,
+        args.tls.files(),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -625,7 +680,16 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, kms = %args.kms_url, "vodkms broker listening");
     args.tls.warn_if_plain(args.listen, "broker");
-    broker::http::serve(listener, service, http, args.tls.files(), shutdown_signal()).await?;
+    let limits = args.connections.limits()?;
+    broker::http::serve(
+        listener,
+        service,
+        http,
+        args.tls.files(),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

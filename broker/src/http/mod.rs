@@ -441,9 +441,11 @@ pub async fn serve(
     broker: Broker,
     http: HttpConfig,
     tls: Option<foundation::http::tls::TlsFiles>,
+    limits: foundation::http::server::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    foundation::http::tls::serve(listener, app(broker.clone(), http), tls, shutdown).await?;
+    let app = app(broker.clone(), http);
+    foundation::http::server::serve(listener, app, tls, limits, shutdown).await?;
     broker
         .drain(Instant::now() + foundation::http::SHUTDOWN_FLUSH_DEADLINE)
         .await

@@ -32,6 +32,15 @@ impl HttpError {
         }
     }
 
+    /// A request body that did not arrive within the body timeout.
+    pub fn body_timeout() -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "RequestTimeout",
+            message: "the request body did not arrive in time".into(),
+        }
+    }
+
     /// A 500 whose detail is only logged.
     pub fn internal(detail: impl std::fmt::Display) -> Response {
         error_response(

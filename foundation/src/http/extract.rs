@@ -18,7 +18,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if super::server::is_body_timeout(&rejection) {
+                HttpError::body_timeout()
+            } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 HttpError {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
                     code: "PayloadTooLarge",

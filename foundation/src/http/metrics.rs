@@ -168,7 +168,21 @@ impl HttpMetrics {
     /// The Prometheus text exposition (version 0.0.4), without the blank
     /// lines the exporter puts between families.
     pub fn render(&self) -> String {
-        (self.extra)(&Exposition(&self.recorder));
+        let exposition = Exposition(&self.recorder);
+        let (open, refused) = super::server::connection_counts();
+        exposition.metric(
+            "vodkms_http_connections_open",
+            "gauge",
+            "Client connections open in this process.",
+            open,
+        );
+        exposition.metric(
+            "vodkms_http_connections_refused_total",
+            "counter",
+            "Connections refused past the connection cap (--max-connections).",
+            refused,
+        );
+        (self.extra)(&exposition);
         let text = self.handle.render();
         let mut out = String::with_capacity(text.len());
         for line in text.lines().filter(|l| !l.is_empty()) {

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod secret_body;
+pub mod server;
 pub mod tls;
 
 use std::time::Instant;

@@ -1,12 +1,9 @@
-//! Serving over TLS (rustls) or plain TCP, with graceful shutdown; both
-//! servers use it. The certificate and key are PEM files, read again on
-//! SIGHUP: new connections get the new certificate, open ones keep theirs.
+//! TLS (rustls) for both servers. The certificate and key are PEM files,
+//! read again on SIGHUP: new connections get the new certificate, open ones
+//! keep theirs. The accept loop is `super::server`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 
 /// PEM certificate chain and private key.
@@ -38,40 +35,9 @@ pub async fn load(files: &TlsFiles) -> std::io::Result<RustlsConfig> {
         })
 }
 
-/// How long requests in flight may take to finish after the shutdown signal.
-const GRACE: Duration = Duration::from_secs(25);
-
-/// Serves `app` (which sees the peer address) until `shutdown`, then lets
-/// requests in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Option<TlsFiles>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let Some(files) = tls else {
-        return axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let config = load(&files).await?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(GRACE));
-    });
-    tokio::spawn(reload_on_sighup(config.clone(), files));
-    let std_listener = listener.into_std()?;
-    axum_server::from_tcp_rustls(std_listener, config)
-        .handle(handle)
-        .serve(service)
-        .await
-}
-
+/// Reloads the certificate and key on every SIGHUP.
 #[cfg(unix)]
-async fn reload_on_sighup(config: RustlsConfig, files: TlsFiles) {
+pub(super) async fn reload_on_sighup(config: RustlsConfig, files: TlsFiles) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; TLS certificates will not be reloaded");
@@ -89,4 +55,4 @@ async fn reload_on_sighup(config: RustlsConfig, files: TlsFiles) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_config: RustlsConfig, _files: TlsFiles) {}
+pub(super) async fn reload_on_sighup(_config: RustlsConfig, _files: TlsFiles) {}

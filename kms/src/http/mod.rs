@@ -197,9 +197,11 @@ pub async fn serve(
     kms: Kms,
     doors: doors::DoorConfig,
     tls: Option<tls::TlsFiles>,
+    limits: foundation::http::server::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tls::serve(listener, app_with_doors(kms.clone(), doors), tls, shutdown).await?;
+    let app = app_with_doors(kms.clone(), doors);
+    foundation::http::server::serve(listener, app, tls, limits, shutdown).await?;
     kms.drain_audit(Instant::now() + SHUTDOWN_FLUSH_DEADLINE)
         .await
         .map_err(|lost| std::io::Error::other(format!("{lost} audit records could not be written")))

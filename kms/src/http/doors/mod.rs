@@ -162,12 +162,20 @@ pub async fn root(
     };
     let body = match axum::body::to_bytes(body, MAX_DOOR_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            let refusal = Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                format!("the request body is larger than {MAX_DOOR_BODY} bytes"),
-            );
+        Err(e) => {
+            let refusal = if foundation::http::server::is_body_timeout(&e) {
+                Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    "the request body did not arrive in time",
+                )
+            } else {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("the request body is larger than {MAX_DOOR_BODY} bytes"),
+                )
+            };
             return match protocol {
                 Protocol::Aws => aws::render_refusal(refusal, &ctx),
                 Protocol::Tencent => tencent::render_refusal(refusal, &ctx),
