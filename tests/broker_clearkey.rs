@@ -55,7 +55,7 @@ async fn licence(b: &BrokerSetup, kids: &[&str], token: Option<&str>) -> common:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_key_licences_only_for_entitled_viewers() {
-    let b = BrokerSetup::new().await;
+    let b = BrokerSetup::with_env(&[("VODKMS_BODY_TIMEOUT_SECS", "2")]).await;
     let admin = b.kms.admin.clone();
     let (key_a, blob_a) = b.data_key("film-a").await;
     let (key_b, blob_b) = b.data_key("film-b").await;
@@ -188,6 +188,34 @@ async fn clear_key_licences_only_for_entitled_viewers() {
         )
         .await;
     r.assert_error(401, "MissingToken");
+    // A body that stalls too (401, then a JSON 400 once the token is good),
+    // after this broker's 2 s body timeout.
+    for (token, expected) in [
+        (None, "HTTP/1.1 401"),
+        (Some(token_a.as_str()), "HTTP/1.1 400"),
+    ] {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let path = match token {
+            Some(t) => format!("/v1/clearkey/license?token={t}"),
+            None => "/v1/clearkey/license".to_owned(),
+        };
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", b.broker.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"kids\":"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c.read_to_end(&mut answer),
+        )
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(expected), "{answer}");
+        assert!(answer.contains("\"Code\":"), "a JSON refusal: {answer}");
+    }
     let (status, _, _) = b.fetch("/v1/clearkey/key?kid=zz", None, None).await;
     assert_eq!(status, 401);
     // A revoked token.

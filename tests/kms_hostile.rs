@@ -196,3 +196,48 @@ async fn mangled_requests_never_get_a_5xx_or_touch_other_keys() {
     let log = s.kms.log_text();
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
+
+/// Authenticate before validate: a malformed body or field gets 401 from a
+/// caller without a valid token, and its 400 only once the token is good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_body_is_refused_401_until_the_token_is_good() {
+    let s = Setup::new().await;
+    let api = &s.api;
+    let bad_bodies: &[(&str, &str)] = &[
+        ("/v1/generate-data-key", "{not json"),
+        (
+            "/v1/generate-data-key",
+            r#"{"KeyId":"alias/vod","KeySpec":"AES_512"}"#,
+        ),
+        ("/v1/generate-data-key-without-plaintext", r#"{"KeyId":7}"#),
+        ("/v1/decrypt", r#"{"CiphertextBlob":["x"]}"#),
+        ("/v1/encrypt", r#"{"KeyId":"alias/vod","Plaintext":"%%%"}"#),
+        ("/v1/generate-random", r#"{"NumberOfBytes":"many"}"#),
+        ("/v1/re-encrypt", "[]"),
+    ];
+    for (path, body) in bad_bodies {
+        for token in [None, Some("vkms_not-a-real-token")] {
+            let r = api
+                .raw(
+                    api.request(reqwest::Method::POST, path, token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string()),
+                )
+                .await;
+            assert_eq!(r.status, 401, "{path} {body} token {token:?}: {:?}", r.body);
+        }
+        let token = if path.contains("decrypt") || path.contains("re-encrypt") {
+            &s.decryptor
+        } else {
+            &s.generator
+        };
+        let r = api
+            .raw(
+                api.request(reqwest::Method::POST, path, Some(token))
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{path} {body}: {:?}", r.body);
+    }
+}

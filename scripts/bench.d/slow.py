@@ -2,7 +2,7 @@
 seconds, each sending half a request header and then nothing. A connection
 the server closes is opened again at once (an attacker would), so COUNT stay
 in play the whole time. Prints one line: how many connections were opened,
-how many the server closed, the longest any lived, and how many were refused
+how many the server closed, the longest the server held a half-sent request, and how many were refused
 with 503 (the connection cap).
     python3 slow.py HOST PORT COUNT HOLD
 """
@@ -27,6 +27,8 @@ async def one(host, port, deadline, stats):
         try:
             writer.write(HALF)
             await writer.drain()
+            # From here the server holds a half-sent request.
+            started = time.monotonic()
             left = deadline - time.monotonic()
             data = await asyncio.wait_for(reader.read(64), timeout=max(left, 0.01))
             # The server answered or closed: it did not keep us.

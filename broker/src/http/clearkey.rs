@@ -172,13 +172,26 @@ pub async fn licence(
     Ctx(ctx): Ctx,
     RawQuery(raw): RawQuery,
     PlaybackTokens(from_headers): PlaybackTokens,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = raw.unwrap_or_default();
     let q = KeyQuery::parse(&raw)?;
-    // Read now, refused only after the token is checked (in the service).
-    let (kids, malformed) = match serde_json::from_slice::<LicenceBody>(&body) {
-        Ok(parsed) => match parsed
+    // Read now, refused only after the token is checked (in the service):
+    // an unreadable body (too large, too slow) too.
+    let parsed = match &body {
+        Ok(bytes) => Ok(serde_json::from_slice::<LicenceBody>(bytes)),
+        Err(e) => Err(foundation::http::server::is_body_timeout(e)),
+    };
+    let (kids, malformed) = match parsed {
+        Err(slow) => (
+            Vec::new(),
+            Some(if slow {
+                "the request body did not arrive in time".to_owned()
+            } else {
+                "the request body could not be read (too large?)".to_owned()
+            }),
+        ),
+        Ok(Ok(parsed)) => match parsed
             .kids
             .iter()
             .map(|k| kid_from_base64(k))
@@ -190,7 +203,7 @@ pub async fn licence(
                 Some("every kid must be 16 bytes in base64url".to_owned()),
             ),
         },
-        Err(e) => (
+        Ok(Err(e)) => (
             Vec::new(),
             Some(format!(
                 "the body must be a Clear Key licence request {{\"kids\": [...]}}: {e}"

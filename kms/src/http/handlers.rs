@@ -211,6 +211,16 @@ async fn run_key_action(
     }))
 }
 
+/// Authenticate before validate: a request refused for its body or fields
+/// is first checked for a valid token, so a caller without one learns only
+/// 401. The service authenticates accepted requests itself (and audits).
+async fn after_auth<T>(kms: &Kms, token: &BearerToken, checked: ApiResult<T>) -> ApiResult<T> {
+    if checked.is_err() {
+        kms.authenticate(token.0.as_ref()).await?;
+    }
+    checked
+}
+
 fn data_key_spec(req: &GenerateDataKeyRequest) -> ApiResult<DataKeySpec> {
     DataKeySpec::from_request(req.key_spec.as_deref(), req.number_of_bytes)
         .map(|spec| spec.unwrap_or(DataKeySpec::Aes128))
@@ -224,7 +234,7 @@ async fn generate(
     req: GenerateDataKeyRequest,
     with_plaintext: bool,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
-    let spec = data_key_spec(&req)?;
+    let spec = after_auth(&kms, &token, data_key_spec(&req)).await?;
     let req = DataKeyRequest {
         key_id: req.key_id,
         spec,
@@ -245,8 +255,9 @@ pub async fn generate_data_key(
     State(kms): State<Kms>,
     token: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<GenerateDataKeyRequest>,
+    body: ApiResult<JsonBody<GenerateDataKeyRequest>>,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
+    let JsonBody(req) = after_auth(&kms, &token, body).await?;
     generate(kms, token, ctx, req, true).await
 }
 
@@ -254,17 +265,20 @@ pub async fn generate_data_key_without_plaintext(
     State(kms): State<Kms>,
     token: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<GenerateDataKeyRequest>,
+    body: ApiResult<JsonBody<GenerateDataKeyRequest>>,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
+    let JsonBody(req) = after_auth(&kms, &token, body).await?;
     generate(kms, token, ctx, req, false).await
 }
 
 pub async fn decrypt(
     State(kms): State<Kms>,
-    BearerToken(token): BearerToken,
+    bearer: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<DecryptRequest>,
+    body: ApiResult<JsonBody<DecryptRequest>>,
 ) -> ApiResult<SecretJson<DecryptResponse>> {
+    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let token = bearer.0;
     let context = req.encryption_context.unwrap_or_default();
     let out = kms
         .decrypt(token.as_ref(), &ctx, &req.ciphertext_blob, context)
@@ -278,10 +292,12 @@ pub async fn decrypt(
 
 pub async fn encrypt(
     State(kms): State<Kms>,
-    BearerToken(token): BearerToken,
+    bearer: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<EncryptRequest>,
+    body: ApiResult<JsonBody<EncryptRequest>>,
 ) -> ApiResult<Json<EncryptResponse>> {
+    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let token = bearer.0;
     let context = req.encryption_context.unwrap_or_default();
     let out = kms
         .encrypt(token.as_ref(), &ctx, &req.key_id, req.plaintext.0, context)
@@ -295,10 +311,12 @@ pub async fn encrypt(
 
 pub async fn generate_random(
     State(kms): State<Kms>,
-    BearerToken(token): BearerToken,
+    bearer: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<GenerateRandomRequest>,
+    body: ApiResult<JsonBody<GenerateRandomRequest>>,
 ) -> ApiResult<SecretJson<GenerateRandomResponse>> {
+    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let token = bearer.0;
     let bytes = kms
         .generate_random(token.as_ref(), &ctx, req.number_of_bytes)
         .await?;
@@ -309,10 +327,12 @@ pub async fn generate_random(
 
 pub async fn re_encrypt(
     State(kms): State<Kms>,
-    BearerToken(token): BearerToken,
+    bearer: BearerToken,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<ReEncryptRequest>,
+    body: ApiResult<JsonBody<ReEncryptRequest>>,
 ) -> ApiResult<Json<ReEncryptResponse>> {
+    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let token = bearer.0;
     let out = kms
         .re_encrypt(
             token.as_ref(),
