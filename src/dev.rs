@@ -218,6 +218,13 @@ pub async fn run(
             extras,
         ));
 
+    // The broker follows this KMS's change feed over HTTP: end that stream
+    // at shutdown, or it would hold the graceful shutdown open.
+    let feeds = kms.clone();
+    let shutdown = async move {
+        shutdown.await;
+        feeds.close_change_feed();
+    };
     let serving = foundation::http::server::serve(
         listener,
         app,

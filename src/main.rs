@@ -234,6 +234,12 @@ struct BrokerArgs {
     address_rate: f64,
     #[arg(long, env = "VODKMS_ADDRESS_BURST", default_value_t = 1000.0)]
     address_burst: f64,
+    /// Management calls (API client tokens, each unknown one a KMS call) per
+    /// second per address (0: unlimited), and the burst.
+    #[arg(long, env = "VODKMS_MANAGEMENT_RATE", default_value_t = 50.0)]
+    management_rate: f64,
+    #[arg(long, env = "VODKMS_MANAGEMENT_BURST", default_value_t = 500.0)]
+    management_burst: f64,
     /// Unflushed audit records past which audited calls answer 503.
     #[arg(long, env = "VODKMS_AUDIT_BUFFER", default_value_t = 200_000)]
     audit_buffer: usize,
@@ -649,6 +655,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         playlist_token_ttl: Duration::from_secs(args.playlist_token_ttl_secs.max(1)),
         rate_per_token: Rate::new(args.token_rate, args.token_burst),
         rate_per_address: Rate::new(args.address_rate, args.address_burst),
+        rate_management_per_address: Rate::new(args.management_rate, args.management_burst),
         audit_buffer_capacity: args.audit_buffer,
         audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
         ..BrokerConfig::default()

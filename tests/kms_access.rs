@@ -242,9 +242,10 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     gen(json!({ "KeyId": uuid::Uuid::new_v4() }))
         .await
         .assert_error(404, "KeyNotFound");
+    // No key can have this id: not found, like any unknown id.
     gen(json!({ "KeyId": "not a key" }))
         .await
-        .assert_error(400, "InvalidParameter");
+        .assert_error(404, "KeyNotFound");
     gen(json!({ "KeyId": "alias/vod", "EncryptionContext": { "": "x" } }))
         .await
         .assert_error(400, "InvalidParameter");

@@ -17,6 +17,12 @@ impl schemars::JsonSchema for Password {
         schema.format = Some("password".into());
         schema.into()
     }
+
+    /// Inline, so the length limits of the fields that hold one apply (in
+    /// OpenAPI 3.0 the siblings of a `$ref` are ignored).
+    fn is_referenceable() -> bool {
+        false
+    }
 }
 
 impl<'de> Deserialize<'de> for Password {
@@ -55,18 +61,28 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct IssueTokenRequest {
+    /// 1 to 256 bytes, no control characters.
+    #[schemars(regex(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$"))]
     pub viewer: String,
+    /// 1 to 1000 video ids, or ["*"] for every video.
+    #[schemars(length(min = 1, max = 1000), inner(regex(pattern = r"^[!-~]{1,256}$")))]
     pub video_ids: Vec<String>,
+    /// Default 3600; at most the broker's --max-token-lifetime-secs (86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
     pub ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateViewerRequest {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._@+-]{1,64}$"))]
     pub username: String,
+    /// 8 to 1024 characters.
+    #[schemars(length(min = 8, max = 1024))]
     pub password: Password,
     #[serde(default)]
+    #[schemars(length(max = 1000), inner(regex(pattern = r"^[!-~]{1,256}$")))]
     pub entitlements: Vec<String>,
 }
 
@@ -74,8 +90,10 @@ pub struct CreateViewerRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct UpdateViewerRequest {
     #[serde(default)]
+    #[schemars(length(min = 8, max = 1024))]
     pub password: Option<Password>,
     #[serde(default)]
+    #[schemars(length(max = 1000), inner(regex(pattern = r"^[!-~]{1,256}$")))]
     pub entitlements: Option<Vec<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -102,7 +120,9 @@ pub struct ListViewersResponse {
 pub struct RevokeRequest {
     /// Token | Viewer | Video
     #[serde(rename = "Type")]
+    #[schemars(regex(pattern = r"^(Token|Viewer|Video)$"))]
     pub kind: String,
+    #[schemars(regex(pattern = r"^[!-~]{1,128}$"))]
     pub id: String,
 }
 

@@ -49,7 +49,7 @@ pub enum RevocationKind {
 }
 
 impl RevocationKind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Token => "Token",
             Self::Viewer => "Viewer",
@@ -134,7 +134,18 @@ impl BrokerOperation {
         Self::ReleaseLicence,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// Every operation's name, as audit records and filters spell it.
+    pub const NAMES: [&'static str; 12] = {
+        let mut out = [""; 12];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Self::ALL[i].as_str();
+            i += 1;
+        }
+        out
+    };
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::ReleaseKey => "ReleaseKey",
             Self::Login => "Login",

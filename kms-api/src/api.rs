@@ -49,10 +49,17 @@ impl<'de> Deserialize<'de> for Base64Secret {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateKeyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 256),
+        regex(pattern = r"^alias/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    )]
     pub alias: Option<String>,
+    /// At most 8192 characters, no NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192), regex(pattern = r"^[^\u0000]*$"))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
     pub rotation_period_in_days: Option<u32>,
 }
 
@@ -60,6 +67,7 @@ pub struct CreateKeyRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ScheduleDeletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 7, max = 30))]
     pub pending_window_in_days: Option<u32>,
 }
 
@@ -103,12 +111,17 @@ pub struct RotateKeyResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GenerateDataKeyRequest {
+    #[schemars(regex(
+        pattern = r"^(alias/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    ))]
     pub key_id: String,
     /// AES_128 (default) | AES_256
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^AES_(128|256)$"))]
     pub key_spec: Option<String>,
     /// 1..=1024; instead of KeySpec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
     pub number_of_bytes: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_context: Option<EncryptionContext>,
@@ -157,6 +170,9 @@ pub struct ReEncryptRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct EncryptRequest {
+    #[schemars(regex(
+        pattern = r"^(alias/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    ))]
     pub key_id: String,
     /// Standard base64 (or base64url) of 1..=4096 bytes.
     pub plaintext: Base64Secret,
@@ -177,7 +193,7 @@ pub struct EncryptResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GenerateRandomRequest {
-    /// 1..=1024.
+    #[schemars(range(min = 1, max = 1024))]
     pub number_of_bytes: u32,
 }
 
@@ -200,9 +216,17 @@ pub struct ReEncryptResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateClientRequest {
+    /// 1 to 128 printable characters.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: String,
     /// admin | generate | decrypt | issuer. Or `Roles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(admin|generate|decrypt|issuer)$"))]
     pub role: Option<String>,
     /// Several roles: admin or issuer alone, or generate and decrypt together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,4 +334,29 @@ pub struct AuditEntry {
 pub struct AuditResponse {
     pub records: Vec<AuditEntry>,
     pub next_token: Option<String>,
+}
+
+/// One line of `GET /v1/changes` (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Type")]
+pub enum ChangeEvent {
+    /// First: the subscription is live; the subscriber's own client id.
+    Ready {
+        #[serde(rename = "ClientId")]
+        client_id: Uuid,
+    },
+    /// Something about this master key changed (state, versions, deletion).
+    Key {
+        #[serde(rename = "KeyId")]
+        key_id: Uuid,
+    },
+    /// This client changed (revoked, roles, scope).
+    Client {
+        #[serde(rename = "ClientId")]
+        client_id: Uuid,
+    },
+    /// Changes may have been missed: drop everything cached.
+    Reset,
+    /// Sent every 15 s while nothing else is.
+    Ping,
 }

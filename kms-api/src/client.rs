@@ -317,6 +317,30 @@ impl KmsClient {
         self.get(&format!("/v1/audit?{query}")).await
     }
 
+    /// The KMS's change feed (`GET /v1/changes`), open. It stays open for
+    /// as long as the KMS runs, so the client's request timeout does not
+    /// apply; the KMS pings every 15 s.
+    pub async fn changes(&self) -> Result<ChangeStream, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/changes", self.base))
+            .bearer_auth(self.token.expose_secret())
+            .timeout(Duration::from_secs(365 * 86_400))
+            .send()
+            .await
+            .map_err(|e| Failure::transport(&e).error)?;
+        if resp.status().is_success() {
+            return Ok(ChangeStream {
+                resp,
+                pending: Vec::new(),
+            });
+        }
+        Err(Self::read::<()>(resp).await.err().map_or_else(
+            || ClientError::Unavailable("the change feed closed".into()),
+            |f| f.error,
+        ))
+    }
+
     /// Who this client is.
     pub async fn whoami(&self) -> Result<ClientInfo, ClientError> {
         self.get("/v1/whoami").await
@@ -408,6 +432,40 @@ impl Failure {
             kind,
             retry_after: None,
             error: ClientError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// An open `GET /v1/changes`.
+pub struct ChangeStream {
+    resp: reqwest::Response,
+    pending: Vec<u8>,
+}
+
+/// Longest line the change feed sends.
+const MAX_CHANGE_LINE: usize = 64 * 1024;
+
+impl ChangeStream {
+    /// The next event, `Ok(None)` when the KMS ends the stream. A line this
+    /// version cannot read comes back as `Reset` (drop everything: safe).
+    pub async fn next(&mut self) -> Result<Option<crate::api::ChangeEvent>, ClientError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(Some(
+                    serde_json::from_slice(&line).unwrap_or(crate::api::ChangeEvent::Reset),
+                ));
+            }
+            if self.pending.len() > MAX_CHANGE_LINE {
+                return Err(ClientError::Unavailable(
+                    "a change feed line longer than 64 KiB".into(),
+                ));
+            }
+            match self.resp.chunk().await {
+                Ok(Some(bytes)) => self.pending.extend_from_slice(&bytes),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(Failure::transport(&e).error),
+            }
         }
     }
 }

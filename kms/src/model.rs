@@ -20,7 +20,7 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Enabled => "Enabled",
             Self::Disabled => "Disabled",
@@ -179,7 +179,18 @@ impl Operation {
         Self::Authenticate,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// Every operation's name, as audit records and filters spell it.
+    pub const NAMES: [&'static str; 22] = {
+        let mut out = [""; 22];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Self::ALL[i].as_str();
+            i += 1;
+        }
+        out
+    };
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::CreateKey => "CreateKey",
             Self::RotateKey => "RotateKey",

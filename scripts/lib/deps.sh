@@ -27,23 +27,36 @@ need_openapi_validator() {
   python3 -m pip install -q --disable-pip-version-check openapi-spec-validator >/dev/null
 }
 
-# The cloud SDKs of tests/sdk/requirements.txt, in a virtual environment at
-# target/cloud-sdks (made again when the pins change). Exports
-# VODKMS_SDK_PYTHON, the environment's python, for tests/cloud_sdks.rs.
-need_cloud_sdks() {
-  local venv=target/cloud-sdks stamp
-  stamp=$(sha256sum tests/sdk/requirements.txt | cut -c1-16)
+# A virtual environment at VENV with the pins of REQUIREMENTS, made again
+# when the pins change.
+need_venv() {
+  local venv=$1 requirements=$2 stamp
+  stamp=$(sha256sum "$requirements" | cut -c1-16)
   if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
     python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
       || need_package python3-venv
-    echo "installing the cloud SDKs into $venv (tests/sdk/requirements.txt)" >&2
+    echo "installing $requirements into $venv" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt >/dev/null
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" >/dev/null
     echo "$stamp" > "$venv/.stamp"
   fi
-  VODKMS_SDK_PYTHON=$PWD/$venv/bin/python
+}
+
+# The cloud SDKs of tests/sdk/requirements.txt, in target/cloud-sdks. Exports
+# VODKMS_SDK_PYTHON, the environment's python, for tests/cloud_doors.rs.
+need_cloud_sdks() {
+  need_venv target/cloud-sdks tests/sdk/requirements.txt
+  VODKMS_SDK_PYTHON=$PWD/target/cloud-sdks/bin/python
   export VODKMS_SDK_PYTHON
+}
+
+# Schemathesis (tests/schemathesis/requirements.txt), in target/schemathesis.
+# Exports VODKMS_SCHEMATHESIS, its command, for tests/api_conformance.rs.
+need_schemathesis() {
+  need_venv target/schemathesis tests/schemathesis/requirements.txt
+  VODKMS_SCHEMATHESIS=$PWD/target/schemathesis/bin/schemathesis
+  export VODKMS_SCHEMATHESIS
 }
 
 # A Debian package, installed when missing.

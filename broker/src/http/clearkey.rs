@@ -33,8 +33,12 @@ type ApiResult<T> = Result<T, ApiError>;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct RegisterContentKeyRequest {
+    #[schemars(regex(pattern = r"^[!-~]{1,256}$"))]
     pub video_id: String,
     /// 32 hex digits, or a UUID.
+    #[schemars(regex(
+        pattern = r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    ))]
     pub kid: String,
     /// The data key's EDK, as the KMS gave it.
     pub ciphertext_blob: String,
@@ -60,6 +64,7 @@ pub struct ContentKeysResponse {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct VideoQuery {
+    #[serde(default, deserialize_with = "super::handlers::video_id")]
     pub video_id: Option<String>,
 }
 
@@ -118,10 +123,17 @@ pub async fn delete(
 }
 
 /// The W3C Clear Key licence request (JSON Web Key set request).
-#[derive(Debug, Deserialize)]
-struct LicenceBody {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct LicenceBody {
+    /// 1 to 32 KIDs, each 16 bytes in base64url without padding.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(regex(pattern = r"^[A-Za-z0-9_-]{21}[AQgw]$"))
+    )]
     kids: Vec<String>,
+    /// `temporary` (or `persistent-license`): either way the licence is temporary.
     #[serde(rename = "type", default)]
+    #[schemars(regex(pattern = r"^(temporary|persistent-license)$"))]
     _type: Option<String>,
 }
 

@@ -367,14 +367,26 @@ pub async fn list_revocations(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct AuditQuery {
+    #[serde(default, deserialize_with = "foundation::http::extract::non_empty")]
     viewer: Option<String>,
+    #[serde(default, deserialize_with = "video_id")]
     video_id: Option<String>,
     operation: Option<String>,
+    #[serde(default, deserialize_with = "foundation::http::extract::non_empty")]
     outcome: Option<String>,
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
     limit: Option<u32>,
     next_token: Option<String>,
+}
+
+/// An optional `VideoId` query parameter: a video id when present.
+pub(super) fn video_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = <String as serde::Deserialize>::deserialize(d)?;
+    if !crate::token::valid_video_id(&value) {
+        return Err(serde::de::Error::custom("not a video id"));
+    }
+    Ok(Some(value))
 }
 
 fn audit_entry(r: BrokerAuditRecord) -> BrokerAuditEntry {
@@ -416,7 +428,9 @@ pub async fn audit(
         .next_token
         .map(|t| {
             t.parse::<i64>()
-                .map_err(|_| ApiError::invalid("NextToken is not valid"))
+                .ok()
+                .filter(|seq| *seq >= 0 && t.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| ApiError::invalid("NextToken is not valid"))
         })
         .transpose()?;
     let page = s

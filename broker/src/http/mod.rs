@@ -217,35 +217,103 @@ async fn openapi_document() -> axum::Json<serde_json::Value> {
 /// the types its handlers use.
 pub fn document() -> serde_json::Value {
     use crate::api::*;
-    use foundation::http::openapi::{schema, Answer, Auth, Op};
-    const KEY_QUERY: &[(&str, bool, &str)] = &[
+    use foundation::http::openapi::{
+        schema, Answer, Auth, Op, Param, QueryParam, NEXT_TOKEN_PATTERN,
+    };
+    const KEY_QUERY: &[QueryParam] = &[
         (
             "vid",
             false,
             "the video (may be left out when the token names one video)",
+            Param::Text,
         ),
-        ("Ciphertext", true, "the EDK (base64url)"),
-        ("token", false, "the playback token"),
-        ("MtsHlsUriToken", false, "the playback token, Alibaba style"),
+        (
+            "Ciphertext",
+            true,
+            "the EDK (base64url)",
+            Param::Pattern(EDK_PATTERN),
+        ),
+        ("token", false, "the playback token", Param::Text),
+        (
+            "MtsHlsUriToken",
+            false,
+            "the playback token, Alibaba style",
+            Param::Text,
+        ),
     ];
-    const TOKEN_QUERY: &[(&str, bool, &str)] = &[
-        ("token", false, "the playback token"),
-        ("MtsHlsUriToken", false, "the playback token, Alibaba style"),
+    const TOKEN_QUERY: &[QueryParam] = &[
+        ("token", false, "the playback token", Param::Text),
+        (
+            "MtsHlsUriToken",
+            false,
+            "the playback token, Alibaba style",
+            Param::Text,
+        ),
     ];
-    const LIFT_QUERY: &[(&str, bool, &str)] = &[
-        ("Type", true, "Token, Viewer or Video"),
-        ("Id", true, "the revoked token id, viewer or video"),
+    const KID_QUERY: &[QueryParam] = &[
+        (
+            "kid",
+            true,
+            "the KID: 32 hex digits or a UUID",
+            Param::Pattern(KID_PATTERN),
+        ),
+        ("token", false, "the playback token", Param::Text),
+        (
+            "MtsHlsUriToken",
+            false,
+            "the playback token, Alibaba style",
+            Param::Text,
+        ),
     ];
-    const AUDIT_QUERY: &[(&str, bool, &str)] = &[
-        ("Viewer", false, "only this viewer"),
-        ("VideoId", false, "only this video"),
-        ("Operation", false, "e.g. ReleaseKey"),
-        ("Outcome", false, "Success or a refusal code"),
-        ("StartTime", false, "RFC 3339, inclusive"),
-        ("EndTime", false, "RFC 3339, exclusive"),
-        ("Limit", false, "1 to 1000"),
-        ("NextToken", false, "from the previous page"),
+    const KID_PATTERN: &str = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
+    const LIFT_QUERY: &[QueryParam] = &[
+        (
+            "Type",
+            true,
+            "what is revoked",
+            Param::OneOf(&["Token", "Viewer", "Video"]),
+        ),
+        (
+            "Id",
+            true,
+            "the revoked token id, viewer or video",
+            Param::Pattern("^[!-~]{1,128}$"),
+        ),
     ];
+    const AUDIT_QUERY: &[QueryParam] = &[
+        ("Viewer", false, "only this viewer", Param::Text),
+        (
+            "VideoId",
+            false,
+            "only this video",
+            Param::Pattern(VIDEO_ID_PATTERN),
+        ),
+        (
+            "Operation",
+            false,
+            "e.g. ReleaseKey",
+            Param::OneOf(&crate::model::BrokerOperation::NAMES),
+        ),
+        ("Outcome", false, "Success or a refusal code", Param::Text),
+        ("StartTime", false, "RFC 3339, inclusive", Param::DateTime),
+        ("EndTime", false, "RFC 3339, exclusive", Param::DateTime),
+        (
+            "Limit",
+            false,
+            "1 to 1000",
+            Param::Integer { min: 1, max: 1000 },
+        ),
+        (
+            "NextToken",
+            false,
+            "from the previous page",
+            Param::Pattern(NEXT_TOKEN_PATTERN),
+        ),
+    ];
+    /// A video id: 1 to 256 printable ASCII characters, no spaces.
+    const VIDEO_ID_PATTERN: &str = "^[!-~]{1,256}$";
+    /// An EDK as key URIs carry it: base64url, 60 to 4096 characters.
+    const EDK_PATTERN: &str = "^[A-Za-z0-9_-]{60,4096}$";
     let key = Answer::Bytes(200, "application/octet-stream");
     let ops = [
         Op::new(
@@ -289,7 +357,7 @@ pub fn document() -> serde_json::Value {
             "/v1/clearkey/license",
             "W3C Clear Key licence: {kids: [base64url]} in, {keys: [{kty, kid, k}], type} out; every KID must be registered to a video the token is entitled to (else the whole request is refused); any Content-Type",
             Auth::Playback,
-            Some(schema::<serde_json::Value>),
+            Some(schema::<clearkey::LicenceBody>),
             Answer::Json(200, schema::<serde_json::Value>),
         )
         .with_query(TOKEN_QUERY),
@@ -301,7 +369,7 @@ pub fn document() -> serde_json::Value {
             None,
             key,
         )
-        .with_query(TOKEN_QUERY),
+        .with_query(KID_QUERY),
         Op::new(
             "POST",
             "/v1/content-keys",
@@ -317,7 +385,13 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             None,
             Answer::Json(200, schema::<clearkey::ContentKeysResponse>),
-        ),
+        )
+        .with_query(&[(
+            "VideoId",
+            false,
+            "only this video's",
+            Param::Pattern(VIDEO_ID_PATTERN),
+        )]),
         Op::new(
             "DELETE",
             "/v1/content-keys",
@@ -325,7 +399,13 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             None,
             Answer::Json(200, schema::<serde_json::Value>),
-        ),
+        )
+        .with_query(&[(
+            "VideoId",
+            true,
+            "the video",
+            Param::Pattern(VIDEO_ID_PATTERN),
+        )]),
         Op::new(
             "POST",
             "/v1/login",
@@ -337,8 +417,8 @@ pub fn document() -> serde_json::Value {
         Op::new(
             "POST",
             "/v1/logout",
-            "Revoke the presented token and clear the cookie",
-            Auth::Playback,
+            "Revoke the presented token, if any, and clear the cookie (needs no token: signing out always works)",
+            Auth::None,
             None,
             Answer::Empty(204),
         ),

@@ -123,6 +123,27 @@ impl KeyCache {
         }
     }
 
+    /// Drops (and wipes) every key of this master key.
+    pub fn drop_master_key(&self, key_id: Uuid) -> usize {
+        let mut dropped = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let before = shard.map.len();
+            shard.map.retain(|_, e| e.value.key_id != key_id);
+            dropped += before - shard.map.len();
+        }
+        dropped
+    }
+
+    /// Drops (and wipes) every key.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.map.clear();
+            shard.order.clear();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shards
             .iter()

@@ -5,6 +5,7 @@ mod cache;
 mod clearkey;
 mod delivery;
 mod error;
+mod kms_changes;
 mod limits;
 mod management;
 mod metrics;
@@ -261,6 +262,7 @@ impl Broker {
     }
 
     async fn spawn_background(&self) -> Result<(), BrokerError> {
+        self.follow_kms_changes();
         let interval = self.0.config.audit_flush_interval;
         tokio::spawn(self.0.audit.clone().run(interval));
         let weak = Arc::downgrade(&self.0);

@@ -62,12 +62,12 @@ fn check_username(u: &str) -> Result<(), BrokerError> {
 }
 
 fn check_password(p: &Password) -> Result<(), BrokerError> {
-    let n = p.expose_secret().len();
+    let n = p.expose_secret().chars().count();
     if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&n) {
         Ok(())
     } else {
         Err(BrokerError::invalid(format!(
-            "Password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} bytes"
+            "Password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"
         )))
     }
 }

@@ -463,16 +463,16 @@ impl BrokerStore for SqliteBrokerStore {
              key_version, token_id, client_id, address, detail FROM broker_audit WHERE 1",
         );
         if let Some(v) = &f.viewer {
-            q.push(" AND viewer = ").push_bind(v.clone());
+            q.push(" AND viewer = ").push_bind(storable(v));
         }
         if let Some(v) = &f.video_id {
-            q.push(" AND video_id = ").push_bind(v.clone());
+            q.push(" AND video_id = ").push_bind(storable(v));
         }
         if let Some(op) = f.operation {
             q.push(" AND operation = ").push_bind(op.as_str());
         }
         if let Some(o) = &f.outcome {
-            q.push(" AND outcome = ").push_bind(o.clone());
+            q.push(" AND outcome = ").push_bind(storable(o));
         }
         if let Some(t) = f.since {
             q.push(" AND event_time >= ").push_bind(micros(t));

@@ -36,6 +36,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
+        // Every body is an object: serde would also read a struct from an
+        // array of its fields in order, which no document allows.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(HttpError::malformed("the body must be a JSON object"));
+        }
         serde_json::from_slice(body)
             .map(JsonBody)
             .map_err(|e| HttpError::malformed(format!("invalid JSON body: {e}")))
@@ -61,4 +66,15 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
             .map(ApiToken::from_presented);
         Ok(Self(token))
     }
+}
+
+/// For optional query parameters (`#[serde(default, deserialize_with =
+/// "non_empty")]`): present means at least one character, as the documents
+/// say; `?VideoId=` is refused rather than read as a filter matching nothing.
+pub fn non_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = <String as serde::Deserialize>::deserialize(d)?;
+    if value.is_empty() {
+        return Err(serde::de::Error::custom("an empty value"));
+    }
+    Ok(Some(value))
 }

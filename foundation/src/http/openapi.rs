@@ -35,6 +35,44 @@ pub enum Answer {
     Bytes(u16, &'static str),
 }
 
+/// What a query parameter holds, as its schema says.
+#[derive(Debug, Clone, Copy)]
+pub enum Param {
+    /// Any text, at least one character.
+    Text,
+    Uuid,
+    /// RFC 3339.
+    DateTime,
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    OneOf(&'static [&'static str]),
+    /// Text matching this regular expression.
+    Pattern(&'static str),
+}
+
+impl Param {
+    fn schema(self) -> Value {
+        match self {
+            Self::Text => json!({ "type": "string", "minLength": 1 }),
+            Self::Uuid => json!({ "type": "string", "format": "uuid" }),
+            Self::DateTime => json!({ "type": "string", "format": "date-time" }),
+            Self::Integer { min, max } => {
+                json!({ "type": "integer", "minimum": min, "maximum": max })
+            }
+            Self::OneOf(values) => json!({ "type": "string", "enum": values }),
+            Self::Pattern(p) => json!({ "type": "string", "pattern": p }),
+        }
+    }
+}
+
+/// Audit pages' `NextToken`: the sequence number to continue below.
+pub const NEXT_TOKEN_PATTERN: &str = "^[0-9]{1,18}$";
+
+/// A query parameter: (name, required, description, what it holds).
+pub type QueryParam = (&'static str, bool, &'static str, Param);
+
 #[derive(Clone, Copy)]
 pub struct Op {
     pub method: &'static str,
@@ -44,8 +82,7 @@ pub struct Op {
     pub auth: Auth,
     pub body: Option<SchemaFn>,
     pub answer: Answer,
-    /// Query parameters: (name, required, description).
-    pub query: &'static [(&'static str, bool, &'static str)],
+    pub query: &'static [QueryParam],
 }
 
 impl Op {
@@ -68,10 +105,7 @@ impl Op {
         }
     }
 
-    pub const fn with_query(
-        mut self,
-        query: &'static [(&'static str, bool, &'static str)],
-    ) -> Self {
+    pub const fn with_query(mut self, query: &'static [QueryParam]) -> Self {
         self.query = query;
         self
     }
@@ -150,8 +184,8 @@ pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> 
             .iter()
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        parameters.extend(op.query.iter().map(|(name, required, description)| {
-            json!({ "name": name, "in": "query", "required": required, "description": description, "schema": { "type": "string" } })
+        parameters.extend(op.query.iter().map(|(name, required, description, param)| {
+            json!({ "name": name, "in": "query", "required": required, "description": description, "schema": param.schema() })
         }));
         let mut responses = Map::new();
         match op.answer {
@@ -186,9 +220,13 @@ pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> 
             "responses": responses,
         });
         if let Some(f) = op.body {
-            let s = serde_json::to_value(f(&mut g)).unwrap_or(Value::Null);
+            let body = f(&mut g);
+            // An empty body reads as `{}` (JsonBody): required only when
+            // `{}` would not do.
+            let required = needs_fields(&g, &body);
+            let s = serde_json::to_value(body).unwrap_or(Value::Null);
             operation["requestBody"] =
-                json!({ "required": true, "content": { "application/json": { "schema": s } } });
+                json!({ "required": required, "content": { "application/json": { "schema": s } } });
         }
         operation["security"] = match op.auth {
             Auth::None => json!([]),
@@ -221,6 +259,29 @@ pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> 
             },
         },
     })
+}
+
+/// Whether a body schema (or the definition it refers to) has required
+/// properties. "Anything" (`true`) has none.
+fn needs_fields(g: &SchemaGenerator, schema: &Schema) -> bool {
+    let Schema::Object(object) = schema else {
+        return false;
+    };
+    let target = match &object.reference {
+        Some(reference) => match reference
+            .rsplit('/')
+            .next()
+            .and_then(|name| g.definitions().get(name))
+        {
+            Some(Schema::Object(t)) => t,
+            _ => return true,
+        },
+        None => object,
+    };
+    target
+        .object
+        .as_ref()
+        .is_some_and(|o| !o.required.is_empty())
 }
 
 /// JSON Schema allows `true` for "anything" (schemars writes it for

@@ -3,7 +3,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use foundation::http::HttpError;
 use serde::Deserialize;
@@ -72,8 +71,9 @@ pub async fn create_key(
     State(kms): State<Kms>,
     Authenticated(caller): Authenticated,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<CreateKeyRequest>,
+    body: ApiResult<JsonBody<CreateKeyRequest>>,
 ) -> ApiResult<(StatusCode, Json<KeyMetadata>)> {
+    let JsonBody(req) = admin_first(&caller, body)?;
     let req = NewKeyRequest {
         alias: req.alias,
         description: req.description,
@@ -137,9 +137,10 @@ pub async fn key_action(
     Authenticated(caller): Authenticated,
     Ctx(ctx): Ctx,
     Path((key, action)): Path<(String, String)>,
-    body: JsonBody<serde_json::Value>,
+    body: ApiResult<JsonBody<serde_json::Value>>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    run_key_action(kms, caller, ctx, key, &action, body.0).await
+    let JsonBody(body) = admin_first(&caller, body)?;
+    run_key_action(kms, caller, ctx, key, &action, body).await
 }
 
 /// `POST /v1/keys/alias/{name...}/{action}`: aliases may contain slashes.
@@ -148,10 +149,11 @@ pub async fn alias_action(
     Authenticated(caller): Authenticated,
     Ctx(ctx): Ctx,
     Path(rest): Path<String>,
-    body: JsonBody<serde_json::Value>,
+    body: ApiResult<JsonBody<serde_json::Value>>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let JsonBody(body) = admin_first(&caller, body)?;
     let (name, action) = rest.rsplit_once('/').ok_or_else(not_found_route)?;
-    run_key_action(kms, caller, ctx, format!("alias/{name}"), action, body.0).await
+    run_key_action(kms, caller, ctx, format!("alias/{name}"), action, body).await
 }
 
 fn not_found_route() -> ApiError {
@@ -172,10 +174,13 @@ async fn run_key_action(
 ) -> ApiResult<Json<serde_json::Value>> {
     let action = KeyAction::parse(action).ok_or_else(not_found_route)?;
     let reject_body = |body: &serde_json::Value| -> ApiResult<()> {
-        match body.as_object() {
-            Some(o) if o.is_empty() => Ok(()),
-            _ => Err(ApiError::malformed("this call takes no parameters")),
-        }
+        admin_first(
+            &caller,
+            match body.as_object() {
+                Some(o) if o.is_empty() => Ok(()),
+                _ => Err(ApiError::malformed("this call takes no parameters")),
+            },
+        )
     };
     let json = |v: KeyView| serde_json::to_value(key_metadata(v)).unwrap_or_default();
     Ok(Json(match action {
@@ -197,8 +202,11 @@ async fn run_key_action(
             json(kms.enable_key(&caller, &ctx, &key).await?)
         }
         KeyAction::ScheduleDeletion => {
-            let req: ScheduleDeletionRequest = serde_json::from_value(body)
-                .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?;
+            let req: ScheduleDeletionRequest = admin_first(
+                &caller,
+                serde_json::from_value(body)
+                    .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}"))),
+            )?;
             json(
                 kms.schedule_key_deletion(&caller, &ctx, &key, req.pending_window_in_days)
                     .await?,
@@ -211,12 +219,28 @@ async fn run_key_action(
     }))
 }
 
-/// Authenticate before validate: a request refused for its body or fields
-/// is first checked for a valid token, so a caller without one learns only
-/// 401. The service authenticates accepted requests itself (and audits).
-async fn after_auth<T>(kms: &Kms, token: &BearerToken, checked: ApiResult<T>) -> ApiResult<T> {
+/// Authenticate and authorize before validate: a request refused for its
+/// body or fields is first checked for a valid token of a role that may make
+/// it, so a caller without one learns only 401 (or 403). The service checks
+/// accepted requests itself (and audits them).
+async fn after_auth<T>(
+    kms: &Kms,
+    token: &BearerToken,
+    role: Role,
+    checked: ApiResult<T>,
+) -> ApiResult<T> {
     if checked.is_err() {
-        kms.authenticate(token.0.as_ref()).await?;
+        kms.authenticate(token.0.as_ref())
+            .await?
+            .require_role(role)?;
+    }
+    checked
+}
+
+/// The same for admin calls, whose caller is already authenticated.
+fn admin_first<T>(caller: &crate::service::Caller, checked: ApiResult<T>) -> ApiResult<T> {
+    if checked.is_err() {
+        caller.require_admin()?;
     }
     checked
 }
@@ -234,7 +258,7 @@ async fn generate(
     req: GenerateDataKeyRequest,
     with_plaintext: bool,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
-    let spec = after_auth(&kms, &token, data_key_spec(&req)).await?;
+    let spec = after_auth(&kms, &token, Role::Generate, data_key_spec(&req)).await?;
     let req = DataKeyRequest {
         key_id: req.key_id,
         spec,
@@ -257,7 +281,7 @@ pub async fn generate_data_key(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<GenerateDataKeyRequest>>,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
-    let JsonBody(req) = after_auth(&kms, &token, body).await?;
+    let JsonBody(req) = after_auth(&kms, &token, Role::Generate, body).await?;
     generate(kms, token, ctx, req, true).await
 }
 
@@ -267,7 +291,7 @@ pub async fn generate_data_key_without_plaintext(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<GenerateDataKeyRequest>>,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
-    let JsonBody(req) = after_auth(&kms, &token, body).await?;
+    let JsonBody(req) = after_auth(&kms, &token, Role::Generate, body).await?;
     generate(kms, token, ctx, req, false).await
 }
 
@@ -277,7 +301,7 @@ pub async fn decrypt(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<DecryptRequest>>,
 ) -> ApiResult<SecretJson<DecryptResponse>> {
-    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let JsonBody(req) = after_auth(&kms, &bearer, Role::Decrypt, body).await?;
     let token = bearer.0;
     let context = req.encryption_context.unwrap_or_default();
     let out = kms
@@ -296,7 +320,7 @@ pub async fn encrypt(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<EncryptRequest>>,
 ) -> ApiResult<Json<EncryptResponse>> {
-    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let JsonBody(req) = after_auth(&kms, &bearer, Role::Generate, body).await?;
     let token = bearer.0;
     let context = req.encryption_context.unwrap_or_default();
     let out = kms
@@ -315,7 +339,7 @@ pub async fn generate_random(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<GenerateRandomRequest>>,
 ) -> ApiResult<SecretJson<GenerateRandomResponse>> {
-    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let JsonBody(req) = after_auth(&kms, &bearer, Role::Generate, body).await?;
     let token = bearer.0;
     let bytes = kms
         .generate_random(token.as_ref(), &ctx, req.number_of_bytes)
@@ -331,7 +355,7 @@ pub async fn re_encrypt(
     Ctx(ctx): Ctx,
     body: ApiResult<JsonBody<ReEncryptRequest>>,
 ) -> ApiResult<Json<ReEncryptResponse>> {
-    let JsonBody(req) = after_auth(&kms, &bearer, body).await?;
+    let JsonBody(req) = after_auth(&kms, &bearer, Role::Decrypt, body).await?;
     let token = bearer.0;
     let out = kms
         .re_encrypt(
@@ -356,21 +380,10 @@ pub async fn create_client(
     State(kms): State<Kms>,
     Authenticated(caller): Authenticated,
     Ctx(ctx): Ctx,
-    JsonBody(req): JsonBody<CreateClientRequest>,
+    body: ApiResult<JsonBody<CreateClientRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreateClientResponse>)> {
-    let names = match (req.role, req.roles) {
-        (Some(role), None) => vec![role],
-        (None, Some(roles)) => roles,
-        (None, None) => return Err(ApiError::malformed("Role or Roles is required")),
-        (Some(_), Some(_)) => return Err(ApiError::malformed("give Role or Roles, not both")),
-    };
-    let invalid = |why: &str| ApiError::from(crate::service::KmsError::invalid(why));
-    let list: Vec<Role> = names
-        .iter()
-        .map(|n| Role::parse(n))
-        .collect::<Option<_>>()
-        .ok_or_else(|| invalid("Role must be admin, generate, decrypt or issuer"))?;
-    let roles = Roles::new(&list).map_err(invalid)?;
+    let JsonBody(req) = admin_first(&caller, body)?;
+    let roles = admin_first(&caller, client_roles(req.role, req.roles))?;
     let created = kms
         .create_client(
             &caller,
@@ -389,6 +402,69 @@ pub async fn create_client(
             client: client_info(created.client),
         }),
     ))
+}
+
+fn client_roles(role: Option<String>, roles: Option<Vec<String>>) -> ApiResult<Roles> {
+    let names = match (role, roles) {
+        (Some(role), None) => vec![role],
+        (None, Some(roles)) => roles,
+        (None, None) => return Err(ApiError::malformed("Role or Roles is required")),
+        (Some(_), Some(_)) => return Err(ApiError::malformed("give Role or Roles, not both")),
+    };
+    let invalid = |why: &str| ApiError::from(crate::service::KmsError::invalid(why));
+    let list: Vec<Role> = names
+        .iter()
+        .map(|n| Role::parse(n))
+        .collect::<Option<_>>()
+        .ok_or_else(|| invalid("Role must be admin, generate, decrypt or issuer"))?;
+    Roles::new(&list).map_err(invalid)
+}
+
+/// How often an idle change stream says it is alive.
+const CHANGES_PING: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /v1/changes`: the change feed as newline-delimited JSON, open until
+/// the server stops (see `service::feed`).
+pub async fn changes(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<axum::response::Response> {
+    use crate::service::FeedEvent;
+    use axum::response::IntoResponse as _;
+    use kms_api::api::ChangeEvent;
+    let subscription = kms.subscribe_changes(&caller)?;
+    let line = |e: ChangeEvent| {
+        let mut text = serde_json::to_string(&e).unwrap_or_default();
+        text.push('\n');
+        Ok::<_, std::convert::Infallible>(text)
+    };
+    let ready = ChangeEvent::Ready {
+        client_id: subscription.client_id,
+    };
+    let stream = futures_util::stream::unfold(
+        (Some(ready), subscription),
+        move |(first, mut sub)| async move {
+            if let Some(ready) = first {
+                return Some((line(ready), (None, sub)));
+            }
+            let event = match tokio::time::timeout(CHANGES_PING, sub.next()).await {
+                Err(_) => ChangeEvent::Ping,
+                Ok(None) => return None,
+                Ok(Some(FeedEvent::Key(key_id))) => ChangeEvent::Key { key_id },
+                Ok(Some(FeedEvent::Client(client_id))) => ChangeEvent::Client { client_id },
+                Ok(Some(FeedEvent::Reset)) => ChangeEvent::Reset,
+            };
+            Some((line(event), (None, sub)))
+        },
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// The caller's own identity: lets the broker check admin and issuer tokens
@@ -453,10 +529,14 @@ pub async fn create_access_key(
     Authenticated(caller): Authenticated,
     Ctx(ctx): Ctx,
     Path(client_id): Path<String>,
-    JsonBody(body): JsonBody<Option<serde_json::Value>>,
+    body: ApiResult<JsonBody<Option<serde_json::Value>>>,
 ) -> ApiResult<(StatusCode, SecretJson<CreatedAccessKey>)> {
+    let JsonBody(body) = admin_first(&caller, body)?;
     if body.is_some_and(|b| b.as_object().is_none_or(|o| !o.is_empty())) {
-        return Err(ApiError::malformed("this call takes no parameters"));
+        admin_first(
+            &caller,
+            Err(ApiError::malformed("this call takes no parameters")),
+        )?;
     }
     let created = kms
         .create_access_key(&caller, &ctx, client_id_param(&client_id)?)
@@ -499,6 +579,7 @@ pub async fn delete_access_key(
 pub struct AuditQuery {
     key_id: Option<Uuid>,
     client_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "foundation::http::extract::non_empty")]
     access_key_id: Option<String>,
     operation: Option<String>,
     start_time: Option<DateTime<Utc>>,
@@ -509,11 +590,10 @@ pub struct AuditQuery {
 
 pub const MAX_AUDIT_PAGE: u32 = 1000;
 
-pub async fn audit(
-    State(kms): State<Kms>,
-    Authenticated(caller): Authenticated,
+/// The audit query as the store takes it.
+fn audit_filter(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<AuditResponse>> {
+) -> ApiResult<AuditFilter> {
     let Query(q) =
         query.map_err(|e| ApiError::malformed(format!("invalid query: {}", e.body_text())))?;
     let invalid = |m: &str| ApiError::from(crate::service::KmsError::invalid(m));
@@ -530,11 +610,9 @@ pub async fn audit(
         .next_token
         .as_deref()
         .map(|t| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
+            t.parse::<i64>()
                 .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|seq| *seq >= 0 && t.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| invalid("NextToken is not valid"))
         })
         .transpose()?;
@@ -548,13 +626,19 @@ pub async fn audit(
         before_seq,
         limit,
     };
+    Ok(filter)
+}
+
+pub async fn audit(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<AuditResponse>> {
+    let filter = admin_first(&caller, audit_filter(query))?;
+    let limit = filter.limit;
     let rows = kms.query_audit(&caller, &filter).await?;
     let next_token = (rows.len() == limit as usize)
-        .then(|| {
-            rows.last().map(|(seq, _)| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seq.to_string())
-            })
-        })
+        .then(|| rows.last().map(|(seq, _)| seq.to_string()))
         .flatten();
     let records = rows
         .into_iter()

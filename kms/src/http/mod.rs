@@ -74,6 +74,7 @@ pub fn app_with_doors(kms: Kms, doors: doors::DoorConfig) -> Router {
             axum::routing::delete(h::delete_access_key),
         )
         .route("/v1/whoami", get(h::whoami))
+        .route("/v1/changes", get(h::changes))
         .route("/v1/audit", get(h::audit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -92,21 +93,37 @@ async fn openapi_document() -> axum::Json<serde_json::Value> {
 /// the types its handlers use.
 pub fn document() -> serde_json::Value {
     use crate::api::*;
-    use openapi::{schema, Answer, Auth, Op};
+    use openapi::{schema, Answer, Auth, Op, Param, QueryParam, NEXT_TOKEN_PATTERN};
     use serde_json::Value;
-    const AUDIT_QUERY: &[(&str, bool, &str)] = &[
-        ("KeyId", false, "only this key"),
-        ("ClientId", false, "only this API client"),
+    const AUDIT_QUERY: &[QueryParam] = &[
+        ("KeyId", false, "only this key", Param::Uuid),
+        ("ClientId", false, "only this API client", Param::Uuid),
         (
             "AccessKeyId",
             false,
             "only requests signed with this access key",
+            Param::Text,
         ),
-        ("Operation", false, "only this operation, e.g. Decrypt"),
-        ("StartTime", false, "RFC 3339, inclusive"),
-        ("EndTime", false, "RFC 3339, exclusive"),
-        ("Limit", false, "1 to 1000, default 100"),
-        ("NextToken", false, "from the previous page"),
+        (
+            "Operation",
+            false,
+            "only this operation, e.g. Decrypt",
+            Param::OneOf(&crate::model::Operation::NAMES),
+        ),
+        ("StartTime", false, "RFC 3339, inclusive", Param::DateTime),
+        ("EndTime", false, "RFC 3339, exclusive", Param::DateTime),
+        (
+            "Limit",
+            false,
+            "1 to 1000, default 100",
+            Param::Integer { min: 1, max: 1000 },
+        ),
+        (
+            "NextToken",
+            false,
+            "from the previous page",
+            Param::Pattern(NEXT_TOKEN_PATTERN),
+        ),
     ];
     let ops = [
         Op::new("POST", "/", "The cloud doors, signed with an access key: AWS KMS JSON 1.1 (X-Amz-Target: TrentService.<Operation>, SigV4), Alibaba Cloud KMS 2016-01-20 (Action, ACS3-HMAC-SHA256 or RPC HMAC-SHA1) and Tencent Cloud KMS 2019-01-18 (X-TC-Action, TC3-HMAC-SHA256); each answers in its own format", Auth::None, Some(schema::<Value>), Answer::Json(200, schema::<Value>)),
@@ -129,6 +146,7 @@ pub fn document() -> serde_json::Value {
         Op::new("GET", "/v1/clients/{client_id}/access-keys", "List a client's access keys, without secrets (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListAccessKeysResponse>)),
         Op::new("DELETE", "/v1/clients/{client_id}/access-keys/{access_key_id}", "Delete an access key at once (admin)", Auth::ApiClient, None, Answer::Empty(204)),
         Op::new("GET", "/v1/whoami", "The calling client", Auth::ApiClient, None, Answer::Json(200, schema::<ClientInfo>)),
+        Op::new("GET", "/v1/changes", "Key and client changes as they happen, one JSON object per line (decrypt or admin): {\"Type\":\"Ready\",\"ClientId\"}, then Key {KeyId}, Client {ClientId}, Reset (drop everything cached), and Ping every 15 s", Auth::ApiClient, None, Answer::Bytes(200, "application/x-ndjson")),
         Op::new("GET", "/v1/audit", "The audit trail, newest first (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<AuditResponse>)).with_query(AUDIT_QUERY),
     ];
     openapi::document(
@@ -201,6 +219,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = app_with_doors(kms.clone(), doors);
+    // Open change streams would hold a graceful shutdown for its whole grace.
+    let feeds = kms.clone();
+    let shutdown = async move {
+        shutdown.await;
+        feeds.close_change_feed();
+    };
     foundation::http::server::serve(listener, app, tls, limits, shutdown).await?;
     kms.drain_audit(Instant::now() + SHUTDOWN_FLUSH_DEADLINE)
         .await

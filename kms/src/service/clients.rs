@@ -30,7 +30,7 @@ pub struct ClientCreated {
 
 fn validate_name(name: &str) -> Result<(), KmsError> {
     if name.trim().is_empty()
-        || name.len() > MAX_CLIENT_NAME_LEN
+        || name.chars().count() > MAX_CLIENT_NAME_LEN
         || name.chars().any(char::is_control)
     {
         return Err(KmsError::invalid(format!(

@@ -74,9 +74,9 @@ impl Kms {
             validate_alias(alias)?;
         }
         let description = req.description.unwrap_or_default();
-        if description.len() > MAX_DESCRIPTION_LEN || description.contains('\0') {
+        if description.chars().count() > MAX_DESCRIPTION_LEN || description.contains('\0') {
             return Err(KmsError::invalid(format!(
-                "Description must be at most {MAX_DESCRIPTION_LEN} bytes, without NUL characters"
+                "Description must be at most {MAX_DESCRIPTION_LEN} characters, without NUL characters"
             )));
         }
         if let Some(d) = req.rotation_period_days {

@@ -7,6 +7,7 @@ mod cache;
 mod clients;
 mod data;
 mod error;
+mod feed;
 mod freshness;
 mod keys;
 mod usage;
@@ -23,6 +24,7 @@ pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
 pub use data::{DataKeyRequest, Decrypted, Encrypted, GeneratedDataKey, ReEncrypted};
 pub use error::KmsError;
+pub use feed::{FeedEvent, Subscription};
 pub use foundation::clock::{Clock, ManualClock, SystemClock};
 pub use keys::{KeyView, NewKeyRequest};
 
@@ -130,7 +132,8 @@ impl Caller {
             .is_none_or(|ids| ids.contains(&key_id))
     }
 
-    fn require_role(&self, role: Role) -> Result<(), KmsError> {
+    /// The caller's role allows this call (whatever its keys).
+    pub fn require_role(&self, role: Role) -> Result<(), KmsError> {
         if !self.0.roles.contains(role) {
             return Err(KmsError::AccessDenied(format!(
                 "this call needs a client of role `{}`",
@@ -138,6 +141,11 @@ impl Caller {
             )));
         }
         Ok(())
+    }
+
+    /// An admin call: the admin role, and no limit to some keys.
+    pub fn require_admin(&self) -> Result<(), KmsError> {
+        self.require(Role::Admin, None)
     }
 
     /// Deny by default: the role must match, and the key must be in scope.
@@ -213,6 +221,8 @@ struct Inner {
     /// interval: a flood of junk tokens is a few records, not one each.
     refusals: audit::Aggregator<AuditRecord>,
     usage: Arc<UsageLeases>,
+    /// Changes passed on to brokers (`GET /v1/changes`).
+    feed: feed::Feed,
 }
 
 /// The key management service. Cheap to clone.
@@ -247,6 +257,7 @@ impl Kms {
             audit,
             refusals: audit::Aggregator::new(1000),
             usage,
+            feed: feed::Feed::new(),
         }));
         kms.load_known_clients().await?;
         kms.spawn_background().await?;
@@ -325,6 +336,7 @@ impl Kms {
     }
 
     fn apply_change(&self, change: Change) {
+        self.0.feed.publish(&change);
         match change {
             Change::Key(id) => self.0.caches.invalidate_key(id),
             Change::Client(id) => self.0.caches.invalidate_client(id),
@@ -525,9 +537,8 @@ impl Kms {
     /// Accepts a key id (UUID) or an alias (`alias/...`).
     async fn resolve_key_id(&self, key: &str) -> Result<Uuid, KmsError> {
         if !key.starts_with("alias/") {
-            return Uuid::parse_str(key).map_err(|_| {
-                KmsError::invalid("KeyId must be a key id (UUID) or an alias (alias/...)")
-            });
+            // No key can have such an id: not found, as for any unknown id.
+            return Uuid::parse_str(key).map_err(|_| KmsError::KeyNotFound);
         }
         match self.cached(self.0.caches.alias(key)) {
             Some((id, fresh)) => {

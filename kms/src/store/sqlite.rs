@@ -505,7 +505,8 @@ impl Store for SqliteStore {
             q.push(" AND client_id = ").push_bind(c);
         }
         if let Some(a) = &f.access_key_id {
-            q.push(" AND access_key_id = ").push_bind(a.clone());
+            q.push(" AND access_key_id = ")
+                .push_bind(foundation::db::storable(a));
         }
         if let Some(op) = f.operation {
             q.push(" AND operation = ").push_bind(op.as_str());
