@@ -35,7 +35,10 @@ fn conformance(base: &str, role: &str, token: Option<&str>) -> Result<(), String
         .arg(format!("{base}/openapi.json"))
         .args(["--url", base, "--checks", "all"])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-time", BUDGET_SECS, "--workers", "2"])
+        // One worker: with several, CPython 3.11 sometimes fails inside
+        // hypothesis ("AST constructor recursion depth mismatch": its AST
+        // parsing is not thread-safe), which would fail the run for nothing.
+        .args(["--max-time", BUDGET_SECS, "--workers", "1"])
         // A fixed seed: the same cases every run (another: VODKMS_SCHEMATHESIS_SEED).
         .args([
             "--seed",
