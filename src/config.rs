@@ -62,6 +62,7 @@ pub struct BrokerSection {
     pub trusted_proxies: Option<Vec<String>>,
     pub key_uri_base: Option<Vec<String>>,
     pub key_cache_ttl_secs: Option<u64>,
+    pub key_cache_capacity: Option<usize>,
     pub max_stale_secs: Option<u64>,
     pub key_max_age_secs: Option<u64>,
     pub token_leeway_secs: Option<u64>,
@@ -157,6 +158,7 @@ impl BrokerSection {
             trusted_proxies => "VODKMS_TRUSTED_PROXIES",
             key_uri_base => "VODKMS_KEY_URI_BASE",
             key_cache_ttl_secs => "VODKMS_KEY_CACHE_TTL_SECS",
+            key_cache_capacity => "VODKMS_KEY_CACHE_CAPACITY",
             max_stale_secs => "VODKMS_MAX_STALE_SECS",
             key_max_age_secs => "VODKMS_KEY_MAX_AGE_SECS",
             token_leeway_secs => "VODKMS_TOKEN_LEEWAY_SECS",
@@ -199,8 +201,14 @@ const SECRET_KEYS: &[(&str, &str)] = &[
 pub fn load(path: &Path) -> Result<ConfigFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let mut message = format!("config file {}: {e}", path.display());
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses a config file's text; `origin` names it in the error. Fuzzed
+/// (`fuzz/`: config_file).
+pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| {
+        let mut message = format!("config file {origin}: {e}");
         for (key, instead) in SECRET_KEYS {
             if message.contains(&format!("unknown field `{key}`")) {
                 message.push_str(&format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 mod admin;
-mod config;
+use vodkms::config;
 mod dev;
 mod secret_env;
 mod transcode;
@@ -201,6 +201,10 @@ struct BrokerArgs {
     /// Seconds a decrypted key is reused without asking the KMS (0: never).
     #[arg(long, env = "VODKMS_KEY_CACHE_TTL_SECS", default_value_t = 300)]
     key_cache_ttl_secs: u64,
+    /// Most decrypted keys held at once (oldest out first); a million take
+    /// about 180 MiB, and only as they are filled.
+    #[arg(long, env = "VODKMS_KEY_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    key_cache_capacity: usize,
     /// Longest time a key learnt from the KMS is used without asking it again
     /// (bounds the key cache, so a key disabled at the KMS stops within it).
     #[arg(long, env = "VODKMS_MAX_STALE_SECS", default_value_t = 120)]
@@ -645,6 +649,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
     let config = BrokerConfig {
         key_cache_ttl: Duration::from_secs(args.key_cache_ttl_secs.min(args.max_stale_secs)),
+        key_cache_capacity: args.key_cache_capacity.max(1),
         key_max_age: Duration::from_secs(args.key_max_age_secs),
         login_token_ttl: Duration::from_secs(
             args.login_token_ttl_secs

@@ -110,7 +110,8 @@ fn python_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option
                 let e = chars.next()?;
                 let hex = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, n: usize| {
                     let digits: String = (0..n).map_while(|_| chars.next()).collect();
-                    (digits.len() == n)
+                    // from_str_radix alone would take a sign (`\x+f`).
+                    (digits.len() == n && digits.chars().all(|c| c.is_ascii_hexdigit()))
                         .then(|| u32::from_str_radix(&digits, 16).ok())
                         .flatten()
                         .and_then(char::from_u32)
@@ -163,6 +164,7 @@ mod tests {
             "['a']",
             "{'a': 'b\\q'}",
             "{'a': '\\x4'}",
+            "{'a': '\\x+f'}",
         ] {
             assert_eq!(parse_python_dict(bad), None, "{bad}");
         }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Admin, Ctx, PlaybackTokens};
-use super::handlers::KeyQuery;
+use super::key_query::KeyQuery;
 use super::AppState;
 use crate::model::ContentKeyRecord;
 use crate::service::{parse_kid, LicenceRequest};
@@ -144,6 +144,20 @@ fn kid_from_base64(text: &str) -> Option<[u8; 16]> {
     bytes.try_into().ok()
 }
 
+/// The KIDs of a W3C Clear Key licence request body, or why it cannot be
+/// read. Fuzzed (`fuzz/`: clear_key_request).
+pub fn licence_kids(body: &[u8]) -> Result<Vec<[u8; 16]>, String> {
+    let parsed = serde_json::from_slice::<LicenceBody>(body).map_err(|e| {
+        format!("the body must be a Clear Key licence request {{\"kids\": [...]}}: {e}")
+    })?;
+    parsed
+        .kids
+        .iter()
+        .map(|k| kid_from_base64(k))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| "every kid must be 16 bytes in base64url".to_owned())
+}
+
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -191,7 +205,7 @@ pub async fn licence(
     // Read now, refused only after the token is checked (in the service):
     // an unreadable body (too large, too slow) too.
     let parsed = match &body {
-        Ok(bytes) => Ok(serde_json::from_slice::<LicenceBody>(bytes)),
+        Ok(bytes) => Ok(bytes.as_ref()),
         Err(e) => Err(foundation::http::server::is_body_timeout(e)),
     };
     let (kids, malformed) = match parsed {
@@ -203,24 +217,10 @@ pub async fn licence(
                 "the request body could not be read (too large?)".to_owned()
             }),
         ),
-        Ok(Ok(parsed)) => match parsed
-            .kids
-            .iter()
-            .map(|k| kid_from_base64(k))
-            .collect::<Option<Vec<_>>>()
-        {
-            Some(kids) => (kids, None),
-            None => (
-                Vec::new(),
-                Some("every kid must be 16 bytes in base64url".to_owned()),
-            ),
+        Ok(body) => match licence_kids(body) {
+            Ok(kids) => (kids, None),
+            Err(why) => (Vec::new(), Some(why)),
         },
-        Ok(Err(e)) => (
-            Vec::new(),
-            Some(format!(
-                "the body must be a Clear Key licence request {{\"kids\": [...]}}: {e}"
-            )),
-        ),
     };
     let licence = s
         .broker

@@ -1,7 +1,7 @@
 //! Handlers: extract, call the service, shape the answer. No rules here.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use std::borrow::Cow;
 
 use super::error::ApiError;
 use super::extract::{Admin, Ctx, PlaybackTokens};
+use super::key_query::KeyQuery;
 use super::{AppState, DEVICE_COOKIE_NAME};
 use crate::api::*;
 use crate::model::{BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, RevocationKind};
@@ -33,84 +34,6 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Val
     })))
 }
 
-/// The key request's query parameters, borrowed from the URL when they need
-/// no decoding (base64url EDKs and JWTs never do): the hot path copies nothing.
-/// No `Debug`: it holds tokens.
-#[derive(Default)]
-pub(super) struct KeyQuery<'a> {
-    vid: Option<Cow<'a, str>>,
-    ciphertext: Option<Cow<'a, str>>,
-    mts_hls_uri_token: Option<Cow<'a, str>>,
-    token: Option<Cow<'a, str>>,
-    /// A content key's id, for `/v1/clearkey/key`.
-    pub(super) kid: Option<Cow<'a, str>>,
-}
-
-impl<'a> KeyQuery<'a> {
-    /// Unknown parameters are ignored (players add cache busters); a repeated
-    /// one is refused, since which copy counts would be a guess.
-    /// The query's tokens, to try before those of the headers: they are what
-    /// the playlist carried.
-    pub(super) fn tokens(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
-        [&self.mts_hls_uri_token, &self.token]
-            .into_iter()
-            .flatten()
-            .filter(|t| !t.is_empty())
-            .cloned()
-    }
-
-    pub(super) fn parse(raw: &'a str) -> Result<Self, ApiError> {
-        let mut q = Self::default();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match name {
-                "vid" => &mut q.vid,
-                "Ciphertext" => &mut q.ciphertext,
-                "MtsHlsUriToken" => &mut q.mts_hls_uri_token,
-                "token" => &mut q.token,
-                "kid" => &mut q.kid,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(ApiError::invalid(format!(
-                    "the query string repeats {name}"
-                )));
-            }
-            *slot = Some(form_decode(value).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "the query parameter {name} is not valid URL encoding"
-                ))
-            })?);
-        }
-        Ok(q)
-    }
-}
-
-/// `application/x-www-form-urlencoded` value decoding: `+` is a space, `%XX`
-/// a byte; the result must be UTF-8.
-fn form_decode(value: &str) -> Option<Cow<'_, str>> {
-    if !value.contains(['%', '+']) {
-        return Some(Cow::Borrowed(value));
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
-}
-
 fn query_error(e: QueryRejection) -> ApiError {
     ApiError::invalid(format!("bad query string: {}", e.body_text()))
 }
@@ -120,11 +43,11 @@ fn query_error(e: QueryRejection) -> ApiError {
 pub async fn hls_key(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-    RawQuery(raw): RawQuery,
+    // The URI, not RawQuery: its query is borrowed, where RawQuery copies it.
+    uri: axum::http::Uri,
     PlaybackTokens(from_headers): PlaybackTokens,
 ) -> ApiResult<Response> {
-    let raw = raw.unwrap_or_default();
-    let q = KeyQuery::parse(&raw)?;
+    let q = KeyQuery::parse(uri.query().unwrap_or_default())?;
     let tokens = q
         .tokens()
         .chain(from_headers.into_iter().map(Cow::Owned))
@@ -142,6 +65,8 @@ pub async fn hls_key(
         .await?;
     let cache = if released.max_age_secs == 0 {
         HeaderValue::from_static("private, no-cache")
+    } else if released.max_age_secs == s.key_cache_control.0 {
+        s.key_cache_control.1.clone()
     } else {
         HeaderValue::from_str(&format!("private, max-age={}", released.max_age_secs))
             .unwrap_or(HeaderValue::from_static("private, no-cache"))
@@ -453,24 +378,4 @@ pub async fn audit(
         records: page.records.into_iter().map(audit_entry).collect(),
         next_token: page.next.map(|n| n.to_string()),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_query_parsing() {
-        let q = KeyQuery::parse("vid=a%2Fb&Ciphertext=AZ-_x&token=t.u.v&x=1&&junk").unwrap();
-        assert_eq!(q.vid.as_deref(), Some("a/b"));
-        assert!(matches!(q.ciphertext, Some(Cow::Borrowed("AZ-_x"))));
-        assert_eq!(q.token.as_deref(), Some("t.u.v"));
-        assert_eq!(q.mts_hls_uri_token, None);
-        assert!(KeyQuery::parse("vid=a&vid=b").is_err());
-        assert!(KeyQuery::parse("vid=%zz").is_err());
-        assert!(KeyQuery::parse("vid=%ff").is_err(), "not UTF-8");
-        assert!(KeyQuery::parse("vid=%4").is_err());
-        assert_eq!(form_decode("a+b%20c").as_deref(), Some("a b c"));
-        assert_eq!(form_decode("%C3%BC").as_deref(), Some("ü"));
-    }
 }

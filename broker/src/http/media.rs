@@ -15,7 +15,7 @@ use tower::ServiceExt as _;
 
 use super::error::ApiError;
 use super::extract::{Ctx, PlaybackTokens};
-use super::handlers::KeyQuery;
+use super::key_query::KeyQuery;
 use super::origin::OriginError;
 use super::AppState;
 
@@ -37,7 +37,7 @@ fn http_error(status: StatusCode, code: &'static str, message: impl Into<String>
 
 /// `path` as a relative path of plain names: no `..`, no hidden names, no
 /// backslashes, nothing absolute.
-pub(super) fn safe_relative(path: &str) -> Option<PathBuf> {
+pub fn safe_relative(path: &str) -> Option<PathBuf> {
     if path.is_empty() || path.len() > 1024 {
         return None;
     }
