@@ -177,6 +177,7 @@ mod tests {
             headers: &signed,
             ..req
         };
+        assert!(applies(&req));
         let claims = parse(&req).unwrap();
         assert_eq!(claims.action, "GenerateDataKey");
         assert!(verify(&claims, &req, b"secret").unwrap());
@@ -189,5 +190,38 @@ mod tests {
             ..req
         };
         assert_eq!(parse(&tampered).err(), Some(SigError::BodyHashMismatch));
+    }
+
+    #[test]
+    fn applies_only_to_acs3_authorizations() {
+        let uri: Uri = "/".parse().unwrap();
+        let request = |auth: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(a) = auth {
+                headers.insert("authorization", HeaderValue::from_static(a));
+            }
+            headers
+        };
+        for (auth, want) in [
+            (
+                Some("ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host,Signature=00"),
+                true,
+            ),
+            (
+                Some("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request"),
+                false,
+            ),
+            (Some("TC3-HMAC-SHA256 Credential=a/b/c/tc3_request"), false),
+            (None, false),
+        ] {
+            let headers = request(auth);
+            let req = Request {
+                method: &Method::POST,
+                uri: &uri,
+                headers: &headers,
+                body: b"",
+            };
+            assert_eq!(applies(&req), want, "{auth:?}");
+        }
     }
 }

@@ -171,6 +171,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn signatures_are_lower_case_hex_of_the_exact_length() {
+        let good = "ab".repeat(32);
+        assert_eq!(hex_signature(&good, 32).unwrap(), vec![0xab; 32]);
+        // Wrong length, even as valid lower-case hex.
+        assert!(hex_signature("abab", 32).is_err());
+        assert!(hex_signature(&"ab".repeat(33), 32).is_err());
+        // Upper case, even of the right length.
+        assert!(hex_signature(&"AB".repeat(32), 32).is_err());
+        assert!(hex_signature(&"zz".repeat(32), 32).is_err());
+    }
+
+    #[test]
+    fn only_a_missing_host_is_taken_from_the_uri() {
+        let uri: http::Uri = "http://kms.example:8200/".parse().unwrap();
+        let none = http::HeaderMap::new();
+        let req = Request {
+            method: &http::Method::POST,
+            uri: &uri,
+            headers: &none,
+            body: b"",
+        };
+        assert_eq!(req.header_values("host").unwrap(), ["kms.example:8200"]);
+        assert_eq!(
+            req.header_values("x-acs-date"),
+            Err(SigError::Missing("a signed header"))
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.append("host", http::HeaderValue::from_static("other.example"));
+        headers.append("x-acs-date", http::HeaderValue::from_static("a"));
+        headers.append("x-acs-date", http::HeaderValue::from_static("b"));
+        let req = Request {
+            headers: &headers,
+            ..req
+        };
+        assert_eq!(req.header_values("host").unwrap(), ["other.example"]);
+        assert_eq!(req.header_values("x-acs-date").unwrap(), ["a", "b"]);
+    }
+
+    #[test]
     fn encoding_keeps_only_unreserved() {
         assert_eq!(encode("a-b_c.d~e f/g+h*%"), "a-b_c.d~e%20f%2Fg%2Bh%2A%25");
         assert_eq!(encode("ü"), "%C3%BC");

@@ -344,6 +344,59 @@ mod tests {
     }
 
     #[test]
+    fn amz_dates_are_read_exactly() {
+        let t = parse_amz_date("20261201T010203Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-01T01:02:03+00:00");
+        let t = parse_amz_date("19991231T235959Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "1999-12-31T23:59:59+00:00");
+        for bad in [
+            "20261201 010203Z",
+            "20261201T010203 ",
+            "20261201X010203Y",
+            "20261201T01020Z",
+            "20261301T010203Z",
+            "2026120aT010203Z",
+        ] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
+    }
+
+    /// The canonical request written out by hand from the SigV4
+    /// specification: a header sent twice is one line, its values joined by
+    /// commas, runs of spaces made one; a Host carried only in the URI (as
+    /// HTTP/2's `:authority`) counts as the Host header.
+    #[test]
+    fn repeated_headers_and_an_authority_host_are_canonical() {
+        use sha2::{Digest, Sha256};
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-date", HeaderValue::from_static("20261201T010203Z"));
+        headers.append("x-amz-meta", HeaderValue::from_static("a"));
+        headers.append("x-amz-meta", HeaderValue::from_static("  b   c "));
+        let uri: Uri = "http://127.0.0.1:8081/".parse().unwrap();
+        let body = b"{}";
+        let req = Request {
+            method: &Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body,
+        };
+        let signed = ["host", "x-amz-date", "x-amz-meta"];
+        let auth = authorize(&req, "VKMSTEST", b"secret", "us-east-1", "kms", &signed).unwrap();
+        let canonical = format!(
+            "POST\n/\n\nhost:127.0.0.1:8081\nx-amz-date:20261201T010203Z\nx-amz-meta:a,b c\n\n\
+             host;x-amz-date;x-amz-meta\n{}",
+            hex::encode(Sha256::digest(body))
+        );
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n20261201T010203Z\n20261201/us-east-1/kms/aws4_request\n{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        let key = SigningKey::derive(b"secret", "20261201", "us-east-1", "kms");
+        let want = hex::encode(crate::hmac_sha256(&key.0, to_sign.as_bytes()));
+        assert!(auth.ends_with(&format!("Signature={want}")), "{auth}");
+    }
+
+    #[test]
     fn a_signed_request_verifies_and_any_change_breaks_it() {
         let mut headers = HeaderMap::new();
         let (uri, body) = kms_request(&mut headers, br#"{"KeyId":"alias/vod"}"#);
@@ -364,6 +417,15 @@ mod tests {
         let claims = parse(&req).unwrap();
         assert_eq!(claims.access_key_id, "VKMSTEST");
         assert_eq!(claims.region, "us-east-1");
+        // A derived key verifies its own signatures only.
+        let right = SigningKey::derive(b"secret", "20261201", "us-east-1", "kms");
+        let wrong_day = SigningKey::derive(b"secret", "20261202", "us-east-1", "kms");
+        let wrong_secret = SigningKey::derive(b"secreT", "20261201", "us-east-1", "kms");
+        assert_eq!(verify_with_key(&claims, &req, &right), Ok(true));
+        assert_eq!(verify_with_key(&claims, &req, &wrong_day), Ok(false));
+        assert_eq!(verify_with_key(&claims, &req, &wrong_secret), Ok(false));
+        // Never printed.
+        assert_eq!(format!("{right:?}"), "SigningKey([REDACTED])");
         assert!(verify(&claims, &req, b"secret").unwrap());
         assert!(!verify(&claims, &req, b"secreT").unwrap());
         let other_body = Request {
@@ -397,6 +459,8 @@ mod tests {
             ("AWS4-HMAC-SHA256 Credential=A/20261201/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00", SigError::NotSigned("x-amz-target")),
             ("AWS4-HMAC-SHA256 Credential=A/20261130/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000", SigError::Malformed("Credential (its date is not X-Amz-Date's)")),
             ("AWS4-HMAC-SHA256 Credential=A/20261201/us-east-1/kms, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00", SigError::Malformed("Credential")),
+            ("AWS4-HMAC-SHA256 Credential=/20261201/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00", SigError::Malformed("Credential")),
+            ("AWS4-HMAC-SHA256 Credential=A/20261201/us-east-1/kms/aws5_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00", SigError::Malformed("Credential")),
             ("AWS4-HMAC-SHA256 Credential=A/20261201/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=zz", SigError::Malformed("Signature")),
             ("AWS4-HMAC-SHA1 Credential=A", SigError::Unsupported("only AWS4-HMAC-SHA256 signatures are accepted")),
             ("AWS4-HMAC-SHA256 garbage", SigError::Malformed("Authorization")),

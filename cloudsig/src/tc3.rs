@@ -200,6 +200,29 @@ mod tests {
         };
         let claims = parse(&req).unwrap();
         assert_eq!(claims.date, "2019-02-25");
+        assert_eq!(
+            hex::encode(claims.signature()),
+            "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+        );
+        // The credential names an access key and ends as TC3 says.
+        for credential in [
+            "/2019-02-25/cvm/tc3_request",
+            "AKID/2019-02-25/cvm/tc4_request",
+        ] {
+            let mut h = headers.clone();
+            h.insert(
+                "authorization",
+                format!("TC3-HMAC-SHA256 Credential={credential}, SignedHeaders=content-type;host, Signature={}", "00".repeat(32))
+                    .parse()
+                    .unwrap(),
+            );
+            let r = Request { headers: &h, ..req };
+            assert_eq!(
+                parse(&r).err(),
+                Some(SigError::Malformed("Credential")),
+                "{credential}"
+            );
+        }
         assert!(verify(&claims, &req, b"Gu5t9xGARNpq86cd98joQYCN3EXAMPLE").unwrap());
         assert!(!verify(&claims, &req, b"Gu5t9xGARNpq86cd98joQYCN3EXAMPLf").unwrap());
         let mut unsigned = headers.clone();

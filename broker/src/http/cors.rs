@@ -72,11 +72,18 @@ fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
     );
 }
 
-pub async fn cors(
-    State(origins): State<std::sync::Arc<CorsOrigins>>,
-    req: Request,
+/// The edge of every broker request in one layer: the foundation's (request
+/// id, access log, metrics) with CORS. A preflight from an allowed origin is
+/// answered here.
+pub async fn edge(
+    State((origins, metrics)): State<(
+        std::sync::Arc<CorsOrigins>,
+        std::sync::Arc<foundation::http::metrics::HttpMetrics>,
+    )>,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let edge = foundation::http::Edge::begin(&mut req);
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -102,9 +109,8 @@ pub async fn cors(
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
         }
     }
-    // The answer depends on Origin, so shared caches must key on it.
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    resp
+    edge.finish(resp, &metrics)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cors;
 mod error;
 mod extract;
 mod handlers;
+mod key_query;
 mod media;
 mod origin;
 
@@ -18,9 +19,12 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use clearkey::licence_kids;
 pub use cors::CorsOrigins;
 pub use error::{status_of, ApiError};
 pub use extract::{client_address, ipv6_prefix};
+pub use key_query::KeyQuery;
+pub use media::safe_relative;
 
 use crate::service::Broker;
 use handlers as h;
@@ -113,11 +117,24 @@ impl HttpConfig {
     }
 }
 
+/// What every handler reads, behind one `Arc`: extractors clone the state
+/// per request, and one reference count is cheaper than three.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub broker: Broker,
     pub http: Arc<HttpConfig>,
     origin: Option<Arc<origin::Origin>>,
+    /// `private, max-age=N` for the longest N, what most key answers carry.
+    key_cache_control: (u64, axum::http::HeaderValue),
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 pub fn app(broker: Broker, http: HttpConfig) -> Router {
@@ -133,14 +150,20 @@ pub fn app_with_fallback(broker: Broker, http: HttpConfig, fallback: Router) -> 
 fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
     let cors = Arc::new(http.cors.clone());
     let web_dir = http.web_dir.clone();
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         origin: http
             .origin_dir
             .clone()
             .map(|d| Arc::new(origin::Origin::new(d, http.token_targets.clone()))),
+        key_cache_control: {
+            let max = broker.key_max_age().as_secs();
+            let value = axum::http::HeaderValue::from_str(&format!("private, max-age={max}"))
+                .unwrap_or(axum::http::HeaderValue::from_static("private, no-cache"));
+            (max, value)
+        },
         broker,
         http: Arc::new(http),
-    };
+    }));
     let source = state.broker.clone();
     let metrics = Arc::new(foundation::http::metrics::HttpMetrics::new(
         "vodkms_broker",
@@ -199,12 +222,7 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
     router
         .method_not_allowed_fallback(foundation::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(foundation::http::request_id))
-        .layer(middleware::from_fn_with_state(cors, cors::cors))
-        .layer(middleware::from_fn_with_state(
-            metrics,
-            foundation::http::metrics::track,
-        ))
+        .layer(middleware::from_fn_with_state((cors, metrics), cors::edge))
         .with_state(state)
 }
 

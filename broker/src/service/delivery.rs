@@ -47,7 +47,7 @@ impl std::fmt::Debug for KeyRequest<'_> {
 #[derive(Debug)]
 /// A playback call past its token checks.
 pub(super) struct Admitted {
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     /// The token has expired but its playback session is alive.
     pub via_session: bool,
     /// Which of the presented tokens verified.
@@ -261,15 +261,19 @@ impl Broker {
         &self,
         tokens: &[Cow<'_, str>],
         mono: Instant,
-    ) -> Result<(Claims, bool, usize), BrokerError> {
+    ) -> Result<(Arc<Claims>, bool, usize), BrokerError> {
         let now = self.now();
         let mut first_error = None;
         for (i, token) in tokens.iter().enumerate() {
-            let error = match self.0.tokens.verify(token, now.timestamp()) {
+            let error = match self
+                .0
+                .verified
+                .verify(&self.0.tokens, token, now.timestamp())
+            {
                 Ok(claims) => return Ok((claims, false, i)),
                 Err(TokenError::Expired(claims)) => {
                     if self.session_alive(&claims, now, mono).await? {
-                        return Ok((*claims, true, i));
+                        return Ok((Arc::new(*claims), true, i));
                     }
                     BrokerError::TokenExpired
                 }
@@ -315,10 +319,15 @@ impl Broker {
             return Ok(hit);
         }
         self.0.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let generation = self.0.keys.generation();
         let fetched = self.decrypt(video_id, &blob.to_text()).await?;
-        self.0
-            .keys
-            .insert(video_id, blob.as_bytes(), fetched.clone(), Instant::now());
+        self.0.keys.insert(
+            video_id,
+            blob.as_bytes(),
+            fetched.clone(),
+            Instant::now(),
+            generation,
+        );
         Ok(fetched)
     }
 

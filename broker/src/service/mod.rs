@@ -29,6 +29,9 @@ use kms_api::Role;
 use uuid::Uuid;
 
 pub use cache::{CachedKey, KeyCache};
+
+/// Verified playback tokens remembered (about 8 MiB when full).
+const VERIFIED_TOKENS: usize = 16_384;
 pub use clearkey::{parse_kid, Licence, LicenceRequest, MAX_LICENCE_KIDS};
 pub use delivery::{KeyRequest, ReleasedKey};
 pub use error::BrokerError;
@@ -46,6 +49,7 @@ use sessions::Sessions;
 pub struct BrokerConfig {
     /// How long a decrypted key is reused without asking the KMS; 0 = never.
     pub key_cache_ttl: Duration,
+    /// Most keys cached at once (oldest out first).
     pub key_cache_capacity: usize,
     /// Upper bound of the key response's `Cache-Control: max-age`.
     pub key_max_age: Duration,
@@ -81,7 +85,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             key_cache_ttl: Duration::from_secs(300),
-            key_cache_capacity: 100_000,
+            key_cache_capacity: 1_000_000,
             key_max_age: Duration::from_secs(60),
             default_token_ttl: Duration::from_secs(600),
             login_token_ttl: Duration::from_secs(3600),
@@ -162,6 +166,8 @@ struct Inner {
     store: Arc<dyn BrokerStore>,
     kms: KmsClient,
     tokens: TokenKeys,
+    /// Playback tokens that verified, so repeated key requests skip the JWT.
+    verified: crate::token::VerifiedTokens,
     clock: Arc<dyn Clock>,
     config: BrokerConfig,
     keys: KeyCache,
@@ -249,6 +255,7 @@ impl Broker {
             store,
             kms,
             tokens,
+            verified: crate::token::VerifiedTokens::new(VERIFIED_TOKENS),
             clock,
             config,
             audit,
@@ -379,6 +386,11 @@ impl Broker {
     }
 
     /// Longest a key learnt from the KMS is released without asking it again.
+    /// The longest `Cache-Control: max-age` of a key response.
+    pub fn key_max_age(&self) -> Duration {
+        self.0.config.key_max_age
+    }
+
     pub fn key_cache_max_age(&self) -> Duration {
         self.0.config.key_cache_ttl
     }

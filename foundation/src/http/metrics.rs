@@ -16,9 +16,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{header, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Upper bounds of the latency buckets, seconds.
@@ -143,7 +142,7 @@ impl HttpMetrics {
         }))
     }
 
-    fn observe(&self, route: &str, method: &Method, status: u16, started: Instant) {
+    pub(crate) fn observe(&self, route: &str, method: &Method, status: u16, started: Instant) {
         let stats = self.route(route);
         let per_method = STATUSES.len() + CLASSES.len();
         let slot = method_slot(method) * per_method + status_slot(status);
@@ -244,22 +243,6 @@ impl Exposition<'_> {
             self.0.register_gauge(&key, &METADATA).set(value.as_f64());
         }
     }
-}
-
-/// Counts every request that reached a route (or the fallback, as `unmatched`).
-pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    // MatchedPath is a shared string: cloning it copies no text.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
-    m.observe(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        &method,
-        resp.status().as_u16(),
-        started,
-    );
-    resp
 }
 
 /// `GET /metrics`.

@@ -55,53 +55,82 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-/// Sets the request id, echoes it in a header and in error bodies, and writes
-/// one log event per request (never a credential).
-pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let client_request_id = req.headers().get(&REQUEST_ID).and_then(valid_request_id);
-    req.extensions_mut().insert(RequestId {
-        id: id.clone(),
-        client_request_id: client_request_id.clone(),
-    });
-    // Only pay for the log fields when the event will be written.
-    let log_fields = tracing::enabled!(tracing::Level::INFO).then(|| {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned());
-        (
-            req.method().clone(),
-            route.unwrap_or_else(|| "unmatched".to_owned()),
-            credential_hash(&req),
-        )
-    });
+/// What the edge of a request notes on the way in, to finish on the way out.
+pub struct Edge {
+    started: Instant,
+    id: String,
+    client_request_id: Option<String>,
+    method: axum::http::Method,
+    /// MatchedPath is a shared string: cloning it copies no text.
+    route: Option<MatchedPath>,
+    /// Only paid for when the access log event will be written.
+    credential: Option<Option<String>>,
+}
 
-    let mut resp = next.run(req).await;
-
-    if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
-        if let Some(detail) = &info.log_detail {
-            tracing::error!(request_id = %id, code = info.code, detail = %detail, "request failed");
+impl Edge {
+    /// Gives the request its id (an extension handlers read).
+    pub fn begin(req: &mut Request) -> Self {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let client_request_id = req.headers().get(&REQUEST_ID).and_then(valid_request_id);
+        req.extensions_mut().insert(RequestId {
+            id: id.clone(),
+            client_request_id: client_request_id.clone(),
+        });
+        Self {
+            started,
+            id,
+            client_request_id,
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            credential: tracing::enabled!(tracing::Level::INFO).then(|| credential_hash(req)),
         }
-        let (mut parts, _) = resp.into_parts();
-        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-        let body = render(&info, &id).into_response().into_body();
-        resp = Response::from_parts(parts, body);
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+
+    /// Renders an error body with the request id, echoes the id in a
+    /// header, writes the access log event (never a credential) and counts
+    /// the request in `metrics`.
+    pub fn finish(self, mut resp: Response, metrics: &metrics::HttpMetrics) -> Response {
+        let id = &self.id;
+        if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
+            if let Some(detail) = &info.log_detail {
+                tracing::error!(request_id = %id, code = info.code, detail = %detail, "request failed");
+            }
+            let (mut parts, _) = resp.into_parts();
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            let body = render(&info, id).into_response().into_body();
+            resp = Response::from_parts(parts, body);
+        }
+        if let Ok(v) = HeaderValue::from_str(id) {
+            resp.headers_mut().insert(REQUEST_ID.clone(), v);
+        }
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let status = resp.status().as_u16();
+        if let Some(credential) = &self.credential {
+            tracing::info!(
+                target: "vodkms::access",
+                request_id = %id, client_request_id = self.client_request_id.as_deref().unwrap_or("-"),
+                method = %self.method, route, status,
+                latency_us = self.started.elapsed().as_micros() as u64,
+                credential = credential.as_deref().unwrap_or("-"), "request"
+            );
+        }
+        metrics.observe(route, &self.method, status, self.started);
+        resp
     }
-    if let Some((method, route, credential)) = log_fields {
-        tracing::info!(
-            target: "vodkms::access",
-            request_id = %id, client_request_id = client_request_id.as_deref().unwrap_or("-"),
-            %method, route, status = resp.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            credential = credential.as_deref().unwrap_or("-"), "request"
-        );
-    }
-    resp
+}
+
+/// The edge of every request in one layer (one layer is cheaper than one
+/// each): the request id, echoed in a header and in error bodies, one access
+/// log event per request (never a credential), and the request metrics.
+pub async fn edge(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<metrics::HttpMetrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let edge = Edge::begin(&mut req);
+    let resp = next.run(req).await;
+    edge.finish(resp, &metrics)
 }
 
 /// Who called, without saying with what: the first 12 hex digits of the

@@ -103,6 +103,26 @@ mod tests {
     }
 
     #[test]
+    fn sealing_takes_1_to_max_plaintext_bytes() {
+        let k = key(1);
+        let seal = |n: usize| {
+            Blob::seal(
+                &k,
+                header(),
+                &SecretBytes::new(vec![5; n]),
+                &ctx("a"),
+                &mut OsRng,
+            )
+        };
+        assert_eq!(seal(0).err(), Some(BlobError::BadLength));
+        assert_eq!(seal(MAX_PLAINTEXT + 1).err(), Some(BlobError::BadLength));
+        for n in [1, MAX_PLAINTEXT] {
+            let blob = seal(n).unwrap();
+            assert_eq!(blob.open(&k, &ctx("a")).unwrap().expose_secret().len(), n);
+        }
+    }
+
+    #[test]
     fn round_trip_and_text_forms() {
         let k = key(1);
         let pt = SecretBytes::new(vec![9; 16]);

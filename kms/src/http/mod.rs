@@ -12,7 +12,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 pub use foundation::http::{
-    error_response, method_not_allowed, metrics, not_found, openapi, request_id, secret_body, tls,
+    edge, error_response, method_not_allowed, metrics, not_found, openapi, secret_body, tls,
     ErrorInfo, RequestId, SHUTDOWN_FLUSH_DEADLINE,
 };
 
@@ -79,8 +79,7 @@ pub fn app_with_doors(kms: Kms, doors: doors::DoorConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(request_id))
-        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(middleware::from_fn_with_state(metrics, edge))
         .with_state(kms)
 }
 
