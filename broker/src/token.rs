@@ -863,4 +863,167 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn entitlement_reads_the_claims_exactly() {
+        let mut c = claims();
+        assert!(c.allows("v1") && !c.allows("v2") && !c.allows("v"));
+        assert!(!c.all_videos());
+        assert_eq!(c.single_video(), Some("v1"));
+        c.vids = vec!["v1".into(), "v2".into()];
+        assert!(c.allows("v2") && !c.allows("v3"));
+        assert_eq!(c.single_video(), None);
+        c.vids = vec![ALL_VIDEOS.into()];
+        assert!(c.all_videos() && c.allows("anything"));
+        assert_eq!(c.single_video(), None);
+        c.vids = vec![];
+        assert!(!c.allows("v1") && !c.all_videos());
+        assert_eq!(c.single_video(), None);
+
+        let (k1, k2) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        assert!(c.allows_key(k1), "no keys claim: any key");
+        c.keys = Some(vec![k1]);
+        assert!(c.allows_key(k1) && !c.allows_key(k2));
+        c.keys = Some(vec![]);
+        assert!(!c.allows_key(k1));
+
+        assert!(Audience::One(AUDIENCE.into()).contains(AUDIENCE));
+        assert!(!Audience::One("other".into()).contains(AUDIENCE));
+        assert!(Audience::Many(vec!["x".into(), AUDIENCE.into()]).contains(AUDIENCE));
+        assert!(!Audience::Many(vec!["x".into()]).contains(AUDIENCE));
+    }
+
+    #[test]
+    fn key_configuration_edges() {
+        let keys = hs_keys();
+        let shown = format!("{keys:?}");
+        assert!(
+            shown.contains("[REDACTED]") && !shown.contains("7, 7"),
+            "{shown}"
+        );
+        assert!(keys.can_sign());
+        let public = SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let verify_only = TokenKeys::new(None, Some(public), 0, 60).unwrap();
+        assert!(!verify_only.can_sign());
+        assert!(verify_only.sign(&claims()).is_none());
+
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        assert!(TokenKeys::secret_from_base64(&b64(&[1; MIN_SECRET_LEN])).is_ok());
+        assert!(TokenKeys::secret_from_base64(&b64(&[1; MIN_SECRET_LEN - 1])).is_err());
+
+        let raw = public.as_bytes();
+        assert_eq!(TokenKeys::public_key_from_text(&b64(raw)).unwrap(), public);
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(raw);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            b64(&der)
+        );
+        assert_eq!(TokenKeys::public_key_from_text(&pem).unwrap(), public);
+        // 44 bytes that are not an Ed25519 SPKI.
+        let mut other = der.clone();
+        other[7] ^= 1;
+        assert!(TokenKeys::public_key_from_text(&b64(&other)).is_err());
+    }
+
+    #[test]
+    fn content_limits_are_inclusive() {
+        let keys = hs_keys();
+        let ok = |c: &Claims| keys.check_content(c);
+        let mut c = claims();
+        c.vids = (0..MAX_VIDEOS).map(|i| format!("v{i}")).collect();
+        assert_eq!(ok(&c), Ok(()));
+        c.vids.push("one-more".into());
+        assert_eq!(ok(&c), Err(TokenError::InvalidClaims("vids")));
+        let mut c = claims();
+        c.keys = Some(vec![uuid::Uuid::nil(); MAX_VIDEOS]);
+        assert_eq!(ok(&c), Ok(()));
+        c.keys = Some(vec![uuid::Uuid::nil(); MAX_VIDEOS + 1]);
+        assert_eq!(ok(&c), Err(TokenError::InvalidClaims("keys")));
+        let mut c = claims();
+        c.exp = c.iat;
+        assert_eq!(ok(&c), Ok(()));
+        c.exp = c.iat - 1;
+        assert_eq!(ok(&c), Err(TokenError::InvalidClaims("exp")));
+        c.exp = c.iat + keys.max_lifetime;
+        assert_eq!(ok(&c), Ok(()));
+        c.exp += 1;
+        assert_eq!(ok(&c), Err(TokenError::LifetimeTooLong));
+    }
+
+    #[test]
+    fn times_hold_exactly_to_the_leeway() {
+        let keys = hs_keys();
+        let leeway = keys.leeway;
+        let times = |c: &Claims, now| keys.check_times(c.clone(), now).map(|_| ());
+        let mut c = claims();
+        assert_eq!(times(&c, NOW - leeway), Ok(()));
+        assert_eq!(times(&c, NOW - leeway - 1), Err(TokenError::NotYetValid));
+        c.nbf = Some(NOW + 100);
+        assert_eq!(times(&c, NOW + 100 - leeway), Ok(()));
+        assert_eq!(times(&c, NOW + 99 - leeway), Err(TokenError::NotYetValid));
+        let c = claims();
+        assert_eq!(times(&c, c.exp + leeway), Ok(()));
+        assert!(matches!(
+            times(&c, c.exp + leeway + 1),
+            Err(TokenError::Expired(_))
+        ));
+    }
+
+    /// A valid token of exactly `len` bytes, padded through its video ids
+    /// and its id (base64 moves in steps of one or two characters).
+    fn token_of_len(keys: &TokenKeys, len: usize) -> String {
+        for filler in 0..len {
+            for jti in 1..=3 {
+                let mut c = claims();
+                c.jti = "j".repeat(jti);
+                let text = "x".repeat(filler);
+                c.vids = text
+                    .as_bytes()
+                    .chunks(200)
+                    .map(|ch| String::from_utf8_lossy(ch).into_owned())
+                    .collect();
+                let t = keys.sign(&c).unwrap();
+                if t.len() == len {
+                    return t;
+                }
+                if t.len() > len + 8 {
+                    panic!("no token of {len} bytes");
+                }
+            }
+        }
+        panic!("no token of {len} bytes");
+    }
+
+    #[test]
+    fn token_and_memo_length_limits_are_inclusive() {
+        let keys = hs_keys();
+        let longest = token_of_len(&keys, MAX_TOKEN_LEN);
+        assert!(keys.verify(&longest, NOW).is_ok());
+        let too_long = token_of_len(&keys, MAX_TOKEN_LEN + 1);
+        assert_eq!(keys.verify(&too_long, NOW), Err(TokenError::Malformed));
+
+        let memo = VerifiedTokens::new(64);
+        assert!(memo.is_empty());
+        let kept = token_of_len(&keys, MAX_REMEMBERED_TOKEN_LEN);
+        memo.verify(&keys, &kept, NOW).unwrap();
+        assert_eq!(memo.len(), 1);
+        assert!(!memo.is_empty());
+        let not_kept = token_of_len(&keys, MAX_REMEMBERED_TOKEN_LEN + 1);
+        memo.verify(&keys, &not_kept, NOW).unwrap();
+        assert_eq!(memo.len(), 1);
+    }
+
+    #[test]
+    fn the_memo_stays_within_its_capacity() {
+        let keys = hs_keys();
+        let memo = VerifiedTokens::new(TOKEN_SHARDS);
+        for i in 0..200 {
+            let mut c = claims();
+            c.jti = format!("t{i}");
+            memo.verify(&keys, &keys.sign(&c).unwrap(), NOW).unwrap();
+            assert!(memo.len() <= TOKEN_SHARDS, "{} after {i}", memo.len());
+        }
+        assert!(!memo.is_empty());
+    }
 }

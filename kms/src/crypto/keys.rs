@@ -333,6 +333,125 @@ mod tests {
         );
     }
 
+    /// Seals a fixed message under `key` with a fixed nonce: equal outputs
+    /// mean equal key material, without exposing it.
+    fn fingerprint(key: &MasterKey) -> Vec<u8> {
+        let nonce = [9u8; NONCE_LEN];
+        key.cipher()
+            .encrypt((&nonce).into(), b"fingerprint".as_slice())
+            .unwrap()
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let material = Key256::from_bytes([0xAB; 32]);
+        let key = MasterKey::new(material);
+        assert_eq!(format!("{key:?}"), "MasterKey([REDACTED])");
+        let root = RootKey::new(Key256::from_bytes([0xAB; 32]));
+        let shown = format!("{root:?}");
+        assert_eq!(shown, "RootKey(MasterKey([REDACTED]))");
+        assert!(!shown.contains("171") && !shown.to_lowercase().contains("ab, "));
+    }
+
+    #[test]
+    fn rewrap_moves_a_version_to_the_new_root_key_unchanged() {
+        let old = RootKey::new(MasterKey::generate(&mut OsRng));
+        let new = RootKey::new(MasterKey::generate(&mut OsRng));
+        let id = Uuid::new_v4();
+        let material = MasterKey::generate(&mut OsRng);
+        let expected = fingerprint(&MasterKey::new(Key256::from_bytes(
+            *material.expose_secret(),
+        )));
+        let wrapped = old.wrap(id, 3, &material, &mut OsRng);
+        let moved = old.rewrap(&new, id, 3, &wrapped, &mut OsRng).unwrap();
+        assert_eq!(moved.len(), NONCE_LEN + 32 + 16);
+        assert_eq!(
+            fingerprint(&new.unwrap_key(id, 3, &moved).unwrap()),
+            expected
+        );
+        assert_eq!(
+            old.unwrap_key(id, 3, &moved).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+        // The AAD still binds id and version after the move.
+        assert!(new.unwrap_key(id, 4, &moved).is_err());
+        // Only the right root key and binding can rewrap.
+        assert_eq!(
+            new.rewrap(&old, id, 3, &wrapped, &mut OsRng).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+        assert_eq!(
+            old.rewrap(&new, id, 2, &wrapped, &mut OsRng).err(),
+            Some(KeyError::UnwrapFailed)
+        );
+    }
+
+    #[test]
+    fn seals_carry_a_fresh_nonce_and_a_tag() {
+        let root = RootKey::new(MasterKey::generate(&mut OsRng));
+        let id = Uuid::new_v4();
+        let material = MasterKey::generate(&mut OsRng);
+        let a = root.wrap(id, 1, &material, &mut OsRng);
+        let b = root.wrap(id, 1, &material, &mut OsRng);
+        assert_eq!(a.len(), NONCE_LEN + 32 + 16);
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+        assert_ne!(a, b);
+        // Exactly a nonce, or a nonce and a cut tag, is refused.
+        assert!(root.unwrap_key(id, 1, &a[..NONCE_LEN]).is_err());
+        assert!(root.unwrap_key(id, 1, &a[..a.len() - 1]).is_err());
+        let mut flipped = a.clone();
+        flipped[NONCE_LEN] ^= 1;
+        assert!(root.unwrap_key(id, 1, &flipped).is_err());
+    }
+
+    #[test]
+    fn a_check_value_with_other_text_is_refused() {
+        let root = RootKey::new(MasterKey::generate(&mut OsRng));
+        let other_text = root.seal(CHECK_AAD, b"something else", &mut OsRng);
+        assert!(!root.verify_check_value(&other_text));
+        let other_aad = root.seal(b"other", CHECK_PLAINTEXT, &mut OsRng);
+        assert!(!root.verify_check_value(&other_aad));
+    }
+
+    #[test]
+    fn generated_keys_are_random() {
+        let a = MasterKey::generate(&mut OsRng);
+        let b = MasterKey::generate(&mut OsRng);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_ne!(a.expose_secret(), &[0u8; 32]);
+        let x = generate_data_key(DataKeySpec::Aes128, &mut OsRng);
+        let y = generate_data_key(DataKeySpec::Aes128, &mut OsRng);
+        assert_ne!(x.expose_secret(), y.expose_secret());
+        assert_ne!(x.expose_secret(), &[0u8; 16]);
+    }
+
+    #[test]
+    fn data_key_spec_from_each_api_field() {
+        use DataKeySpec::*;
+        assert_eq!(DataKeySpec::from_request(None, None), Ok(None));
+        assert_eq!(
+            DataKeySpec::from_request(Some("AES_128"), None),
+            Ok(Some(Aes128))
+        );
+        assert_eq!(
+            DataKeySpec::from_request(Some("AES_256"), None),
+            Ok(Some(Aes256))
+        );
+        assert!(DataKeySpec::from_request(Some("AES_512"), None).is_err());
+        assert!(DataKeySpec::from_request(Some("AES_128"), Some(16)).is_err());
+        assert_eq!(DataKeySpec::from_request(None, Some(1)), Ok(Some(Bytes(1))));
+        assert_eq!(
+            DataKeySpec::from_request(None, Some(1024)),
+            Ok(Some(Bytes(1024)))
+        );
+        for n in [0, 1025, 65_536 + 16, u32::MAX] {
+            assert!(DataKeySpec::from_request(None, Some(n)).is_err(), "{n}");
+        }
+        assert_eq!(Aes128.byte_len(), 16);
+        assert_eq!(Aes256.byte_len(), 32);
+        assert_eq!(Bytes(7).byte_len(), 7);
+    }
+
     #[test]
     fn data_key_lengths() {
         assert_eq!(generate_data_key(DataKeySpec::Aes128, &mut OsRng).len(), 16);
