@@ -415,6 +415,33 @@ async fn every_release_and_refusal_is_audited() {
         .assert_error(400, "InvalidParameter");
 }
 
+/// A playback session carries an expired token only until `iat` plus the
+/// session's maximum age, however recently keys were fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playback_session_ends_at_its_maximum_age() {
+    let env = [
+        ("VODKMS_TOKEN_LEEWAY_SECS", "0"),
+        ("VODKMS_SESSION_MAX_SECS", "6"),
+    ];
+    let b = BrokerSetup::with_env(&env).await;
+    let (key, edk) = b.data_key("film").await;
+    let issued = std::time::Instant::now();
+    let token = b.issue("alice", &["film"], 2).await["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let query = format!("vid=film&Ciphertext={}&token={}", q(&edk), q(&token));
+    assert_eq!(b.key_status(&query).await.0, 200);
+    // Expired (exp = iat + 2), inside the maximum age: the session carries it
+    // (a second and a half of slack for a loaded machine).
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(issued.elapsed())).await;
+    let (status, _, body) = b.fetch(&format!("/v1/hls/key?{query}"), None, None).await;
+    assert_eq!((status, body), (200, key));
+    // Past iat + 6 s: refused, though the session was used a moment ago.
+    tokio::time::sleep(Duration::from_millis(8500).saturating_sub(issued.elapsed())).await;
+    assert_eq!(b.key_status(&query).await, (401, "TokenExpired".into()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_playback_outlives_the_token_in_the_playlist() {
     let env = [("VODKMS_TOKEN_LEEWAY_SECS", "0")];

@@ -189,6 +189,30 @@ async fn mangled_requests_never_get_a_5xx_or_a_key() {
         )
         .await;
     assert_eq!((status, body), (200, key_a));
+
+    // The EDK length cap holds at exactly 2,048 characters: one more is
+    // refused as too long before any decoding, 2,048 are decoded (and fail).
+    for (len, too_long) in [(2048, false), (2049, true), (4096, true)] {
+        let (status, _, body) = b
+            .fetch(
+                &format!(
+                    "/v1/hls/key?vid=A&Ciphertext={}&token={}",
+                    "A".repeat(len),
+                    q(&token_a)
+                ),
+                None,
+                None,
+            )
+            .await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, v["Code"].as_str()),
+            (400, Some("InvalidCiphertext")),
+            "{len}: {v}"
+        );
+        let message = v["Message"].as_str().unwrap_or_default();
+        assert_eq!(message.contains("too long"), too_long, "{len}: {v}");
+    }
 }
 
 /// Audit filters with NUL (which PostgreSQL text cannot hold) find what was

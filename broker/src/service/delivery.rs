@@ -364,3 +364,21 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_request_never_shows_its_tokens() {
+        let req = KeyRequest {
+            tokens: vec!["eyJ.secret-one.sig".into(), "secret-two".into()],
+            video_id: Some("film".into()),
+            ciphertext: Some("AQID".into()),
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("[2 REDACTED]"), "{shown}");
+        assert!(shown.contains("film") && shown.contains("AQID"), "{shown}");
+    }
+}
