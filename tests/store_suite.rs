@@ -614,10 +614,12 @@ async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
     // A record the database could not store as given must not block its batch.
     let mut odd = audit(Operation::Decrypt, Some(key));
     odd.encryption_context = Some([("k\0".to_owned(), "v\0".to_owned())].into_iter().collect());
-    store
-        .append_audit(&[odd, audit(Operation::Decrypt, Some(key))])
-        .await
-        .unwrap();
+    odd.access_key_id = Some("AK\0".to_owned());
+    odd.request_id = "r\0".to_owned();
+    let odd_batch = [odd, audit(Operation::Decrypt, Some(key))];
+    store.append_audit(&odd_batch).await.unwrap();
+    // Retried, as after an unconfirmed commit: the second write skips both.
+    store.append_audit(&odd_batch).await.unwrap();
     let newest = AuditFilter {
         limit: 2,
         ..Default::default()
@@ -625,6 +627,17 @@ async fn audit_appends_are_idempotent_and_queryable(store: Arc<dyn Store>) {
     let stored = store.query_audit(&newest).await.unwrap();
     let ctx = stored[1].1.encryption_context.clone().unwrap();
     assert_eq!(ctx.get("k\u{FFFD}").map(String::as_str), Some("v\u{FFFD}"));
+    assert_eq!(stored[1].1.access_key_id.as_deref(), Some("AK\u{FFFD}"));
+    assert_eq!(stored[1].1.request_id, "r\u{FFFD}");
+    let everything = AuditFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.query_audit(&everything).await.unwrap().len(),
+        7,
+        "the retried batch added nothing"
+    );
 }
 
 async fn changes_are_announced(store: Arc<dyn Store>) {

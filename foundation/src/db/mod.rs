@@ -2,6 +2,7 @@
 //! system's migrations (one schema, so processes sharing a database agree on
 //! it whichever starts first), pool opening, and change fan-out.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

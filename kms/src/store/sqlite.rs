@@ -480,11 +480,11 @@ impl Store for SqliteStore {
             .bind(r.key_id)
             .bind(r.key_version.map(i64::from))
             .bind(context)
-            .bind(&r.outcome)
-            .bind(&r.request_id)
+            .bind(foundation::db::storable(&r.outcome))
+            .bind(foundation::db::storable(&r.request_id))
             .bind(r.detail.as_ref().map(|d| d.to_string()))
-            .bind(r.protocol.as_deref())
-            .bind(r.access_key_id.as_deref())
+            .bind(r.protocol.as_deref().map(foundation::db::storable))
+            .bind(r.access_key_id.as_deref().map(foundation::db::storable))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
