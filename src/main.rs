@@ -803,11 +803,17 @@ fn main() -> std::process::ExitCode {
     {
         warnings.push("--database-url puts the database password on the command line, visible to every user of this machine: use DATABASE_URL or --database-url-file".into());
     }
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(run(warnings)),
+    // Confined to one core (taskset, a cgroup cpuset, a one-vCPU machine),
+    // work stealing has nowhere to steal to: one thread runs everything and
+    // no wakeup crosses threads. Blocking work still has its own pool.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut runtime = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(run(warnings, one_core)),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -815,7 +821,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(warnings: Vec<String>) -> std::process::ExitCode {
+async fn run(warnings: Vec<String>, one_core: bool) -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -827,6 +833,9 @@ async fn run(warnings: Vec<String>) -> std::process::ExitCode {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
+    }
+    if one_core {
+        tracing::debug!("one CPU core available: the runtime runs on one thread");
     }
     for w in warnings {
         tracing::warn!("{w}");

@@ -154,6 +154,41 @@ async fn cmaf_licence_key_decrypts_the_rekeyed_sample(
     assert_eq!(cmaf_frames(&data.join("origin/demo-cmaf"), &key), reference);
 }
 
+/// On one core the server runs a single-threaded runtime (no work stealing,
+/// no cross-thread wakeups): sign-in (Argon2 on the blocking pool), the KMS,
+/// the broker and key release all still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_core_everything_runs_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vodkms-data");
+    let d = data.to_str().unwrap();
+    let port = free_port();
+    let server = ServerProcess::spawn_on_one_core(
+        &["dev", "--data-dir", d],
+        port,
+        &[("RUST_LOG", "info,vodkms=debug")],
+        "dev-one-core",
+    )
+    .await
+    .unwrap_or_else(|log| panic!("vodkms dev did not start on one core:\n{log}"));
+    common::eventually(30, "the first start to finish", || async {
+        server.log_text().contains("vodkms dev is running")
+    })
+    .await;
+    assert!(
+        server.log_text().contains("the runtime runs on one thread"),
+        "{}",
+        server.log_text()
+    );
+    let c = credentials(&data);
+    let (user, password) = (
+        c["ViewerUsername"].as_str().unwrap(),
+        c["ViewerPassword"].as_str().unwrap(),
+    );
+    play_first_segment(&server.url, user, password).await;
+    assert!(server.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_provisions_everything_and_a_restart_reuses_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -192,14 +192,17 @@ pub trait Aggregate: Send + 'static {
 /// The first record of a kind, how many there were, and the last one's time.
 type Pending<R> = (R, u64, chrono::DateTime<chrono::Utc>);
 
+/// By the identity's seeded hash, which needs no second seeded hashing.
+type PendingMap<R> = std::collections::HashMap<u64, Vec<Pending<R>>, foldhash::fast::FixedState>;
+
 /// Identical records within one flush interval become one record with a
 /// count, so a flood (a hot key, or refusals of junk credentials) cannot
 /// outrun the audit writer. Every record is still counted. Keyed by a hash of
 /// the borrowed identity, compared in full on a hit, so adding copies no
 /// strings.
 pub struct Aggregator<R> {
-    pending: Mutex<std::collections::HashMap<u64, Vec<Pending<R>>>>,
-    hasher: std::hash::RandomState,
+    pending: Mutex<PendingMap<R>>,
+    hasher: foldhash::quality::RandomState,
     /// Distinct pending records past which `has_room` says no.
     capacity: usize,
 }
@@ -207,13 +210,13 @@ pub struct Aggregator<R> {
 impl<R: Aggregate> Aggregator<R> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            pending: Mutex::new(std::collections::HashMap::new()),
-            hasher: std::hash::RandomState::new(),
+            pending: Mutex::new(PendingMap::default()),
+            hasher: foldhash::quality::RandomState::default(),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<Pending<R>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingMap<R>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 

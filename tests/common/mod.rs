@@ -152,7 +152,19 @@ impl ServerProcess {
         env: &[(&str, &str)],
         tag: &str,
     ) -> Result<Self, String> {
-        Self::spawn_with(args, port, env, tag, "http", reqwest::Client::new()).await
+        Self::spawn_with(args, port, env, tag, "http", reqwest::Client::new(), None).await
+    }
+
+    /// As `spawn`, confined to CPU 0 (`taskset`), as a one-core machine or
+    /// container runs it.
+    pub async fn spawn_on_one_core(
+        args: &[&str],
+        port: u16,
+        env: &[(&str, &str)],
+        tag: &str,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::new();
+        Self::spawn_with(args, port, env, tag, "http", http, Some("0")).await
     }
 
     /// As `spawn`, for a server that serves HTTPS with a certificate of the
@@ -164,7 +176,7 @@ impl ServerProcess {
         tag: &str,
         ca_pem: &[u8],
     ) -> Result<Self, String> {
-        Self::spawn_with(args, port, env, tag, "https", tls_client(ca_pem)).await
+        Self::spawn_with(args, port, env, tag, "https", tls_client(ca_pem), None).await
     }
 
     async fn spawn_with(
@@ -174,10 +186,19 @@ impl ServerProcess {
         tag: &str,
         scheme: &str,
         http: reqwest::Client,
+        cpus: Option<&str>,
     ) -> Result<Self, String> {
         let log = log_path(tag);
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match cpus {
+            // taskset execs the server: the child's pid stays the server's.
+            Some(list) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", list, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info,kms=debug,broker=debug,sqlx=warn")

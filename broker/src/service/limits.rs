@@ -7,7 +7,7 @@
 //! back. Idle state is forgotten by `sweep`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -68,14 +68,14 @@ const SIZE_CHECK_EVERY: u64 = 1024;
 /// reads the CPU's counter, which can disagree between cores.
 type Keyed = governor::RateLimiter<
     u64,
-    DefaultKeyedStateStore<u64>,
+    DefaultKeyedStateStore<u64, PreHashed>,
     MonotonicClock,
     NoOpMiddleware<std::time::Instant>,
 >;
 
 /// A keyed limiter. Keys are hashed (keyed by a per-process random seed)
 /// into 64 bits: no key is copied on the request path, and no caller can
-/// aim two keys at one budget.
+/// aim two keys at one budget without knowing the seed.
 pub struct RateLimiter {
     quota: Option<Quota>,
     /// Replaced by a fresh one when more than `MAX_KEYS` are busy at once
@@ -83,7 +83,41 @@ pub struct RateLimiter {
     limiter: RwLock<Option<Keyed>>,
     calls: AtomicU64,
     clock: MonotonicClock,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
+}
+
+/// The limiter's map keys are already seeded hashes: its own hasher passes
+/// them through rather than hash them again.
+#[derive(Clone, Copy, Default)]
+struct PreHashed;
+
+impl BuildHasher for PreHashed {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    /// Only `u64` keys reach it; anything else still spreads.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+}
+
+fn keyed(quota: Quota, clock: &MonotonicClock) -> Keyed {
+    Keyed::dashmap_with_clock_and_hasher(quota, clock.clone(), PreHashed)
 }
 
 impl RateLimiter {
@@ -92,10 +126,10 @@ impl RateLimiter {
         let quota = rate.quota();
         Self {
             quota,
-            limiter: RwLock::new(quota.map(|q| Keyed::dashmap_with_clock(q, clock.clone()))),
+            limiter: RwLock::new(quota.map(|q| keyed(q, &clock))),
             calls: AtomicU64::new(0),
             clock,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 
@@ -129,9 +163,8 @@ impl RateLimiter {
         };
         if over {
             // Everyone is busy: forget them all rather than grow without bound.
-            *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = self
-                .quota
-                .map(|q| Keyed::dashmap_with_clock(q, self.clock.clone()));
+            *self.limiter.write().unwrap_or_else(|p| p.into_inner()) =
+                self.quota.map(|q| keyed(q, &self.clock));
         }
     }
 
@@ -155,7 +188,7 @@ struct Bucket {
 pub struct FailureBudget {
     rate: Rate,
     shards: Vec<Mutex<HashMap<String, Bucket>>>,
-    hasher: RandomState,
+    hasher: std::hash::RandomState,
 }
 
 impl FailureBudget {
@@ -163,7 +196,7 @@ impl FailureBudget {
         Self {
             rate,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            hasher: std::hash::RandomState::new(),
         }
     }
 

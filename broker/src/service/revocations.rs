@@ -30,14 +30,17 @@ struct Mark {
     expires: Option<i64>,
 }
 
+/// Looked up on every key request: foldhash, seeded per process.
+type Seeded = foldhash::quality::RandomState;
+
 #[derive(Default)]
 struct Sets {
-    tokens: HashMap<String, Mark>,
+    tokens: HashMap<String, Mark, Seeded>,
     /// Viewer → (tokens issued at or before this Unix second are refused, mark).
-    viewers: HashMap<String, (i64, Mark)>,
-    videos: HashMap<String, Mark>,
+    viewers: HashMap<String, (i64, Mark), Seeded>,
+    videos: HashMap<String, Mark, Seeded>,
     /// Lifted subjects: the lift's seq, and when it was learnt.
-    lifted: HashMap<(RevocationKind, String), (i64, Instant)>,
+    lifted: HashMap<(RevocationKind, String), (i64, Instant), Seeded>,
     /// Every change up to this seq has been applied.
     watermark: i64,
 }

@@ -9,11 +9,12 @@
 //! an expired token).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use foldhash::quality::RandomState;
 
 use crate::model::SessionRecord;
 use crate::token::Claims;
@@ -33,7 +34,7 @@ enum Local {
 }
 
 pub struct Sessions {
-    shards: Vec<Mutex<HashMap<String, Local>>>,
+    shards: Vec<Mutex<HashMap<String, Local, RandomState>>>,
     hasher: RandomState,
     pub idle: Duration,
     pub max: Duration,
@@ -50,8 +51,10 @@ pub enum Lookup {
 impl Sessions {
     pub fn new(idle: Duration, max: Duration) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: RandomState::default(),
             idle,
             max,
         }
@@ -61,7 +64,7 @@ impl Sessions {
         self.idle > Duration::zero() && self.max > Duration::zero()
     }
 
-    fn shard(&self, jti: &str) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+    fn shard(&self, jti: &str) -> std::sync::MutexGuard<'_, HashMap<String, Local, RandomState>> {
         let i = (self.hasher.hash_one(jti) as usize) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
