@@ -50,13 +50,11 @@ fn violates(e: &sqlx::Error, constraint: &str) -> bool {
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.constraint() == Some("key_aliases_pkey") {
-            return StoreError::AliasExists;
-        }
-        if db.constraint() == Some("key_versions_pkey") {
-            return StoreError::Conflict;
-        }
+    if violates(&e, "key_aliases_pkey") {
+        return StoreError::AliasExists;
+    }
+    if violates(&e, "key_versions_pkey") {
+        return StoreError::Conflict;
     }
     backend(e)
 }
