@@ -129,10 +129,43 @@ pub enum ViewersCommand {
         disable: bool,
         #[arg(long)]
         enable: bool,
+        /// This viewer's concurrent-stream limit (0: none; `default`: the
+        /// broker's --max-streams-per-viewer).
+        #[arg(long)]
+        max_streams: Option<String>,
+        /// This viewer's addresses-per-token limit (0: none; `default`).
+        #[arg(long)]
+        max_addresses_per_token: Option<String>,
     },
     Delete {
         username: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// A viewer's playback sessions that have not gone idle.
+    List {
+        #[arg(long)]
+        viewer: String,
+    },
+    /// End a session: it no longer counts, and its token is revoked.
+    End { session_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Show a video's own page-origin allow-list.
+    Show { video: String },
+    /// Set the page origins a video may be played from (`none`: requests
+    /// without Origin or Referer).
+    Set {
+        video: String,
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+    },
+    /// Remove a video's own list (the broker-wide one applies again).
+    Delete { video: String },
 }
 
 #[derive(Subcommand)]
@@ -505,6 +538,8 @@ async fn viewers_inner(t: &Target, cmd: ViewersCommand) -> Result<(), Failure> {
             videos,
             disable,
             enable,
+            max_streams,
+            max_addresses_per_token,
         } => {
             let mut body = json!({});
             if !videos.is_empty() {
@@ -512,6 +547,21 @@ async fn viewers_inner(t: &Target, cmd: ViewersCommand) -> Result<(), Failure> {
             }
             if disable || enable {
                 body["Enabled"] = json!(enable);
+            }
+            for (field, value) in [
+                ("MaxStreams", max_streams),
+                ("MaxAddressesPerToken", max_addresses_per_token),
+            ] {
+                match value.as_deref() {
+                    None => {}
+                    Some("default") => body[field] = Value::Null,
+                    Some(n) => {
+                        let n: u32 = n.parse().map_err(|_| {
+                            Failure::local(format!("{field}: a number, or `default`"))
+                        })?;
+                        body[field] = json!(n);
+                    }
+                }
             }
             let path = format!("/v1/viewers/{}", seg(&username).replace('/', "%2F"));
             call(&c, "update viewer", Method::PATCH, &path, Some(body)).await?
@@ -547,6 +597,76 @@ async fn tokens_inner(t: &Target, cmd: TokensCommand) -> Result<(), Failure> {
         TokensCommand::Revoke { kind, id } => {
             let body = json!({ "Type": kind, "Id": id });
             call(&c, "revoke", Method::POST, "/v1/revocations", Some(body)).await?
+        }
+    };
+    print(t, &v, fields)
+}
+
+pub async fn sessions(t: Target, cmd: SessionsCommand) -> ExitCode {
+    finish(sessions_inner(&t, cmd).await)
+}
+
+async fn sessions_inner(t: &Target, cmd: SessionsCommand) -> Result<(), Failure> {
+    let c = broker(t)?;
+    match cmd {
+        SessionsCommand::List { viewer } => {
+            let path = format!("/v1/sessions?Viewer={}", seg(&viewer).replace('/', "%2F"));
+            let v = call(&c, "list sessions", Method::GET, &path, None).await?;
+            print(t, &v, |v| {
+                table(
+                    &[
+                        "SESSION",
+                        "STREAM",
+                        "TOKEN",
+                        "ADDRESS",
+                        "STARTED",
+                        "LAST SEEN",
+                    ],
+                    rows(
+                        v.get("Sessions").and_then(Value::as_array),
+                        &[
+                            "SessionId",
+                            "Stream",
+                            "TokenId",
+                            "Address",
+                            "StartDate",
+                            "LastSeenDate",
+                        ],
+                    ),
+                )
+            })
+        }
+        SessionsCommand::End { session_id } => {
+            let path = format!("/v1/sessions/{}", seg(&session_id).replace('/', "%2F"));
+            let v = call(&c, "end session", Method::DELETE, &path, None).await?;
+            print(t, &v, fields)
+        }
+    }
+}
+
+pub async fn policy(t: Target, cmd: PolicyCommand) -> ExitCode {
+    finish(policy_inner(&t, cmd).await)
+}
+
+async fn policy_inner(t: &Target, cmd: PolicyCommand) -> Result<(), Failure> {
+    let c = broker(t)?;
+    let path = |video: &str| {
+        format!(
+            "/v1/videos/{}/playback-policy",
+            seg(video).replace('/', "%2F")
+        )
+    };
+    let v = match cmd {
+        PolicyCommand::Show { video } => {
+            call(&c, "show policy", Method::GET, &path(&video), None).await?
+        }
+        PolicyCommand::Set { video, origins } => {
+            let body = json!({ "AllowedOrigins": origins });
+            call(&c, "set policy", Method::PUT, &path(&video), Some(body)).await?
+        }
+        PolicyCommand::Delete { video } => {
+            call(&c, "delete policy", Method::DELETE, &path(&video), None).await?;
+            json!({ "VideoId": video, "Deleted": true })
         }
     };
     print(t, &v, fields)

@@ -85,6 +85,16 @@ pub struct BrokerSection {
     pub idle_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_streams_per_viewer: Option<u64>,
+    pub stream_idle_secs: Option<u64>,
+    pub max_addresses_per_token: Option<u64>,
+    pub share_max_addresses: Option<u64>,
+    pub share_max_videos: Option<u64>,
+    pub share_window_secs: Option<u64>,
+    pub allowed_page_origins: Option<Vec<String>>,
+    pub bind_playlist_tokens: Option<bool>,
+    pub risk_webhook_url: Option<String>,
+    pub risk_webhook_secret_file: Option<PathBuf>,
 }
 
 /// `(VARIABLE, value)` for every key that is set.
@@ -181,6 +191,16 @@ impl BrokerSection {
             idle_timeout_secs => "VODKMS_IDLE_TIMEOUT_SECS",
             body_timeout_secs => "VODKMS_BODY_TIMEOUT_SECS",
             max_connections => "VODKMS_MAX_CONNECTIONS",
+            max_streams_per_viewer => "VODKMS_MAX_STREAMS_PER_VIEWER",
+            stream_idle_secs => "VODKMS_STREAM_IDLE_SECS",
+            max_addresses_per_token => "VODKMS_MAX_ADDRESSES_PER_TOKEN",
+            share_max_addresses => "VODKMS_SHARE_MAX_ADDRESSES",
+            share_max_videos => "VODKMS_SHARE_MAX_VIDEOS",
+            share_window_secs => "VODKMS_SHARE_WINDOW_SECS",
+            allowed_page_origins => "VODKMS_ALLOWED_PAGE_ORIGINS",
+            bind_playlist_tokens => "VODKMS_BIND_PLAYLIST_TOKENS",
+            risk_webhook_url => "VODKMS_RISK_WEBHOOK_URL",
+            risk_webhook_secret_file => "VODKMS_RISK_WEBHOOK_SECRET_FILE",
         })
     }
 }
@@ -195,6 +215,10 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("kms_token", "kms_token_file, or VODKMS_KMS_TOKEN"),
     ("token_secret", "token_secret_file, or VODKMS_TOKEN_SECRET"),
     ("token_public_key", "token_public_key_file"),
+    (
+        "risk_webhook_secret",
+        "risk_webhook_secret_file, or VODKMS_RISK_WEBHOOK_SECRET",
+    ),
 ];
 
 /// Reads and checks the file; the error says where and what.
@@ -241,6 +265,8 @@ const COMMANDS: &[&str] = &[
     "clients",
     "viewers",
     "tokens",
+    "sessions",
+    "policy",
     "audit",
     "probe",
     "datakey",

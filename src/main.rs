@@ -99,6 +99,20 @@ enum Command {
         #[command(subcommand)]
         command: admin::ViewersCommand,
     },
+    /// A viewer's playback sessions (streams): list, end one.
+    Sessions {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::SessionsCommand,
+    },
+    /// A video's playback policy: the page origins it may be played from.
+    Policy {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::PolicyCommand,
+    },
     /// Playback tokens: mint (issuer), revoke.
     Tokens {
         #[command(flatten)]
@@ -260,6 +274,110 @@ struct BrokerArgs {
     /// Folder of static files (a player page, hls.js) served at /web/.
     #[arg(long, env = "VODKMS_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    #[command(flatten)]
+    risk: RiskArgs,
+}
+
+/// Risk control (README "Risk control"); every rule is off by default.
+#[derive(Args)]
+struct RiskArgs {
+    /// Simultaneous playback streams per viewer (a device, or a token in
+    /// use); the next one is refused with StreamLimit (0: no limit).
+    #[arg(long, env = "VODKMS_MAX_STREAMS_PER_VIEWER", default_value_t = 0)]
+    max_streams_per_viewer: u32,
+    /// A stream with no key, licence or playlist fetch for this long has
+    /// ended and no longer counts.
+    #[arg(long, env = "VODKMS_STREAM_IDLE_SECS", default_value_t = 300)]
+    stream_idle_secs: u64,
+    /// Distinct addresses (an IPv4 /24 or IPv6 /64 each) a token may be
+    /// used from in its life; past them AddressMismatch (0: no limit).
+    #[arg(long, env = "VODKMS_MAX_ADDRESSES_PER_TOKEN", default_value_t = 0)]
+    max_addresses_per_token: u32,
+    /// Sharing detection: a token or viewer seen from more addresses than
+    /// this within --share-window-secs is revoked (0: off).
+    #[arg(long, env = "VODKMS_SHARE_MAX_ADDRESSES", default_value_t = 0)]
+    share_max_addresses: u32,
+    /// ...or fetching keys of more videos than this (0: off).
+    #[arg(long, env = "VODKMS_SHARE_MAX_VIDEOS", default_value_t = 0)]
+    share_max_videos: u32,
+    #[arg(long, env = "VODKMS_SHARE_WINDOW_SECS", default_value_t = 3600)]
+    share_window_secs: u64,
+    /// Page origins every video may be played from, comma-separated
+    /// (https://www.example.com, https://*.example.com, and `none` for
+    /// requests without Origin or Referer). Unset: any page.
+    #[arg(long, env = "VODKMS_ALLOWED_PAGE_ORIGINS")]
+    allowed_page_origins: Option<String>,
+    /// Bind the tokens in served playlists to the caller's address (an `ip`
+    /// claim of its /24 or /64), so copied key URLs fail elsewhere.
+    #[arg(long, env = "VODKMS_BIND_PLAYLIST_TOKENS", default_value_t = false, action = clap::ArgAction::Set)]
+    bind_playlist_tokens: bool,
+    /// POST a signed RiskEvent here when sharing is detected; the HMAC-SHA256
+    /// key is VODKMS_RISK_WEBHOOK_SECRET (or its _FILE).
+    #[arg(long, env = "VODKMS_RISK_WEBHOOK_URL")]
+    risk_webhook_url: Option<String>,
+    #[arg(long, env = "VODKMS_RISK_WEBHOOK_SECRET_FILE")]
+    risk_webhook_secret_file: Option<PathBuf>,
+}
+
+impl RiskArgs {
+    fn config(&self) -> Result<broker::service::RiskConfig> {
+        let allowed_origins = match &self.allowed_page_origins {
+            Some(text) => {
+                let entries: Vec<&str> = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                Some(
+                    broker::page_origin::OriginList::parse(&entries)
+                        .map_err(anyhow::Error::msg)
+                        .context("VODKMS_ALLOWED_PAGE_ORIGINS")?,
+                )
+            }
+            None => None,
+        };
+        let secret = secret_from(
+            "VODKMS_RISK_WEBHOOK_SECRET",
+            self.risk_webhook_secret_file.as_ref(),
+        )?;
+        let webhook = match (&self.risk_webhook_url, secret) {
+            (Some(url), Some(secret)) => {
+                let parsed = reqwest::Url::parse(url).context("VODKMS_RISK_WEBHOOK_URL")?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("VODKMS_RISK_WEBHOOK_URL must be an http:// or https:// URL");
+                }
+                if secret.len() < 16 {
+                    bail!("VODKMS_RISK_WEBHOOK_SECRET must be at least 16 characters");
+                }
+                Some(broker::service::WebhookTarget {
+                    url: url.clone(),
+                    secret: Arc::new(kms::crypto::SecretBytes::new(secret.as_bytes().to_vec())),
+                })
+            }
+            (Some(_), None) => bail!(
+                "--risk-webhook-url needs VODKMS_RISK_WEBHOOK_SECRET (or VODKMS_RISK_WEBHOOK_SECRET_FILE): events are signed with it"
+            ),
+            (None, Some(_)) => bail!("VODKMS_RISK_WEBHOOK_SECRET without --risk-webhook-url"),
+            (None, None) => None,
+        };
+        if self.stream_idle_secs == 0 {
+            bail!("--stream-idle-secs must be at least 1");
+        }
+        if self.share_window_secs == 0 {
+            bail!("--share-window-secs must be at least 1");
+        }
+        Ok(broker::service::RiskConfig {
+            max_streams_per_viewer: self.max_streams_per_viewer,
+            stream_idle: Duration::from_secs(self.stream_idle_secs),
+            max_addresses_per_token: self.max_addresses_per_token,
+            share_max_addresses: self.share_max_addresses,
+            share_max_videos: self.share_max_videos,
+            share_window: Duration::from_secs(self.share_window_secs),
+            allowed_origins,
+            bind_playlist_tokens: self.bind_playlist_tokens,
+            webhook,
+        })
+    }
 }
 
 /// A secret from an environment variable or a file, never from a flag
@@ -644,6 +762,13 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
             tracing::warn!(error = %e, "cannot reach the KMS yet; key requests answer 503 until it is up")
         }
     }
+    let risk = args.risk.config()?;
+    let address_rules = risk.max_addresses_per_token > 0
+        || risk.share_max_addresses > 0
+        || risk.bind_playlist_tokens;
+    if address_rules && client_ip_header.is_none() {
+        tracing::warn!("address rules are on but VODKMS_CLIENT_IP_HEADER is not set: behind a proxy every viewer has the proxy's address");
+    }
     let store = broker::store::PgBrokerStore::connect(&args.database.url()?)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL) and applying migrations")?;
@@ -663,6 +788,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         rate_management_per_address: Rate::new(args.management_rate, args.management_burst),
         audit_buffer_capacity: args.audit_buffer,
         audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
+        risk,
         ..BrokerConfig::default()
     };
     let service =
@@ -845,6 +971,8 @@ async fn run(warnings: Vec<String>, one_core: bool) -> std::process::ExitCode {
         Command::Clients { target, command } => return admin::clients(target, command).await,
         Command::Viewers { target, command } => return admin::viewers(target, command).await,
         Command::Tokens { target, command } => return admin::tokens(target, command).await,
+        Command::Sessions { target, command } => return admin::sessions(target, command).await,
+        Command::Policy { target, command } => return admin::policy(target, command).await,
         Command::Audit { target, args } => return admin::audit(target, args).await,
         Command::Kms {
             command: KmsCommand::Serve(args),

@@ -38,6 +38,7 @@ fn viewer(name: &str) -> ViewerRecord {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         entitlements: vec!["A".into(), "B".into()],
         enabled: true,
+        limits: ViewerLimits::default(),
         created_at: now(),
         updated_at: now(),
     }
@@ -55,6 +56,10 @@ async fn viewers(s: Arc<dyn BrokerStore>) {
     let mut changed = v.clone();
     changed.entitlements = vec!["*".into()];
     changed.enabled = false;
+    changed.limits = ViewerLimits {
+        max_streams: Some(3),
+        max_addresses_per_token: Some(0),
+    };
     changed.updated_at = now();
     assert_eq!(s.update_viewer(&changed, None).await.unwrap(), Some(0));
     assert_eq!(s.viewer("vera").await.unwrap(), Some(changed));
@@ -301,6 +306,242 @@ async fn content_keys(s: Arc<dyn BrokerStore>) {
     assert_eq!(s.list_content_keys(None).await.unwrap(), vec![b]);
 }
 
+fn observation(viewer: &str, token: &str, at: DateTime<Utc>) -> Observation {
+    Observation {
+        viewer: viewer.into(),
+        token_id: token.into(),
+        now: at,
+        stream: None,
+        address: None,
+        video_id: None,
+        window_start: at - chrono::Duration::hours(1),
+        max_streams: 0,
+        max_addresses_per_token: 0,
+    }
+}
+
+/// Streams: the N+1th is refused until one is idle; a viewer account's own
+/// limit wins over the global one; heartbeats keep one alive.
+async fn streams_are_limited_per_viewer(s: Arc<dyn BrokerStore>) {
+    let t0 = now();
+    let idle = chrono::Duration::seconds(300);
+    let start = |token: &str, stream: &str, at: DateTime<Utc>| Observation {
+        stream: Some((stream.to_owned(), at - idle)),
+        max_streams: 2,
+        ..observation("sam", token, at)
+    };
+    assert_eq!(
+        s.observe_playback(&start("t1", "tv", t0))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+    assert_eq!(
+        s.observe_playback(&start("t2", "phone", t0))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+    // The same device again (a new token) is the same stream.
+    assert_eq!(
+        s.observe_playback(&start("t3", "tv", t0))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+    assert_eq!(
+        s.observe_playback(&start("t4", "laptop", t0))
+            .await
+            .unwrap()
+            .stream_limit,
+        Some(2)
+    );
+    let listed = s.streams("sam", t0 - idle).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.stream.as_str(), r.token_id.as_str()))
+            .collect::<Vec<_>>(),
+        [("tv", "t3"), ("phone", "t2")]
+    );
+    // The phone is kept alive by a heartbeat; the tv goes idle.
+    let later = t0 + chrono::Duration::seconds(200);
+    s.heartbeat(&[Heartbeat::Stream {
+        viewer: "sam".into(),
+        stream: "phone".into(),
+        at: later,
+    }])
+    .await
+    .unwrap();
+    let t1 = t0 + chrono::Duration::seconds(301);
+    assert_eq!(
+        s.observe_playback(&start("t4", "laptop", t1))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+    assert_eq!(
+        s.observe_playback(&start("t5", "desk", t1))
+            .await
+            .unwrap()
+            .stream_limit,
+        Some(2)
+    );
+    let active: Vec<String> = s
+        .streams("sam", t1 - idle)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.stream)
+        .collect();
+    assert_eq!(active, ["phone", "laptop"]);
+    // Ending one frees its place.
+    let laptop = s.streams("sam", t1 - idle).await.unwrap()[1].clone();
+    assert_eq!(s.stream(laptop.id).await.unwrap(), Some(laptop.clone()));
+    assert!(s.delete_stream(laptop.id).await.unwrap());
+    assert!(!s.delete_stream(laptop.id).await.unwrap());
+    assert_eq!(
+        s.observe_playback(&start("t5", "desk", t1))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+
+    // A viewer account's own limit overrides the global one.
+    let mut v = viewer("sam");
+    v.limits.max_streams = Some(3);
+    s.create_viewer(&v).await.unwrap();
+    assert_eq!(
+        s.observe_playback(&start("t6", "car", t1))
+            .await
+            .unwrap()
+            .stream_limit,
+        None
+    );
+    assert_eq!(
+        s.observe_playback(&start("t7", "boat", t1))
+            .await
+            .unwrap()
+            .stream_limit,
+        Some(3)
+    );
+}
+
+/// Addresses per token, and the counts sharing detection reads.
+async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
+    let t0 = now();
+    let from = |token: &str, address: &str, video: &str| Observation {
+        address: Some(address.to_owned()),
+        video_id: Some(video.to_owned()),
+        max_addresses_per_token: 2,
+        ..observation("ada", token, t0)
+    };
+    let o = s
+        .observe_playback(&from("t1", "198.51.100.0/24", "film-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.address_limit, o.token_addresses, o.token_videos),
+        (None, 1, 1)
+    );
+    let o = s
+        .observe_playback(&from("t1", "203.0.113.0/24", "film-2"))
+        .await
+        .unwrap();
+    assert_eq!((o.token_addresses, o.token_videos), (2, 2));
+    // A third address for t1: refused, and nothing of it recorded.
+    let o = s
+        .observe_playback(&from("t1", "192.0.2.0/24", "film-3"))
+        .await
+        .unwrap();
+    assert_eq!(o.address_limit, Some(2));
+    // Known ones still pass.
+    let o = s
+        .observe_playback(&from("t1", "198.51.100.0/24", "film-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.address_limit, o.token_addresses, o.token_videos),
+        (None, 2, 2)
+    );
+    // Another token of the viewer: its own count; the viewer's spans both.
+    let o = s
+        .observe_playback(&from("t2", "192.0.2.0/24", "film-3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            o.token_addresses,
+            o.viewer_addresses,
+            o.token_videos,
+            o.viewer_videos
+        ),
+        (1, 3, 1, 3)
+    );
+    // Outside the window nothing counts.
+    let later = Observation {
+        window_start: t0 + chrono::Duration::seconds(1),
+        ..observation("ada", "t2", t0 + chrono::Duration::seconds(2))
+    };
+    let o = s.observe_playback(&later).await.unwrap();
+    assert_eq!(
+        (o.token_addresses, o.viewer_addresses, o.token_videos),
+        (0, 0, 0)
+    );
+    // A heartbeat brings an address back into the window.
+    s.heartbeat(&[Heartbeat::Address {
+        token_id: "t2".into(),
+        address: "192.0.2.0/24".into(),
+        at: t0 + chrono::Duration::seconds(2),
+    }])
+    .await
+    .unwrap();
+    let o = s.observe_playback(&later).await.unwrap();
+    assert_eq!((o.token_addresses, o.viewer_addresses), (1, 1));
+    // Purging long after forgets them all.
+    s.purge_expired(t0 + chrono::Duration::days(8))
+        .await
+        .unwrap();
+    let o = s
+        .observe_playback(&Observation {
+            window_start: t0 - chrono::Duration::days(1),
+            ..observation("ada", "t1", t0)
+        })
+        .await
+        .unwrap();
+    assert_eq!((o.token_addresses, o.viewer_videos), (0, 0));
+}
+
+async fn video_policies_are_announced(s: Arc<dyn BrokerStore>) {
+    let mut changes = s.watch_revocations().await.unwrap();
+    let p = VideoPolicy {
+        video_id: "film-1".into(),
+        allowed_origins: vec!["https://www.example.com".into(), "none".into()],
+        updated_at: now(),
+    };
+    s.put_video_policy(&p).await.unwrap();
+    assert_eq!(s.video_policy("film-1").await.unwrap(), Some(p.clone()));
+    assert_eq!(s.video_policies().await.unwrap(), vec![p]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let change = tokio::time::timeout_at(deadline, changes.recv())
+            .await
+            .expect("the policy change is announced")
+            .unwrap();
+        if change == RevocationChange::VideoPolicy("film-1".into()) {
+            break;
+        }
+    }
+    assert!(s.delete_video_policy("film-1").await.unwrap());
+    assert!(!s.delete_video_policy("film-1").await.unwrap());
+    assert_eq!(s.video_policy("film-1").await.unwrap(), None);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod pg_backend {
@@ -329,5 +570,8 @@ on_both_backends!(
     revocations_are_announced_and_expire,
     sessions_only_move_forward,
     audit_is_idempotent_and_filtered,
-    content_keys
+    content_keys,
+    streams_are_limited_per_viewer,
+    addresses_and_videos_are_counted,
+    video_policies_are_announced
 );

@@ -71,6 +71,15 @@ pub struct IssueTokenRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub ttl_seconds: Option<u64>,
+    /// Bind the token to an address or CIDR range (its `ip` claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub ip: Option<String>,
+    /// The viewer's device (its `device` claim): what the concurrent-stream
+    /// limit counts. 1 to 128 bytes, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"))]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -84,6 +93,22 @@ pub struct CreateViewerRequest {
     #[serde(default)]
     #[schemars(length(max = 1000), inner(regex(pattern = r"^[!-~]{1,256}$")))]
     pub entitlements: Vec<String>,
+    /// This viewer's concurrent-stream limit (0: none), instead of the
+    /// broker's --max-streams-per-viewer.
+    #[serde(default)]
+    pub max_streams: Option<u32>,
+    /// This viewer's addresses-per-token limit (0: none), instead of the
+    /// broker's --max-addresses-per-token.
+    #[serde(default)]
+    pub max_addresses_per_token: Option<u32>,
+}
+
+/// `Some(None)` for an explicit `null` (back to the default), `None` when
+/// the field is absent.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -97,6 +122,11 @@ pub struct UpdateViewerRequest {
     pub entitlements: Option<Vec<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// A number, or null for the broker-wide limit again.
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_streams: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_addresses_per_token: Option<Option<u32>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -105,6 +135,11 @@ pub struct ViewerInfo {
     pub username: String,
     pub entitlements: Vec<String>,
     pub enabled: bool,
+    /// Absent: the broker-wide limit applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_streams: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_addresses_per_token: Option<u32>,
     pub creation_date: DateTime<Utc>,
     pub update_date: DateTime<Utc>,
 }
@@ -167,4 +202,44 @@ pub struct BrokerAuditEntry {
 pub struct BrokerAuditResponse {
     pub records: Vec<BrokerAuditEntry>,
     pub next_token: Option<String>,
+}
+
+/// A playback stream: a device, or a token in use.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionInfo {
+    pub session_id: Uuid,
+    pub viewer: String,
+    /// The token's `device` claim, or its id when it has none.
+    pub stream: String,
+    pub token_id: String,
+    /// The address unit (IPv4 /24, IPv6 /64) it was last confirmed from.
+    pub address: Option<String>,
+    pub start_date: DateTime<Utc>,
+    pub last_seen_date: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSessionsResponse {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// A video's playback restrictions.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PlaybackPolicyRequest {
+    /// Page origins (`https://www.example.com`, `https://*.example.com`) its
+    /// keys, licences and playlists may be fetched from; `none` for requests
+    /// with no Origin or Referer. Empty: nowhere.
+    #[schemars(length(max = 100))]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlaybackPolicyInfo {
+    pub video_id: String,
+    pub allowed_origins: Vec<String>,
+    pub update_date: DateTime<Utc>,
 }

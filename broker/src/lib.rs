@@ -8,6 +8,7 @@ pub mod api;
 pub mod dash;
 pub mod http;
 pub mod model;
+pub mod page_origin;
 pub mod password;
 pub mod service;
 pub mod store;

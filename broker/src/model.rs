@@ -24,8 +24,18 @@ pub struct ViewerRecord {
     /// Video ids, or `["*"]`.
     pub entitlements: Vec<String>,
     pub enabled: bool,
+    /// Overrides of the broker-wide risk limits for this viewer (`None`: the
+    /// global one; 0: no limit).
+    pub limits: ViewerLimits,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A viewer's own concurrent-stream and address limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerLimits {
+    pub max_streams: Option<u32>,
+    pub max_addresses_per_token: Option<u32>,
 }
 
 impl std::fmt::Debug for ViewerRecord {
@@ -34,6 +44,7 @@ impl std::fmt::Debug for ViewerRecord {
             .field("username", &self.username)
             .field("entitlements", &self.entitlements)
             .field("enabled", &self.enabled)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -116,10 +127,16 @@ pub enum BrokerOperation {
     DeleteContentKeys,
     /// A Clear Key licence: the content keys of its KIDs.
     ReleaseLicence,
+    /// A token or viewer revoked by sharing detection.
+    AutoRevoke,
+    /// An admin ended a playback session.
+    EndSession,
+    /// A video's playback restrictions set or removed.
+    SetPlaybackPolicy,
 }
 
 impl BrokerOperation {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::ReleaseKey,
         Self::Login,
         Self::IssueToken,
@@ -132,11 +149,14 @@ impl BrokerOperation {
         Self::RegisterContentKey,
         Self::DeleteContentKeys,
         Self::ReleaseLicence,
+        Self::AutoRevoke,
+        Self::EndSession,
+        Self::SetPlaybackPolicy,
     ];
 
     /// Every operation's name, as audit records and filters spell it.
-    pub const NAMES: [&'static str; 12] = {
-        let mut out = [""; 12];
+    pub const NAMES: [&'static str; 15] = {
+        let mut out = [""; 15];
         let mut i = 0;
         while i < out.len() {
             out[i] = Self::ALL[i].as_str();
@@ -159,6 +179,9 @@ impl BrokerOperation {
             Self::RegisterContentKey => "RegisterContentKey",
             Self::DeleteContentKeys => "DeleteContentKeys",
             Self::ReleaseLicence => "ReleaseLicence",
+            Self::AutoRevoke => "AutoRevoke",
+            Self::EndSession => "EndSession",
+            Self::SetPlaybackPolicy => "SetPlaybackPolicy",
         }
     }
 
@@ -198,4 +221,78 @@ pub struct BrokerAuditFilter {
     pub until: Option<DateTime<Utc>>,
     pub before_seq: Option<i64>,
     pub limit: u32,
+}
+
+/// A playback stream (a device, or a token in use) of a viewer, as the
+/// concurrent-stream limit counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub id: Uuid,
+    pub viewer: String,
+    /// The `device` claim, or the token id when there is none.
+    pub stream: String,
+    pub token_id: String,
+    pub address: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// What a playback call showed that this broker had not confirmed with the
+/// database lately: asked in one transaction, serialized per viewer.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub viewer: String,
+    pub token_id: String,
+    pub now: DateTime<Utc>,
+    /// Take part in the concurrent-stream count: (stream, idle before).
+    pub stream: Option<(String, DateTime<Utc>)>,
+    /// The caller's address unit (see `service::risk`), for binding and
+    /// sharing detection.
+    pub address: Option<String>,
+    /// A video this token fetched a key or playlist for.
+    pub video_id: Option<String>,
+    /// Count addresses and videos seen since this (sharing detection).
+    pub window_start: DateTime<Utc>,
+    /// Global limits (0: none); a viewer account's own override them.
+    pub max_streams: u32,
+    pub max_addresses_per_token: u32,
+}
+
+/// The store's answer to an [`Observation`]. Nothing was recorded when
+/// something was refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservationOutcome {
+    /// Active streams of the viewer, when the stream limit refused.
+    pub stream_limit: Option<u32>,
+    /// The token already had its limit of addresses.
+    pub address_limit: Option<u32>,
+    /// Distinct addresses and videos within the window, this one included.
+    pub token_addresses: u32,
+    pub viewer_addresses: u32,
+    pub token_videos: u32,
+    pub viewer_videos: u32,
+}
+
+/// Refreshes the last use of streams and token addresses already recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heartbeat {
+    Stream {
+        viewer: String,
+        stream: String,
+        at: DateTime<Utc>,
+    },
+    Address {
+        token_id: String,
+        address: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A video's playback restrictions: the page origins its keys, licences and
+/// playlists may be fetched from (`none`: no Origin or Referer at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPolicy {
+    pub video_id: String,
+    pub allowed_origins: Vec<String>,
+    pub updated_at: DateTime<Utc>,
 }

@@ -58,6 +58,23 @@ pub struct Claims {
     /// of an issuer limited to some keys. Absent: any key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<uuid::Uuid>>,
+    /// The caller's address must be this address, or inside this CIDR range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The app's id of the viewer's device: what the concurrent-stream limit
+    /// counts, instead of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// Longest `device` claim.
+pub const MAX_DEVICE_LEN: usize = 128;
+
+/// An `ip` claim: an address or a CIDR range.
+pub fn parse_ip_claim(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
 }
 
 /// `aud` may be one string or an array of them (RFC 7519 §4.1.3).
@@ -89,6 +106,16 @@ impl Claims {
     /// Whether a data key sealed under master key `key_id` may be released.
     pub fn allows_key(&self, key_id: uuid::Uuid) -> bool {
         self.keys.as_ref().is_none_or(|keys| keys.contains(&key_id))
+    }
+
+    /// Whether the `ip` claim (if any) lets `caller` use this token. A token
+    /// bound to an address is refused when the caller's is unknown.
+    pub fn address_allowed(&self, caller: Option<std::net::IpAddr>) -> bool {
+        let Some(claim) = &self.ip else { return true };
+        match (parse_ip_claim(claim), caller) {
+            (Some(net), Some(ip)) => net.contains(&ip),
+            _ => false,
+        }
     }
 
     /// The one video this token names, if it names exactly one (not `*`).
@@ -359,6 +386,20 @@ impl TokenKeys {
         if claims.keys.as_ref().is_some_and(|k| k.len() > MAX_VIDEOS) {
             return Err(TokenError::InvalidClaims("keys"));
         }
+        if claims
+            .ip
+            .as_deref()
+            .is_some_and(|ip| parse_ip_claim(ip).is_none())
+        {
+            return Err(TokenError::InvalidClaims("ip"));
+        }
+        if claims
+            .device
+            .as_deref()
+            .is_some_and(|d| !valid_id(d, MAX_DEVICE_LEN))
+        {
+            return Err(TokenError::InvalidClaims("device"));
+        }
         if claims.exp < claims.iat {
             return Err(TokenError::InvalidClaims("exp"));
         }
@@ -538,11 +579,56 @@ mod tests {
             nbf: None,
             aud: Audience::One(AUDIENCE.into()),
             keys: None,
+            ip: None,
+            device: None,
         }
     }
 
     fn hs_keys() -> TokenKeys {
         TokenKeys::new(Some(SecretBytes::new(vec![7u8; 32])), None, 60, 86_400).unwrap()
+    }
+
+    #[test]
+    fn ip_and_device_claims_are_checked() {
+        let keys = hs_keys();
+        let bound = Claims {
+            ip: Some("198.51.100.0/24".into()),
+            device: Some("living-room-tv".into()),
+            ..claims()
+        };
+        let verified = keys.verify(&keys.sign(&bound).unwrap(), NOW).unwrap();
+        assert!(verified.address_allowed(Some("198.51.100.9".parse().unwrap())));
+        assert!(!verified.address_allowed(Some("203.0.113.9".parse().unwrap())));
+        // Bound, and the caller's address unknown: refused.
+        assert!(!verified.address_allowed(None));
+        assert!(claims().address_allowed(None));
+        let one = Claims {
+            ip: Some("2001:db8::7".into()),
+            ..claims()
+        };
+        assert!(one.address_allowed(Some("2001:db8::7".parse().unwrap())));
+        assert!(!one.address_allowed(Some("2001:db8::8".parse().unwrap())));
+        for (bad, field) in [
+            (
+                Claims {
+                    ip: Some("198.51.100.0/33".into()),
+                    ..claims()
+                },
+                "ip",
+            ),
+            (
+                Claims {
+                    device: Some("tv\n".into()),
+                    ..claims()
+                },
+                "device",
+            ),
+        ] {
+            assert_eq!(
+                keys.verify(&keys.sign(&bad).unwrap(), NOW),
+                Err(TokenError::InvalidClaims(field))
+            );
+        }
     }
 
     #[test]

@@ -159,6 +159,8 @@ pub fn claims(sub: &str, vids: &[&str], iat: i64, exp: i64) -> Claims {
         nbf: None,
         aud: Audience::One(AUDIENCE.into()),
         keys: None,
+        ip: None,
+        device: None,
     }
 }
 

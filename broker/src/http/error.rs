@@ -38,8 +38,11 @@ pub fn status_of(e: &BrokerError) -> StatusCode {
         MissingToken | InvalidToken(_) | TokenExpired | TokenRevoked | InvalidCredentials
         | Unauthenticated => StatusCode::UNAUTHORIZED,
         NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | KeyNotInScope
-        | AccessDenied(_) => StatusCode::FORBIDDEN,
-        KeyNotFound | ViewerNotFound | RevocationNotFound | UnknownKid => StatusCode::NOT_FOUND,
+        | AccessDenied(_) | StreamLimit(_) | AddressMismatch | TokenShared | OriginNotAllowed => {
+            StatusCode::FORBIDDEN
+        }
+        KeyNotFound | ViewerNotFound | RevocationNotFound | UnknownKid | SessionNotFound
+        | PolicyNotFound => StatusCode::NOT_FOUND,
         MissingVideoId | InvalidParameter(_) | InvalidCiphertext(_) | NotAnHlsKey => {
             StatusCode::BAD_REQUEST
         }

@@ -34,11 +34,22 @@ impl FromRequestParts<AppState> for Ctx {
             )),
             (peer, _) => peer.map(canonical),
         };
+        // Read only when some page-origin rule exists: most brokers have none.
+        let page = if s.broker.checks_pages() {
+            crate::page_origin::PageOrigin::from_headers(
+                parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()),
+                parts.headers.get(header::REFERER).map(|v| v.as_bytes()),
+            )
+        } else {
+            crate::page_origin::PageOrigin::None
+        };
         Ok(Self(RequestContext {
             request_id,
             address: ip.map(address_text).unwrap_or_default(),
             ipv6_prefix: ip.and_then(ipv6_prefix),
             client_request_id,
+            ip,
+            page,
         }))
     }
 }

@@ -143,7 +143,17 @@ pub async fn issue_token(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<TokenResponse>)> {
     let issued = s
         .broker
-        .issue_token(&client, &ctx, &req.viewer, req.video_ids, req.ttl_seconds)
+        .issue_token(
+            &client,
+            &ctx,
+            &req.viewer,
+            req.video_ids,
+            req.ttl_seconds,
+            crate::service::TokenBinding {
+                ip: req.ip,
+                device: req.device,
+            },
+        )
         .await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -155,6 +165,8 @@ fn viewer_info(v: ViewerView) -> ViewerInfo {
         username: v.username,
         entitlements: v.entitlements,
         enabled: v.enabled,
+        max_streams: v.limits.max_streams,
+        max_addresses_per_token: v.limits.max_addresses_per_token,
         creation_date: v.created_at,
         update_date: v.updated_at,
     }
@@ -175,6 +187,10 @@ pub async fn create_viewer(
                 username: req.username,
                 password: req.password,
                 entitlements: req.entitlements,
+                limits: crate::model::ViewerLimits {
+                    max_streams: req.max_streams,
+                    max_addresses_per_token: req.max_addresses_per_token,
+                },
             },
         )
         .await?;
@@ -218,6 +234,8 @@ pub async fn update_viewer(
                 password: req.password,
                 entitlements: req.entitlements,
                 enabled: req.enabled,
+                max_streams: req.max_streams,
+                max_addresses_per_token: req.max_addresses_per_token,
             },
         )
         .await?;

@@ -8,6 +8,7 @@ mod handlers;
 mod key_query;
 mod media;
 mod origin;
+mod risk;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,6 +206,17 @@ fn build(broker: Broker, http: HttpConfig, own_fallback: bool) -> Router {
                 .delete(h::lift_revocation),
         )
         .route("/v1/audit", get(h::audit))
+        .route("/v1/sessions", get(risk::list_sessions))
+        .route(
+            "/v1/sessions/{id}",
+            axum::routing::delete(risk::end_session),
+        )
+        .route(
+            "/v1/videos/{video_id}/playback-policy",
+            get(risk::get_policy)
+                .put(risk::put_policy)
+                .delete(risk::delete_policy),
+        )
         .route("/v1/hls/playlist/{*path}", get(media::origin_file))
         .route(
             "/v1/hls/clearkey/{*path}",
@@ -522,6 +534,47 @@ pub fn document() -> serde_json::Value {
             Answer::Json(200, schema::<BrokerAuditResponse>),
         )
         .with_query(AUDIT_QUERY),
+        Op::new(
+            "GET",
+            "/v1/sessions",
+            "A viewer's playback sessions that have not gone idle (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<ListSessionsResponse>),
+        )
+        .with_query(&[("Viewer", true, "the viewer", Param::Text)]),
+        Op::new(
+            "DELETE",
+            "/v1/sessions/{id}",
+            "End a playback session: it no longer counts, and its token is revoked (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<SessionInfo>),
+        ),
+        Op::new(
+            "GET",
+            "/v1/videos/{video_id}/playback-policy",
+            "A video's own page-origin allow-list (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Json(200, schema::<PlaybackPolicyInfo>),
+        ),
+        Op::new(
+            "PUT",
+            "/v1/videos/{video_id}/playback-policy",
+            "Set the page origins a video's keys, licences and playlists may be fetched from (admin)",
+            Auth::ApiClient,
+            Some(schema::<PlaybackPolicyRequest>),
+            Answer::Json(200, schema::<PlaybackPolicyInfo>),
+        ),
+        Op::new(
+            "DELETE",
+            "/v1/videos/{video_id}/playback-policy",
+            "Remove a video's own allow-list: the broker-wide one applies (admin)",
+            Auth::ApiClient,
+            None,
+            Answer::Empty(204),
+        ),
     ];
     foundation::http::openapi::document(
         "vodkms key broker",

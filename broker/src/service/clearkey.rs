@@ -222,6 +222,14 @@ impl Broker {
                 .get_or_insert_with(|| entry.video_id.clone());
             self.check_video(&claims, &entry.video_id)?;
         }
+        let mut checked: Vec<&str> = Vec::new();
+        for entry in &entries {
+            if !checked.contains(&entry.video_id.as_str()) {
+                self.check_playback_rules(ctx, &claims, Some(&entry.video_id))
+                    .await?;
+                checked.push(&entry.video_id);
+            }
+        }
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {
             let blob = Blob::from_text(&entry.ciphertext_blob)

@@ -214,6 +214,8 @@ impl Broker {
             record.video_id = Some(video_id.clone());
         }
         self.check_video(&claims, &video_id)?;
+        self.check_playback_rules(ctx, &claims, Some(&video_id))
+            .await?;
 
         let mono = Instant::now();
         let ciphertext = req

@@ -65,6 +65,18 @@ pub enum BrokerError {
     UnknownKid,
     #[error("this key id (KID) is registered to another video or key")]
     KidTaken,
+    #[error("this viewer already has {0} playback streams; one must end or go idle first")]
+    StreamLimit(u32),
+    #[error("this token may not be used from this address")]
+    AddressMismatch,
+    #[error("this token was used in a way that looks shared, and has been revoked")]
+    TokenShared,
+    #[error("this video may not be played from this page")]
+    OriginNotAllowed,
+    #[error("no such playback session")]
+    SessionNotFound,
+    #[error("this video has no playback policy of its own")]
+    PolicyNotFound,
 }
 
 impl BrokerError {
@@ -102,6 +114,12 @@ impl BrokerError {
             Self::Internal(_) => "InternalError",
             Self::UnknownKid => "UnknownKid",
             Self::KidTaken => "KidTaken",
+            Self::StreamLimit(_) => "StreamLimit",
+            Self::AddressMismatch => "AddressMismatch",
+            Self::TokenShared => "TokenShared",
+            Self::OriginNotAllowed => "OriginNotAllowed",
+            Self::SessionNotFound => "SessionNotFound",
+            Self::PolicyNotFound => "PolicyNotFound",
         }
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use zeroize::Zeroizing;
 
 use super::viewers::check_videos;
-use super::{Broker, BrokerError, Client, RequestContext};
+use super::{Broker, BrokerError, Client, RequestContext, TokenBinding};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, Revocation, RevocationKind,
 };
@@ -76,6 +76,7 @@ impl Broker {
         vids: Vec<String>,
         ttl_secs: u64,
         issuer: Option<&Client>,
+        binding: TokenBinding,
     ) -> Result<IssuedToken, BrokerError> {
         let scope = issuer.and_then(|c| c.0.key_ids.clone());
         let random = uuid::Uuid::new_v4().simple().to_string();
@@ -101,6 +102,8 @@ impl Broker {
             nbf: None,
             aud: Audience::One(AUDIENCE.to_owned()),
             keys: scope,
+            ip: binding.ip,
+            device: binding.device,
         };
         let token = self
             .0
@@ -116,7 +119,8 @@ impl Broker {
         })
     }
 
-    /// `POST /v1/tokens`: an app backend (issuer) mints a token for its viewer.
+    /// `POST /v1/tokens`: an app backend (issuer) mints a token for its viewer,
+    /// optionally bound to an address (`ip`) and a device (`device`).
     pub async fn issue_token(
         &self,
         client: &Client,
@@ -124,6 +128,7 @@ impl Broker {
         viewer: &str,
         video_ids: Vec<String>,
         ttl_secs: Option<u64>,
+        binding: TokenBinding,
     ) -> Result<IssuedToken, BrokerError> {
         let mut rec = self.begin_audit(BrokerOperation::IssueToken, ctx)?;
         rec.client_id = Some(client.0.client_id);
@@ -144,7 +149,26 @@ impl Broker {
                     "TtlSeconds must be 1 to {max}"
                 )));
             }
-            self.mint(viewer, video_ids, ttl, Some(client))
+            if binding
+                .ip
+                .as_deref()
+                .is_some_and(|ip| crate::token::parse_ip_claim(ip).is_none())
+            {
+                return Err(BrokerError::invalid(
+                    "Ip must be an address or a CIDR range (203.0.113.7, 198.51.100.0/24)",
+                ));
+            }
+            if binding
+                .device
+                .as_deref()
+                .is_some_and(|d| !valid_id(d, crate::token::MAX_DEVICE_LEN))
+            {
+                return Err(BrokerError::invalid(format!(
+                    "Device must be 1 to {} bytes without control characters",
+                    crate::token::MAX_DEVICE_LEN
+                )));
+            }
+            self.mint(viewer, video_ids, ttl, Some(client), binding)
         }
         .await;
         if let Ok(t) = &result {

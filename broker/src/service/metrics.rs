@@ -16,12 +16,22 @@ pub(super) struct Counters {
     outcomes: Mutex<HashMap<(&'static str, &'static str), u64>>,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// (scope, rule) → tokens or viewers revoked by sharing detection.
+    risk_revocations: Mutex<HashMap<(&'static str, &'static str), u64>>,
 }
 
 impl Counters {
     pub fn outcome(&self, operation: &'static str, outcome: &'static str) {
         let mut map = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((operation, outcome)).or_insert(0) += 1;
+    }
+
+    pub fn risk_revocation(&self, scope: &'static str, rule: &'static str) {
+        let mut map = self
+            .risk_revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((scope, rule)).or_insert(0) += 1;
     }
 }
 
@@ -44,6 +54,38 @@ impl Broker {
                 vec![Label::new("operation", op), Label::new("outcome", outcome)],
                 n,
             );
+        }
+        let revoked: Vec<((&'static str, &'static str), u64)> = c
+            .risk_revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((scope, rule), n) in revoked {
+            out.labeled(
+                "vodkms_broker_sharing_revocations_total",
+                "counter",
+                "Tokens (scope Token) and viewers (scope Viewer) revoked by sharing detection, by what was counted.",
+                vec![Label::new("scope", scope), Label::new("rule", rule)],
+                n,
+            );
+        }
+        if let Some(webhook) = &self.0.risk.webhook {
+            let s = &webhook.stats;
+            for (result, n) in [
+                ("delivered", &s.delivered),
+                ("failed_attempt", &s.failed_attempts),
+                ("dropped", &s.dropped),
+            ] {
+                out.labeled(
+                    "vodkms_broker_risk_webhook_total",
+                    "counter",
+                    "Risk events sent to the webhook: delivered, attempts that failed (retried), dropped (queue full).",
+                    vec![Label::new("result", result)],
+                    n.load(Ordering::Relaxed),
+                );
+            }
         }
         out.metric(
             "vodkms_broker_key_cache_hits_total",

@@ -11,8 +11,11 @@ mod management;
 mod metrics;
 mod playlists;
 mod revocations;
+mod risk;
+mod risk_admin;
 mod sessions;
 mod viewers;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,9 +40,11 @@ pub use delivery::{KeyRequest, ReleasedKey};
 pub use error::BrokerError;
 pub use limits::{FailureBudget, Rate, RateLimiter};
 pub use management::{AuditPage, IssuedToken, RevocationView};
+pub use risk::{address_unit, RiskConfig, TokenBinding, WebhookTarget};
 pub use viewers::{NewViewer, ViewerUpdate, ViewerView, DEVICE_COOKIE_SECS};
+pub use webhook::{signature as webhook_signature, RiskEvent, EVENT_ID_HEADER, SIGNATURE_HEADER};
 
-use crate::model::{BrokerAuditRecord, BrokerOperation, RevocationKind, SessionRecord};
+use crate::model::{BrokerAuditRecord, BrokerOperation, Heartbeat, RevocationKind, SessionRecord};
 use crate::store::{BrokerStore, RevocationChange};
 use crate::token::TokenKeys;
 use revocations::RevocationSet;
@@ -79,6 +84,8 @@ pub struct BrokerConfig {
     pub identity_ttl: Duration,
     /// Full reload of revocations, a backstop for missed notifications.
     pub revocation_refresh: Duration,
+    /// Stream limits, address binding, sharing detection, page origins.
+    pub risk: RiskConfig,
 }
 
 impl Default for BrokerConfig {
@@ -103,6 +110,7 @@ impl Default for BrokerConfig {
             audit_flush_interval: Duration::from_millis(100),
             identity_ttl: Duration::from_secs(5),
             revocation_refresh: Duration::from_secs(60),
+            risk: RiskConfig::default(),
         }
     }
 }
@@ -152,6 +160,11 @@ pub struct RequestContext {
     pub ipv6_prefix: Option<String>,
     /// The caller's own `X-Request-Id`, recorded as `Detail.ClientRequestId`.
     pub client_request_id: Option<String>,
+    /// The caller's address, parsed (`address` is its text).
+    pub ip: Option<std::net::IpAddr>,
+    /// The page the request came from; read only when a page-origin rule
+    /// exists (`Broker::checks_pages`).
+    pub page: crate::page_origin::PageOrigin,
 }
 
 impl RequestContext {
@@ -182,6 +195,7 @@ struct Inner {
     audit: Arc<AuditLog<BrokerAuditRecord>>,
     releases: foundation::audit::Aggregator<BrokerAuditRecord>,
     session_writes: Arc<AuditLog<SessionRecord>>,
+    risk: risk::Risk,
     identities: Mutex<HashMap<[u8; 32], (ClientInfo, Instant)>>,
     /// Checked against when a username is unknown, so that costs the same.
     dummy_hash: String,
@@ -200,6 +214,15 @@ struct StoreAudit(Arc<dyn BrokerStore>);
 impl AuditSink<BrokerAuditRecord> for StoreAudit {
     async fn append(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError> {
         self.0.append_audit(records).await
+    }
+}
+
+struct StoreHeartbeats(Arc<dyn BrokerStore>);
+
+#[async_trait::async_trait]
+impl AuditSink<Heartbeat> for StoreHeartbeats {
+    async fn append(&self, records: &[Heartbeat]) -> Result<(), StoreError> {
+        self.0.heartbeat(records).await
     }
 }
 
@@ -232,6 +255,19 @@ impl Broker {
             config.audit_buffer_capacity,
             config.audit_batch_size,
         ));
+        let risk_config = config.risk.clone();
+        let heartbeats = Arc::new(AuditLog::new(
+            Arc::new(StoreHeartbeats(store.clone())),
+            config.audit_buffer_capacity,
+            config.audit_batch_size,
+        ));
+        let webhook = config
+            .risk
+            .webhook
+            .clone()
+            .map(webhook::Webhook::start)
+            .transpose()
+            .map_err(BrokerError::Internal)?;
         let dummy_hash = tokio::task::spawn_blocking(crate::password::dummy_hash)
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))?;
@@ -260,10 +296,12 @@ impl Broker {
             config,
             audit,
             session_writes,
+            risk: risk::Risk::new(risk_config, heartbeats, webhook),
             releases: foundation::audit::Aggregator::new(delivery::MAX_PENDING_AGGREGATES),
             counters: metrics::Counters::default(),
         }));
         broker.reload_revocations().await?;
+        broker.reload_policies().await?;
         broker.spawn_background().await?;
         Ok(broker)
     }
@@ -286,6 +324,13 @@ impl Broker {
                 .clone()
                 .run(interval.max(Duration::from_secs(1))),
         );
+        tokio::spawn(
+            self.0
+                .risk
+                .heartbeats
+                .clone()
+                .run(interval.max(Duration::from_secs(1))),
+        );
 
         let mut changes = self.0.store.watch_revocations().await?;
         let weak = Arc::downgrade(&self.0);
@@ -295,7 +340,13 @@ impl Broker {
                 let broker = Broker(inner);
                 let result = match change {
                     RevocationChange::One(kind, subject) => broker.reload_one(kind, &subject).await,
-                    RevocationChange::Reset => broker.reload_revocations().await,
+                    RevocationChange::VideoPolicy(video_id) => {
+                        broker.reload_policy(&video_id).await
+                    }
+                    RevocationChange::Reset => match broker.reload_revocations().await {
+                        Ok(()) => broker.reload_policies().await,
+                        Err(e) => Err(e),
+                    },
                 };
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "reloading revocations failed; the periodic reload will retry");
@@ -324,10 +375,14 @@ impl Broker {
         if let Err(e) = self.reload_changed_revocations().await {
             tracing::warn!(error = %e, "reading changed revocations failed; keeping the ones in memory");
         }
+        if let Err(e) = self.reload_policies().await {
+            tracing::warn!(error = %e, "reading playback policies failed; keeping the ones in memory");
+        }
         self.0.revoked.sweep(now.timestamp());
         let mono = Instant::now();
         self.0.keys.sweep(mono);
         self.0.sessions.sweep(now, mono);
+        self.0.risk.sweep(mono);
         for l in [
             &self.0.token_limits,
             &self.0.address_limits,
@@ -381,8 +436,9 @@ impl Broker {
     pub async fn drain(&self, deadline: std::time::Instant) -> Result<(), usize> {
         self.flush_releases();
         let sessions = self.0.session_writes.drain(deadline).await;
+        let heartbeats = self.0.risk.heartbeats.drain(deadline).await;
         let audit = self.0.audit.drain(deadline).await;
-        audit.and(sessions)
+        audit.and(sessions).and(heartbeats)
     }
 
     /// Longest a key learnt from the KMS is released without asking it again.
@@ -393,6 +449,12 @@ impl Broker {
 
     pub fn key_cache_max_age(&self) -> Duration {
         self.0.config.key_cache_ttl
+    }
+
+    /// Whether any page-origin rule exists, so `Origin` and `Referer` must
+    /// be read.
+    pub fn checks_pages(&self) -> bool {
+        self.0.risk.checks_pages()
     }
 
     pub fn audit_buffered(&self) -> usize {

@@ -63,6 +63,14 @@ impl Broker {
         for video_id in &videos {
             self.check_video(&admitted.claims, video_id)?;
         }
+        if videos.is_empty() {
+            self.check_playback_rules(ctx, &admitted.claims, None)
+                .await?;
+        }
+        for video_id in &videos {
+            self.check_playback_rules(ctx, &admitted.claims, Some(video_id))
+                .await?;
+        }
         // The token written in names no more videos than the playlist does;
         // a playlist that names none gets the token's one video, or nothing.
         if videos.is_empty() {
@@ -71,7 +79,7 @@ impl Broker {
                 None => return Ok(Zeroizing::new(String::new())),
             }
         }
-        Ok(self.written_token(&admitted, tokens, videos))
+        Ok(self.written_token(ctx, &admitted, tokens, videos))
     }
 
     /// The token to write into a playlist or manifest for these videos: a
@@ -79,6 +87,7 @@ impl Broker {
     /// grant) the viewer's own, which reaches only the broker's endpoints.
     fn written_token(
         &self,
+        ctx: &RequestContext,
         admitted: &Admitted,
         tokens: &[Cow<'_, str>],
         videos: Vec<String>,
@@ -91,7 +100,7 @@ impl Broker {
                     .unwrap_or_default(),
             )
         };
-        self.refreshed(&admitted.claims, videos)
+        self.refreshed(ctx, &admitted.claims, videos)
             .unwrap_or_else(presented)
     }
 
@@ -100,10 +109,17 @@ impl Broker {
     /// further than a playback session could (`iat + session max`; not at
     /// all with sessions off), so serving playlists gives a leaked token no
     /// more life than fetching keys would. Keeping `jti` and `iat` keeps
-    /// every revocation and session of the original applying to it. `None`
+    /// every revocation and session of the original applying to it. With
+    /// playlist tokens bound, it gets an `ip` claim of the caller's address
+    /// unit (unless it had one), so the key URLs fail elsewhere. `None`
     /// when the broker cannot sign (EdDSA verification only) or the grant is
     /// over.
-    fn refreshed(&self, claims: &Claims, video_ids: Vec<String>) -> Option<Zeroizing<String>> {
+    fn refreshed(
+        &self,
+        ctx: &RequestContext,
+        claims: &Claims,
+        video_ids: Vec<String>,
+    ) -> Option<Zeroizing<String>> {
         let keys = &self.0.tokens;
         if !keys.can_sign() {
             return None;
@@ -122,10 +138,12 @@ impl Broker {
         if exp <= now {
             return None;
         }
+        let ip = claims.ip.clone().or_else(|| self.playlist_binding(ctx));
         let fresh = Claims {
             vids: video_ids,
             exp,
             nbf: None,
+            ip,
             ..claims.clone()
         };
         keys.sign(&fresh).map(Zeroizing::new)

@@ -5,7 +5,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{Broker, BrokerError, Client, IssuedToken, RequestContext};
-use crate::model::{BrokerOperation, Revocation, RevocationKind, ViewerRecord};
+use crate::model::{BrokerOperation, Revocation, RevocationKind, ViewerLimits, ViewerRecord};
 use crate::password::{self, Password, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 use crate::token::{valid_video_id, ALL_VIDEOS, MAX_VIDEOS};
 
@@ -16,6 +16,7 @@ pub struct NewViewer {
     pub username: String,
     pub password: Password,
     pub entitlements: Vec<String>,
+    pub limits: ViewerLimits,
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +24,9 @@ pub struct ViewerUpdate {
     pub password: Option<Password>,
     pub entitlements: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// `Some(None)`: back to the broker-wide limit.
+    pub max_streams: Option<Option<u32>>,
+    pub max_addresses_per_token: Option<Option<u32>>,
 }
 
 /// A viewer as shown to admins (never the hash).
@@ -31,6 +35,7 @@ pub struct ViewerView {
     pub username: String,
     pub entitlements: Vec<String>,
     pub enabled: bool,
+    pub limits: ViewerLimits,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -41,6 +46,7 @@ impl From<ViewerRecord> for ViewerView {
             username: v.username,
             entitlements: v.entitlements,
             enabled: v.enabled,
+            limits: v.limits,
             created_at: v.created_at,
             updated_at: v.updated_at,
         }
@@ -118,7 +124,7 @@ impl Broker {
     }
 
     /// A revocation that ends every token of `viewer` issued up to now.
-    fn end_tokens_of(&self, viewer: &str) -> Revocation {
+    pub(super) fn end_tokens_of(&self, viewer: &str) -> Revocation {
         let now = self.now();
         Revocation {
             kind: RevocationKind::Viewer,
@@ -149,6 +155,7 @@ impl Broker {
                 password_hash: hash,
                 entitlements: new.entitlements,
                 enabled: true,
+                limits: new.limits,
                 created_at: now,
                 updated_at: now,
             };
@@ -214,6 +221,12 @@ impl Broker {
             if let Some(enabled) = update.enabled {
                 end_tokens |= v.enabled && !enabled;
                 v.enabled = enabled;
+            }
+            if let Some(n) = update.max_streams {
+                v.limits.max_streams = n;
+            }
+            if let Some(n) = update.max_addresses_per_token {
+                v.limits.max_addresses_per_token = n;
             }
             v.updated_at = self.now();
             let revocation = end_tokens.then(|| self.end_tokens_of(username));
@@ -324,7 +337,13 @@ impl Broker {
         }
         let viewer = result?;
         let ttl = self.0.config.login_token_ttl.as_secs();
-        let mut issued = self.mint(&viewer.username, viewer.entitlements, ttl, None)?;
+        let mut issued = self.mint(
+            &viewer.username,
+            viewer.entitlements,
+            ttl,
+            None,
+            super::TokenBinding::default(),
+        )?;
         issued.device_cookie = self
             .0
             .tokens

@@ -9,8 +9,9 @@ pub(crate) use foundation::db::storable;
 pub use foundation::db::StoreError;
 
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, ContentKeyRecord, Revocation, RevocationKind,
-    RevocationRow, SessionRecord, ViewerRecord,
+    BrokerAuditFilter, BrokerAuditRecord, ContentKeyRecord, Heartbeat, Observation,
+    ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord, StreamRecord,
+    VideoPolicy, ViewerRecord,
 };
 
 pub mod postgres;
@@ -19,12 +20,18 @@ pub mod sqlite;
 pub use postgres::PgBrokerStore;
 pub use sqlite::SqliteBrokerStore;
 
-/// A revocation changed somewhere: reload it. `Reset`: reload them all.
+/// A revocation changed somewhere: reload it. `Reset`: reload them all
+/// (revocations and video policies). `VideoPolicy`: reload that video's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationChange {
     One(RevocationKind, String),
+    VideoPolicy(String),
     Reset,
 }
+
+/// How long the addresses and videos a token was seen with are kept: longer
+/// than any token or playback session lives, and than any sharing window.
+pub const RISK_RETENTION_DAYS: i64 = 7;
 
 #[async_trait]
 pub trait BrokerStore: Send + Sync + 'static {
@@ -97,6 +104,30 @@ pub trait BrokerStore: Send + Sync + 'static {
     /// Inserts sessions or moves their `last_used_at` forward.
     async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError>;
     async fn session(&self, jti: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Checks an observation against the stream and address limits and, if
+    /// neither refuses, records it; then counts what sharing detection needs.
+    /// One transaction, serialized per viewer across every process.
+    async fn observe_playback(&self, o: &Observation) -> Result<ObservationOutcome, StoreError>;
+    /// Moves the last use of recorded streams and token addresses forward
+    /// (never re-creates one that was deleted).
+    async fn heartbeat(&self, beats: &[Heartbeat]) -> Result<(), StoreError>;
+    /// A viewer's streams used at or after `active_since`, oldest first.
+    async fn streams(
+        &self,
+        viewer: &str,
+        active_since: DateTime<Utc>,
+    ) -> Result<Vec<StreamRecord>, StoreError>;
+    async fn stream(&self, id: uuid::Uuid) -> Result<Option<StreamRecord>, StoreError>;
+    /// Whether there was such a stream.
+    async fn delete_stream(&self, id: uuid::Uuid) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces, and tells every process sharing the database.
+    async fn put_video_policy(&self, policy: &VideoPolicy) -> Result<(), StoreError>;
+    /// Whether there was one; tells every process too.
+    async fn delete_video_policy(&self, video_id: &str) -> Result<bool, StoreError>;
+    async fn video_policy(&self, video_id: &str) -> Result<Option<VideoPolicy>, StoreError>;
+    async fn video_policies(&self) -> Result<Vec<VideoPolicy>, StoreError>;
 
     /// Appends records; idempotent by record id.
     async fn append_audit(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError>;

@@ -10,11 +10,14 @@ use tokio::sync::mpsc;
 
 use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Revocation,
-    RevocationKind, RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Heartbeat,
+    Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
+    StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 const CHANNEL: &str = "vodkms_broker_changes";
+/// The change payload `Policy:VIDEO` names a video policy that changed.
+const POLICY_PAYLOAD: &str = "Policy";
 
 #[derive(Clone)]
 pub struct PgBrokerStore {
@@ -69,10 +72,55 @@ fn viewer_from_row(row: &PgRow) -> Result<ViewerRecord, StoreError> {
         entitlements: serde_json::from_str(&entitlements)
             .map_err(|_| corrupt("broker_viewers.entitlements"))?,
         enabled: row.try_get("enabled").map_err(map_err)?,
+        limits: ViewerLimits {
+            max_streams: limit_from(row.try_get("max_streams").map_err(map_err)?)?,
+            max_addresses_per_token: limit_from(
+                row.try_get("max_addresses_per_token").map_err(map_err)?,
+            )?,
+        },
         created_at: row.try_get("created_at").map_err(map_err)?,
         updated_at: row.try_get("updated_at").map_err(map_err)?,
     })
 }
+
+fn limit_from(v: Option<i32>) -> Result<Option<u32>, StoreError> {
+    v.map(|n| u32::try_from(n).map_err(|_| corrupt("a viewer limit")))
+        .transpose()
+}
+
+fn limit_to(v: Option<u32>) -> Option<i32> {
+    v.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn stream_from_row(row: &PgRow) -> Result<StreamRecord, StoreError> {
+    Ok(StreamRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        stream: row.try_get("stream").map_err(map_err)?,
+        token_id: row.try_get("token_id").map_err(map_err)?,
+        address: row.try_get("address").map_err(map_err)?,
+        started_at: row.try_get("started_at").map_err(map_err)?,
+        last_seen: row.try_get("last_seen").map_err(map_err)?,
+    })
+}
+
+const STREAM_COLUMNS: &str = "id, viewer, stream, token_id, address, started_at, last_seen";
+
+fn policy_from_row(row: &PgRow) -> Result<VideoPolicy, StoreError> {
+    let origins: String = row.try_get("allowed_origins").map_err(map_err)?;
+    Ok(VideoPolicy {
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        allowed_origins: serde_json::from_str(&origins)
+            .map_err(|_| corrupt("broker_video_policies.allowed_origins"))?,
+        updated_at: row.try_get("updated_at").map_err(map_err)?,
+    })
+}
+
+const POLICY_COLUMNS: &str = "video_id, allowed_origins::text AS allowed_origins, updated_at";
 
 fn revocation_from_row(row: &PgRow) -> Result<Revocation, StoreError> {
     let kind: String = row.try_get("kind").map_err(map_err)?;
@@ -115,7 +163,8 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
 }
 
 const VIEWER_COLUMNS: &str =
-    "username, password_hash, entitlements::text AS entitlements, enabled, created_at, updated_at";
+    "username, password_hash, entitlements::text AS entitlements, enabled, created_at, updated_at, \
+     max_streams, max_addresses_per_token";
 
 #[async_trait]
 impl BrokerStore for PgBrokerStore {
@@ -192,8 +241,8 @@ impl BrokerStore for PgBrokerStore {
 
     async fn create_viewer(&self, v: &ViewerRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3::jsonb, $4, $5, $6)",
+            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at, \
+             max_streams, max_addresses_per_token) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)",
         )
         .bind(&v.username)
         .bind(&v.password_hash)
@@ -201,6 +250,8 @@ impl BrokerStore for PgBrokerStore {
         .bind(v.enabled)
         .bind(v.created_at)
         .bind(v.updated_at)
+        .bind(limit_to(v.limits.max_streams))
+        .bind(limit_to(v.limits.max_addresses_per_token))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -236,13 +287,15 @@ impl BrokerStore for PgBrokerStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE broker_viewers SET password_hash = $2, entitlements = $3::jsonb, enabled = $4, \
-             updated_at = $5 WHERE username = $1",
+             updated_at = $5, max_streams = $6, max_addresses_per_token = $7 WHERE username = $1",
         )
         .bind(&v.username)
         .bind(&v.password_hash)
         .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
         .bind(v.enabled)
         .bind(v.updated_at)
+        .bind(limit_to(v.limits.max_streams))
+        .bind(limit_to(v.limits.max_addresses_per_token))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -362,6 +415,18 @@ impl BrokerStore for PgBrokerStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
+        let before = now - chrono::Duration::days(super::RISK_RETENTION_DAYS);
+        for sql in [
+            "DELETE FROM broker_streams WHERE last_seen < $1",
+            "DELETE FROM broker_token_addresses WHERE last_seen < $1",
+            "DELETE FROM broker_token_videos WHERE first_seen < $1",
+        ] {
+            sqlx::query(sql)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
         Ok(())
     }
 
@@ -370,6 +435,9 @@ impl BrokerStore for PgBrokerStore {
             payload
                 .and_then(|p| {
                     let (kind, subject) = p.split_once(':')?;
+                    if kind == POLICY_PAYLOAD {
+                        return Some(RevocationChange::VideoPolicy(subject.to_owned()));
+                    }
                     Some(RevocationChange::One(
                         RevocationKind::parse(kind)?,
                         subject.to_owned(),
@@ -378,6 +446,293 @@ impl BrokerStore for PgBrokerStore {
                 .unwrap_or(RevocationChange::Reset)
         })
         .await
+    }
+
+    async fn observe_playback(&self, o: &Observation) -> Result<ObservationOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // One viewer at a time, on every broker: two devices starting at once
+        // must not both take the last stream.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7602276453211907))")
+            .bind(&o.viewer)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let own: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+            "SELECT max_streams, max_addresses_per_token FROM broker_viewers WHERE username = $1",
+        )
+        .bind(&o.viewer)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (own_streams, own_addresses) = own.unwrap_or_default();
+        let max_streams = limit_from(own_streams)?.unwrap_or(o.max_streams);
+        let max_addresses = limit_from(own_addresses)?.unwrap_or(o.max_addresses_per_token);
+        let mut outcome = ObservationOutcome::default();
+
+        if let Some(address) = &o.address {
+            let known = sqlx::query(
+                "UPDATE broker_token_addresses SET last_seen = GREATEST(last_seen, $3) \
+                 WHERE token_id = $1 AND address = $2",
+            )
+            .bind(&o.token_id)
+            .bind(address)
+            .bind(o.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+                > 0;
+            if !known {
+                if max_addresses > 0 {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM broker_token_addresses WHERE token_id = $1",
+                    )
+                    .bind(&o.token_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if count(n) >= max_addresses {
+                        outcome.address_limit = Some(max_addresses);
+                        return Ok(outcome);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO broker_token_addresses (token_id, address, viewer, first_seen, last_seen) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(&o.token_id)
+                .bind(address)
+                .bind(&o.viewer)
+                .bind(o.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+
+        if let Some((stream, idle_before)) = &o.stream {
+            sqlx::query("DELETE FROM broker_streams WHERE viewer = $1 AND last_seen < $2")
+                .bind(&o.viewer)
+                .bind(idle_before)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let known = sqlx::query(
+                "UPDATE broker_streams SET last_seen = GREATEST(last_seen, $3), token_id = $4, \
+                 address = COALESCE($5, address) WHERE viewer = $1 AND stream = $2",
+            )
+            .bind(&o.viewer)
+            .bind(stream)
+            .bind(o.now)
+            .bind(&o.token_id)
+            .bind(&o.address)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+                > 0;
+            if !known {
+                if max_streams > 0 {
+                    let n: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM broker_streams WHERE viewer = $1")
+                            .bind(&o.viewer)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    if count(n) >= max_streams {
+                        outcome.stream_limit = Some(max_streams);
+                        return Ok(outcome);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO broker_streams (id, viewer, stream, token_id, address, started_at, last_seen) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(&o.viewer)
+                .bind(stream)
+                .bind(&o.token_id)
+                .bind(&o.address)
+                .bind(o.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+
+        if let Some(video_id) = &o.video_id {
+            sqlx::query(
+                "INSERT INTO broker_token_videos (token_id, video_id, viewer, first_seen) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&o.token_id)
+            .bind(video_id)
+            .bind(&o.viewer)
+            .bind(o.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+
+        let (token_addresses, viewer_addresses, token_videos, viewer_videos): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT \
+                 (SELECT count(*) FROM broker_token_addresses WHERE token_id = $1 AND last_seen >= $3), \
+                 (SELECT count(DISTINCT address) FROM broker_token_addresses WHERE viewer = $2 AND last_seen >= $3), \
+                 (SELECT count(*) FROM broker_token_videos WHERE token_id = $1 AND first_seen >= $3), \
+                 (SELECT count(DISTINCT video_id) FROM broker_token_videos WHERE viewer = $2 AND first_seen >= $3)",
+            )
+            .bind(&o.token_id)
+            .bind(&o.viewer)
+            .bind(o.window_start)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        outcome.token_addresses = count(token_addresses);
+        outcome.viewer_addresses = count(viewer_addresses);
+        outcome.token_videos = count(token_videos);
+        outcome.viewer_videos = count(viewer_videos);
+        Ok(outcome)
+    }
+
+    async fn heartbeat(&self, beats: &[Heartbeat]) -> Result<(), StoreError> {
+        let (mut viewers, mut streams, mut stream_times) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut tokens, mut addresses, mut address_times) = (Vec::new(), Vec::new(), Vec::new());
+        for beat in beats {
+            match beat {
+                Heartbeat::Stream { viewer, stream, at } => {
+                    viewers.push(viewer.as_str());
+                    streams.push(stream.as_str());
+                    stream_times.push(*at);
+                }
+                Heartbeat::Address {
+                    token_id,
+                    address,
+                    at,
+                } => {
+                    tokens.push(token_id.as_str());
+                    addresses.push(address.as_str());
+                    address_times.push(*at);
+                }
+            }
+        }
+        if !streams.is_empty() {
+            sqlx::query(
+                "UPDATE broker_streams s SET last_seen = GREATEST(s.last_seen, b.at) \
+                 FROM (SELECT viewer, stream, max(at) AS at FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+                 AS u(viewer, stream, at) GROUP BY viewer, stream) b \
+                 WHERE s.viewer = b.viewer AND s.stream = b.stream",
+            )
+            .bind(&viewers)
+            .bind(&streams)
+            .bind(&stream_times)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        }
+        if !tokens.is_empty() {
+            sqlx::query(
+                "UPDATE broker_token_addresses t SET last_seen = GREATEST(t.last_seen, b.at) \
+                 FROM (SELECT token_id, address, max(at) AS at FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+                 AS u(token_id, address, at) GROUP BY token_id, address) b \
+                 WHERE t.token_id = b.token_id AND t.address = b.address",
+            )
+            .bind(&tokens)
+            .bind(&addresses)
+            .bind(&address_times)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn streams(
+        &self,
+        viewer: &str,
+        active_since: DateTime<Utc>,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM broker_streams WHERE viewer = $1 AND last_seen >= $2 \
+             ORDER BY started_at, id"
+        ))
+        .bind(viewer)
+        .bind(active_since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn stream(&self, id: uuid::Uuid) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM broker_streams WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(stream_from_row).transpose()
+    }
+
+    async fn delete_stream(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_streams WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_video_policy(&self, p: &VideoPolicy) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO broker_video_policies (video_id, allowed_origins, updated_at) \
+             VALUES ($1, $2::jsonb, $3) ON CONFLICT (video_id) DO UPDATE SET \
+             allowed_origins = EXCLUDED.allowed_origins, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&p.video_id)
+        .bind(serde_json::to_string(&p.allowed_origins).map_err(backend)?)
+        .bind(p.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        notify_payload(&mut tx, format!("{POLICY_PAYLOAD}:{}", p.video_id)).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_video_policy(&self, video_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query("DELETE FROM broker_video_policies WHERE video_id = $1")
+            .bind(video_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        notify_payload(&mut tx, format!("{POLICY_PAYLOAD}:{video_id}")).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn video_policy(&self, video_id: &str) -> Result<Option<VideoPolicy>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {POLICY_COLUMNS} FROM broker_video_policies WHERE video_id = $1"
+        ))
+        .bind(video_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    async fn video_policies(&self) -> Result<Vec<VideoPolicy>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POLICY_COLUMNS} FROM broker_video_policies ORDER BY video_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(policy_from_row).collect()
     }
 
     async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
@@ -569,9 +924,15 @@ async fn notify(
     kind: RevocationKind,
     subject: &str,
 ) -> Result<(), StoreError> {
+    notify_payload(tx, format!("{}:{subject}", kind.as_str())).await
+}
+
+async fn notify_payload(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    payload: String,
+) -> Result<(), StoreError> {
     // NOTIFY payloads are limited to 8000 bytes; a longer subject makes
     // everyone reload everything instead.
-    let payload = format!("{}:{subject}", kind.as_str());
     let payload = if payload.len() < 7000 {
         payload
     } else {

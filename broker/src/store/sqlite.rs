@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
-    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Revocation,
-    RevocationKind, RevocationRow, SessionRecord, ViewerRecord, TOMBSTONE_DAYS,
+    BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Heartbeat,
+    Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
+    StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 #[derive(Clone)]
@@ -68,7 +69,46 @@ fn viewer_from_row(row: &SqliteRow) -> Result<ViewerRecord, StoreError> {
         entitlements: serde_json::from_str(&entitlements)
             .map_err(|_| corrupt("broker_viewers.entitlements"))?,
         enabled: row.try_get("enabled").map_err(map_err)?,
+        limits: ViewerLimits {
+            max_streams: limit_from(row.try_get("max_streams").map_err(map_err)?)?,
+            max_addresses_per_token: limit_from(
+                row.try_get("max_addresses_per_token").map_err(map_err)?,
+            )?,
+        },
         created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+        updated_at: from_micros(row.try_get("updated_at").map_err(map_err)?)?,
+    })
+}
+
+fn limit_from(v: Option<i64>) -> Result<Option<u32>, StoreError> {
+    v.map(|n| u32::try_from(n).map_err(|_| corrupt("a viewer limit")))
+        .transpose()
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn stream_from_row(row: &SqliteRow) -> Result<StreamRecord, StoreError> {
+    Ok(StreamRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        stream: row.try_get("stream").map_err(map_err)?,
+        token_id: row.try_get("token_id").map_err(map_err)?,
+        address: row.try_get("address").map_err(map_err)?,
+        started_at: from_micros(row.try_get("started_at").map_err(map_err)?)?,
+        last_seen: from_micros(row.try_get("last_seen").map_err(map_err)?)?,
+    })
+}
+
+const STREAM_COLUMNS: &str = "id, viewer, stream, token_id, address, started_at, last_seen";
+
+fn policy_from_row(row: &SqliteRow) -> Result<VideoPolicy, StoreError> {
+    let origins: String = row.try_get("allowed_origins").map_err(map_err)?;
+    Ok(VideoPolicy {
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        allowed_origins: serde_json::from_str(&origins)
+            .map_err(|_| corrupt("broker_video_policies.allowed_origins"))?,
         updated_at: from_micros(row.try_get("updated_at").map_err(map_err)?)?,
     })
 }
@@ -210,8 +250,8 @@ impl BrokerStore for SqliteBrokerStore {
 
     async fn create_viewer(&self, v: &ViewerRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO broker_viewers (username, password_hash, entitlements, enabled, created_at, updated_at, \
+             max_streams, max_addresses_per_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .bind(&v.username)
         .bind(&v.password_hash)
@@ -219,6 +259,8 @@ impl BrokerStore for SqliteBrokerStore {
         .bind(v.enabled)
         .bind(micros(v.created_at))
         .bind(micros(v.updated_at))
+        .bind(v.limits.max_streams)
+        .bind(v.limits.max_addresses_per_token)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -250,13 +292,15 @@ impl BrokerStore for SqliteBrokerStore {
         let mut tx = begin_write(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE broker_viewers SET password_hash = ?2, entitlements = ?3, enabled = ?4, \
-             updated_at = ?5 WHERE username = ?1",
+             updated_at = ?5, max_streams = ?6, max_addresses_per_token = ?7 WHERE username = ?1",
         )
         .bind(&v.username)
         .bind(&v.password_hash)
         .bind(serde_json::to_string(&v.entitlements).map_err(backend)?)
         .bind(v.enabled)
         .bind(micros(v.updated_at))
+        .bind(v.limits.max_streams)
+        .bind(v.limits.max_addresses_per_token)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -382,11 +426,279 @@ impl BrokerStore for SqliteBrokerStore {
                 .await
                 .map_err(map_err)?;
         }
+        let before = now - chrono::Duration::days(super::RISK_RETENTION_DAYS);
+        for sql in [
+            "DELETE FROM broker_streams WHERE last_seen < ?1",
+            "DELETE FROM broker_token_addresses WHERE last_seen < ?1",
+            "DELETE FROM broker_token_videos WHERE first_seen < ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(micros(before))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
         Ok(())
     }
 
     async fn watch_revocations(&self) -> Result<mpsc::Receiver<RevocationChange>, StoreError> {
         Ok(self.changes.subscribe())
+    }
+
+    async fn observe_playback(&self, o: &Observation) -> Result<ObservationOutcome, StoreError> {
+        // The write lock from the start: one observation at a time.
+        let mut tx = begin_write(&self.pool).await?;
+        let own: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT max_streams, max_addresses_per_token FROM broker_viewers WHERE username = ?1",
+        )
+        .bind(&o.viewer)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (own_streams, own_addresses) = own.unwrap_or_default();
+        let max_streams = limit_from(own_streams)?.unwrap_or(o.max_streams);
+        let max_addresses = limit_from(own_addresses)?.unwrap_or(o.max_addresses_per_token);
+        let now = micros(o.now);
+        let mut outcome = ObservationOutcome::default();
+
+        if let Some(address) = &o.address {
+            let known = sqlx::query(
+                "UPDATE broker_token_addresses SET last_seen = max(last_seen, ?3) \
+                 WHERE token_id = ?1 AND address = ?2",
+            )
+            .bind(&o.token_id)
+            .bind(address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+                > 0;
+            if !known {
+                if max_addresses > 0 {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM broker_token_addresses WHERE token_id = ?1",
+                    )
+                    .bind(&o.token_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if count(n) >= max_addresses {
+                        outcome.address_limit = Some(max_addresses);
+                        return Ok(outcome);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO broker_token_addresses (token_id, address, viewer, first_seen, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                )
+                .bind(&o.token_id)
+                .bind(address)
+                .bind(&o.viewer)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+
+        if let Some((stream, idle_before)) = &o.stream {
+            sqlx::query("DELETE FROM broker_streams WHERE viewer = ?1 AND last_seen < ?2")
+                .bind(&o.viewer)
+                .bind(micros(*idle_before))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let known = sqlx::query(
+                "UPDATE broker_streams SET last_seen = max(last_seen, ?3), token_id = ?4, \
+                 address = COALESCE(?5, address) WHERE viewer = ?1 AND stream = ?2",
+            )
+            .bind(&o.viewer)
+            .bind(stream)
+            .bind(now)
+            .bind(&o.token_id)
+            .bind(&o.address)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+                > 0;
+            if !known {
+                if max_streams > 0 {
+                    let n: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM broker_streams WHERE viewer = ?1")
+                            .bind(&o.viewer)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    if count(n) >= max_streams {
+                        outcome.stream_limit = Some(max_streams);
+                        return Ok(outcome);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO broker_streams (id, viewer, stream, token_id, address, started_at, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(&o.viewer)
+                .bind(stream)
+                .bind(&o.token_id)
+                .bind(&o.address)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+
+        if let Some(video_id) = &o.video_id {
+            sqlx::query(
+                "INSERT OR IGNORE INTO broker_token_videos (token_id, video_id, viewer, first_seen) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(&o.token_id)
+            .bind(video_id)
+            .bind(&o.viewer)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+
+        let (token_addresses, viewer_addresses, token_videos, viewer_videos): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT \
+                 (SELECT count(*) FROM broker_token_addresses WHERE token_id = ?1 AND last_seen >= ?3), \
+                 (SELECT count(DISTINCT address) FROM broker_token_addresses WHERE viewer = ?2 AND last_seen >= ?3), \
+                 (SELECT count(*) FROM broker_token_videos WHERE token_id = ?1 AND first_seen >= ?3), \
+                 (SELECT count(DISTINCT video_id) FROM broker_token_videos WHERE viewer = ?2 AND first_seen >= ?3)",
+            )
+            .bind(&o.token_id)
+            .bind(&o.viewer)
+            .bind(micros(o.window_start))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        outcome.token_addresses = count(token_addresses);
+        outcome.viewer_addresses = count(viewer_addresses);
+        outcome.token_videos = count(token_videos);
+        outcome.viewer_videos = count(viewer_videos);
+        Ok(outcome)
+    }
+
+    async fn heartbeat(&self, beats: &[Heartbeat]) -> Result<(), StoreError> {
+        if beats.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        for beat in beats {
+            let query = match beat {
+                Heartbeat::Stream { viewer, stream, at } => sqlx::query(
+                    "UPDATE broker_streams SET last_seen = max(last_seen, ?3) \
+                     WHERE viewer = ?1 AND stream = ?2",
+                )
+                .bind(viewer)
+                .bind(stream)
+                .bind(micros(*at)),
+                Heartbeat::Address {
+                    token_id,
+                    address,
+                    at,
+                } => sqlx::query(
+                    "UPDATE broker_token_addresses SET last_seen = max(last_seen, ?3) \
+                     WHERE token_id = ?1 AND address = ?2",
+                )
+                .bind(token_id)
+                .bind(address)
+                .bind(micros(*at)),
+            };
+            query.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn streams(
+        &self,
+        viewer: &str,
+        active_since: DateTime<Utc>,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM broker_streams WHERE viewer = ?1 AND last_seen >= ?2 \
+             ORDER BY started_at, id"
+        ))
+        .bind(viewer)
+        .bind(micros(active_since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn stream(&self, id: uuid::Uuid) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM broker_streams WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(stream_from_row).transpose()
+    }
+
+    async fn delete_stream(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_streams WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_video_policy(&self, p: &VideoPolicy) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO broker_video_policies (video_id, allowed_origins, updated_at) \
+             VALUES (?1, ?2, ?3) ON CONFLICT (video_id) DO UPDATE SET \
+             allowed_origins = excluded.allowed_origins, updated_at = excluded.updated_at",
+        )
+        .bind(&p.video_id)
+        .bind(serde_json::to_string(&p.allowed_origins).map_err(backend)?)
+        .bind(micros(p.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        self.changes
+            .send(RevocationChange::VideoPolicy(p.video_id.clone()));
+        Ok(())
+    }
+
+    async fn delete_video_policy(&self, video_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM broker_video_policies WHERE video_id = ?1")
+            .bind(video_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        self.changes
+            .send(RevocationChange::VideoPolicy(video_id.to_owned()));
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn video_policy(&self, video_id: &str) -> Result<Option<VideoPolicy>, StoreError> {
+        let row = sqlx::query("SELECT * FROM broker_video_policies WHERE video_id = ?1")
+            .bind(video_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    async fn video_policies(&self) -> Result<Vec<VideoPolicy>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM broker_video_policies ORDER BY video_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(policy_from_row).collect()
     }
 
     async fn upsert_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
