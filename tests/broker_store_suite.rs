@@ -326,7 +326,11 @@ async fn streams_are_limited_per_viewer(s: Arc<dyn BrokerStore>) {
     let t0 = now();
     let idle = chrono::Duration::seconds(300);
     let start = |token: &str, stream: &str, at: DateTime<Utc>| Observation {
-        stream: Some((stream.to_owned(), at - idle)),
+        stream: Some(StreamObservation {
+            stream: stream.to_owned(),
+            idle_before: at - idle,
+            address: Some("198.51.100.0/24".into()),
+        }),
         max_streams: 2,
         ..observation("sam", token, at)
     };

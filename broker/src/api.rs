@@ -96,10 +96,12 @@ pub struct CreateViewerRequest {
     /// This viewer's concurrent-stream limit (0: none), instead of the
     /// broker's --max-streams-per-viewer.
     #[serde(default)]
+    #[schemars(range(max = 1000000))]
     pub max_streams: Option<u32>,
     /// This viewer's addresses-per-token limit (0: none), instead of the
     /// broker's --max-addresses-per-token.
     #[serde(default)]
+    #[schemars(range(max = 1000000))]
     pub max_addresses_per_token: Option<u32>,
 }
 
@@ -124,8 +126,10 @@ pub struct UpdateViewerRequest {
     pub enabled: Option<bool>,
     /// A number, or null for the broker-wide limit again.
     #[serde(default, deserialize_with = "double_option")]
+    #[schemars(range(max = 1000000))]
     pub max_streams: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schemars(range(max = 1000000))]
     pub max_addresses_per_token: Option<Option<u32>>,
 }
 
@@ -232,7 +236,12 @@ pub struct PlaybackPolicyRequest {
     /// Page origins (`https://www.example.com`, `https://*.example.com`) its
     /// keys, licences and playlists may be fetched from; `none` for requests
     /// with no Origin or Referer. Empty: nowhere.
-    #[schemars(length(max = 100))]
+    #[schemars(
+        length(max = 100),
+        inner(regex(
+            pattern = r"^(none|[A-Za-z][A-Za-z0-9+.-]*://(\*\.)?[A-Za-z0-9._-]+(:[0-9]{1,5})?/?)$"
+        ))
+    )]
     pub allowed_origins: Vec<String>,
 }
 

@@ -244,8 +244,8 @@ pub struct Observation {
     pub viewer: String,
     pub token_id: String,
     pub now: DateTime<Utc>,
-    /// Take part in the concurrent-stream count: (stream, idle before).
-    pub stream: Option<(String, DateTime<Utc>)>,
+    /// Take part in the concurrent-stream count.
+    pub stream: Option<StreamObservation>,
     /// The caller's address unit (see `service::risk`), for binding and
     /// sharing detection.
     pub address: Option<String>,
@@ -256,6 +256,16 @@ pub struct Observation {
     /// Global limits (0: none); a viewer account's own override them.
     pub max_streams: u32,
     pub max_addresses_per_token: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamObservation {
+    /// The `device` claim, or the token id.
+    pub stream: String,
+    /// Streams last seen before this are idle: they no longer count.
+    pub idle_before: DateTime<Utc>,
+    /// Where it plays from (an address unit), shown to admins.
+    pub address: Option<String>,
 }
 
 /// The store's answer to an [`Observation`]. Nothing was recorded when

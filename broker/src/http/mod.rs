@@ -342,6 +342,9 @@ pub fn document() -> serde_json::Value {
     ];
     /// A video id: 1 to 256 printable ASCII characters, no spaces.
     const VIDEO_ID_PATTERN: &str = "^[!-~]{1,256}$";
+    const VIDEO_PATH: &[(&str, Param)] = &[("video_id", Param::Pattern(VIDEO_ID_PATTERN))];
+    /// A viewer (a token's `sub`): 1 to 256 bytes, no control characters.
+    const VIEWER_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$";
     /// An EDK as key URIs carry it: base64url, 60 to 4096 characters.
     const EDK_PATTERN: &str = "^[A-Za-z0-9_-]{60,4096}$";
     let key = Answer::Bytes(200, "application/octet-stream");
@@ -542,7 +545,12 @@ pub fn document() -> serde_json::Value {
             None,
             Answer::Json(200, schema::<ListSessionsResponse>),
         )
-        .with_query(&[("Viewer", true, "the viewer", Param::Text)]),
+        .with_query(&[(
+            "Viewer",
+            true,
+            "the viewer",
+            Param::Pattern(VIEWER_PATTERN),
+        )]),
         Op::new(
             "DELETE",
             "/v1/sessions/{id}",
@@ -550,7 +558,8 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             None,
             Answer::Json(200, schema::<SessionInfo>),
-        ),
+        )
+        .with_path_params(&[("id", Param::Uuid)]),
         Op::new(
             "GET",
             "/v1/videos/{video_id}/playback-policy",
@@ -558,7 +567,8 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             None,
             Answer::Json(200, schema::<PlaybackPolicyInfo>),
-        ),
+        )
+        .with_path_params(VIDEO_PATH),
         Op::new(
             "PUT",
             "/v1/videos/{video_id}/playback-policy",
@@ -566,7 +576,8 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             Some(schema::<PlaybackPolicyRequest>),
             Answer::Json(200, schema::<PlaybackPolicyInfo>),
-        ),
+        )
+        .with_path_params(VIDEO_PATH),
         Op::new(
             "DELETE",
             "/v1/videos/{video_id}/playback-policy",
@@ -574,7 +585,8 @@ pub fn document() -> serde_json::Value {
             Auth::ApiClient,
             None,
             Answer::Empty(204),
-        ),
+        )
+        .with_path_params(VIDEO_PATH),
     ];
     foundation::http::openapi::document(
         "vodkms key broker",

@@ -63,9 +63,7 @@ pub async fn end_session(
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let id =
-        uuid::Uuid::parse_str(&id).map_err(|_| ApiError::invalid("the session id is a UUID"))?;
-    let ended = s.broker.end_session(&client, &ctx, id).await?;
+    let ended = s.broker.end_session(&client, &ctx, &id).await?;
     Ok(Json(session_info(ended)))
 }
 

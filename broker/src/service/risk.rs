@@ -32,7 +32,7 @@ use foundation::SecretBytes;
 use super::{Broker, BrokerError, RequestContext};
 use crate::model::{
     BrokerAuditRecord, BrokerOperation, Heartbeat, Observation, Revocation, RevocationKind,
-    VideoPolicy,
+    StreamObservation, VideoPolicy,
 };
 use crate::page_origin::OriginList;
 use crate::token::Claims;
@@ -356,7 +356,11 @@ impl Broker {
                 }
                 (false, _) => {
                     let idle = chrono::Duration::from_std(idle).unwrap_or_default();
-                    observation.stream = Some((stream_id.to_owned(), now - idle));
+                    observation.stream = Some(StreamObservation {
+                        stream: stream_id.to_owned(),
+                        idle_before: now - idle,
+                        address: ctx.ip.map(address_unit),
+                    });
                     new_keys.push(key);
                 }
             }

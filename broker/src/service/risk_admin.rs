@@ -30,13 +30,15 @@ impl Broker {
         &self,
         client: &Client,
         ctx: &RequestContext,
-        id: uuid::Uuid,
+        id: &str,
     ) -> Result<StreamRecord, BrokerError> {
         let mut rec = self.begin_audit(BrokerOperation::EndSession, ctx)?;
         rec.client_id = Some(client.0.client_id);
-        foundation::audit::add_detail(&mut rec.detail, "SessionId", id.to_string());
         let result = async {
             client.require_admin()?;
+            let id = uuid::Uuid::parse_str(id)
+                .map_err(|_| BrokerError::invalid("the session id is a UUID"))?;
+            foundation::audit::add_detail(&mut rec.detail, "SessionId", id.to_string());
             let stream = self
                 .0
                 .store

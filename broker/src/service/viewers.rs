@@ -78,6 +78,21 @@ fn check_password(p: &Password) -> Result<(), BrokerError> {
     }
 }
 
+/// Largest per-viewer limit (streams, addresses per token).
+pub const MAX_VIEWER_LIMIT: u32 = 1_000_000;
+
+fn check_limits(limits: [(&str, Option<u32>); 2]) -> Result<(), BrokerError> {
+    match limits
+        .into_iter()
+        .find(|(_, n)| n.is_some_and(|n| n > MAX_VIEWER_LIMIT))
+    {
+        Some((field, _)) => Err(BrokerError::invalid(format!(
+            "{field} must be 0 (no limit) to {MAX_VIEWER_LIMIT}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn check_videos(
     field: &str,
     ids: &[String],
@@ -148,6 +163,10 @@ impl Broker {
             check_username(&new.username)?;
             check_password(&new.password)?;
             check_videos("Entitlements", &new.entitlements, true)?;
+            check_limits([
+                ("MaxStreams", new.limits.max_streams),
+                ("MaxAddressesPerToken", new.limits.max_addresses_per_token),
+            ])?;
             let hash = self.hash_password(new.password).await?;
             let now = self.now();
             let record = ViewerRecord {
@@ -202,6 +221,13 @@ impl Broker {
             if let Some(e) = &update.entitlements {
                 check_videos("Entitlements", e, true)?;
             }
+            check_limits([
+                ("MaxStreams", update.max_streams.flatten()),
+                (
+                    "MaxAddressesPerToken",
+                    update.max_addresses_per_token.flatten(),
+                ),
+            ])?;
             let mut v = self
                 .0
                 .store

@@ -510,10 +510,10 @@ impl BrokerStore for PgBrokerStore {
             }
         }
 
-        if let Some((stream, idle_before)) = &o.stream {
+        if let Some(st) = &o.stream {
             sqlx::query("DELETE FROM broker_streams WHERE viewer = $1 AND last_seen < $2")
                 .bind(&o.viewer)
-                .bind(idle_before)
+                .bind(st.idle_before)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -522,10 +522,10 @@ impl BrokerStore for PgBrokerStore {
                  address = COALESCE($5, address) WHERE viewer = $1 AND stream = $2",
             )
             .bind(&o.viewer)
-            .bind(stream)
+            .bind(&st.stream)
             .bind(o.now)
             .bind(&o.token_id)
-            .bind(&o.address)
+            .bind(&st.address)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?
@@ -550,9 +550,9 @@ impl BrokerStore for PgBrokerStore {
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(&o.viewer)
-                .bind(stream)
+                .bind(&st.stream)
                 .bind(&o.token_id)
-                .bind(&o.address)
+                .bind(&st.address)
                 .bind(o.now)
                 .execute(&mut *tx)
                 .await

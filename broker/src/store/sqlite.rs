@@ -502,10 +502,10 @@ impl BrokerStore for SqliteBrokerStore {
             }
         }
 
-        if let Some((stream, idle_before)) = &o.stream {
+        if let Some(st) = &o.stream {
             sqlx::query("DELETE FROM broker_streams WHERE viewer = ?1 AND last_seen < ?2")
                 .bind(&o.viewer)
-                .bind(micros(*idle_before))
+                .bind(micros(st.idle_before))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -514,10 +514,10 @@ impl BrokerStore for SqliteBrokerStore {
                  address = COALESCE(?5, address) WHERE viewer = ?1 AND stream = ?2",
             )
             .bind(&o.viewer)
-            .bind(stream)
+            .bind(&st.stream)
             .bind(now)
             .bind(&o.token_id)
-            .bind(&o.address)
+            .bind(&st.address)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?
@@ -542,9 +542,9 @@ impl BrokerStore for SqliteBrokerStore {
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(&o.viewer)
-                .bind(stream)
+                .bind(&st.stream)
                 .bind(&o.token_id)
-                .bind(&o.address)
+                .bind(&st.address)
                 .bind(now)
                 .execute(&mut *tx)
                 .await

@@ -83,6 +83,8 @@ pub struct Op {
     pub body: Option<SchemaFn>,
     pub answer: Answer,
     pub query: &'static [QueryParam],
+    /// What path parameters hold, where more than any text.
+    pub path_params: &'static [(&'static str, Param)],
 }
 
 impl Op {
@@ -102,11 +104,17 @@ impl Op {
             body,
             answer,
             query: &[],
+            path_params: &[],
         }
     }
 
     pub const fn with_query(mut self, query: &'static [QueryParam]) -> Self {
         self.query = query;
+        self
+    }
+
+    pub const fn with_path_params(mut self, params: &'static [(&'static str, Param)]) -> Self {
+        self.path_params = params;
         self
     }
 }
@@ -182,7 +190,14 @@ pub fn document(title: &str, description: &str, ops: &[Op], error: SchemaFn) -> 
         let (path, params) = openapi_path(op.path);
         let mut parameters: Vec<Value> = params
             .iter()
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| {
+                let schema = op
+                    .path_params
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or_else(|| json!({ "type": "string" }), |(_, p)| p.schema());
+                json!({ "name": name, "in": "path", "required": true, "schema": schema })
+            })
             .collect();
         parameters.extend(op.query.iter().map(|(name, required, description, param)| {
             json!({ "name": name, "in": "query", "required": required, "description": description, "schema": param.schema() })
