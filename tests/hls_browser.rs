@@ -26,6 +26,16 @@ fn copy_dir(from: &Path, to: &Path) {
 /// hls encrypt` (a key every 2 segments) as `video` into the origin; the
 /// test page, hls.js and the published (token-free) copy into the web folder.
 async fn published(dir: &Path, video: &str, source: std::path::PathBuf) -> BrokerSetup {
+    published_with(dir, video, source, &[]).await
+}
+
+/// As `published`, the broker started with `env` too.
+async fn published_with(
+    dir: &Path,
+    video: &str,
+    source: std::path::PathBuf,
+    env: &[(&str, &str)],
+) -> BrokerSetup {
     let hls_js = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
     assert!(
         hls_js.exists(),
@@ -36,11 +46,12 @@ async fn published(dir: &Path, video: &str, source: std::path::PathBuf) -> Broke
     let web = dir.join("web");
     std::fs::create_dir_all(&origin).unwrap();
     std::fs::create_dir_all(&web).unwrap();
-    let b = BrokerSetup::with_env(&[
+    let mut all = vec![
         ("VODKMS_ORIGIN_DIR", origin.to_str().unwrap()),
         ("VODKMS_WEB_DIR", web.to_str().unwrap()),
-    ])
-    .await;
+    ];
+    all.extend_from_slice(env);
+    let b = BrokerSetup::with_env(&all).await;
     let out = hls_encrypt(
         &b,
         "alias/vod",
@@ -133,6 +144,87 @@ async fn hls_js_in_chromium_plays_only_with_a_token() {
     assert!(records
         .iter()
         .all(|r| r["KeyVersionId"] == 1 || r["Outcome"] != "Success"));
+}
+
+/// Every risk rule on (one stream per viewer, one address per token,
+/// sharing detection, a page-origin allow-list, playlist tokens bound to the
+/// address): hls.js still plays a 14 s film (a key every 2 s) through the
+/// broker's playlist past 9 s, across the key rotations; the same playlist
+/// asked for from a page origin the video does not allow is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_through_key_rotations_with_every_risk_rule_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = published_with(
+        dir.path(),
+        "film-r",
+        make_source(&dir.path().join("src"), 14),
+        &[
+            ("VODKMS_MAX_STREAMS_PER_VIEWER", "1"),
+            ("VODKMS_MAX_ADDRESSES_PER_TOKEN", "1"),
+            ("VODKMS_SHARE_MAX_ADDRESSES", "2"),
+            ("VODKMS_SHARE_MAX_VIDEOS", "2"),
+            ("VODKMS_ALLOWED_PAGE_ORIGINS", "https://www.example.com"),
+            ("VODKMS_BIND_PLAYLIST_TOKENS", "true"),
+        ],
+    )
+    .await;
+    // This video may be played from the broker's own pages (the test page).
+    let r = b
+        .api
+        .request(
+            reqwest::Method::PUT,
+            "/v1/videos/film-r/playback-policy",
+            Some(&b.kms.admin),
+        )
+        .json(&json!({ "AllowedOrigins": [b.broker.url] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = format!("{}/web/player.html", b.broker.url);
+    let token = b.token("rita", &["film-r"]).await;
+    let src = common::brokers::q(&format!("/v1/hls/playlist/film-r/index.m3u8?token={token}"));
+    let got = play(&format!("{page}?mode=query&until=9&src={src}"));
+    assert_eq!(got["ok"], true, "every rule on: {got}");
+    assert!(got["currentTime"].as_f64().unwrap() > 9.0, "{got}");
+    assert!(
+        !got["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["fatal"] == true),
+        "{got}"
+    );
+    // Five keys or more were released to this viewer (identical releases
+    // are merged into one record with a Count).
+    let records = b
+        .api
+        .audit_until(&b.kms.admin, "Operation=ReleaseKey&VideoId=film-r", |rs| {
+            let released: u64 = rs
+                .iter()
+                .filter(|r| r["Viewer"] == "rita" && r["Outcome"] == "Success")
+                .map(|r| r["Detail"]["Count"].as_u64().unwrap_or(1))
+                .sum();
+            released >= 5
+        })
+        .await;
+    assert!(
+        records.iter().all(|r| r["Outcome"] == "Success"),
+        "{records:?}"
+    );
+    // The same page on a page origin the video does not allow: refused.
+    let elsewhere = b
+        .api
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/hls/playlist/film-r/index.m3u8?token={token}"),
+            None,
+        )
+        .header("Origin", "https://www.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 403);
 }
 
 /// fMP4 HLS encrypted by `vodkms hls encrypt` (the init section too): hls.js

@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("encryption_context_text", encryption_context_text),
     ("forwarded_address", forwarded_address),
     ("key_query", key_query),
+    ("page_origin", page_origin),
     ("playback_token", playback_token),
     ("playlist_tokens", playlist_tokens),
     ("url_path", url_path),
@@ -128,6 +129,50 @@ pub fn forwarded_address(data: &[u8]) {
         assert_eq!(client, peer);
     }
     let _ = broker::http::ipv6_prefix(client);
+}
+
+/// `Origin` and `Referer` as a browser or an attacker sends them, and
+/// allow-list entries as an admin types them (lines: Origin, Referer, then
+/// entries): never a panic; a page origin found is normalized (lowercase
+/// `scheme://host[:port]`, nothing after) and reads back as itself; an
+/// accepted list prints entries that parse to the same list; a list allows
+/// an origin only if it names it, a wildcard covers it, or it is "none" for
+/// no page at all.
+pub fn page_origin(data: &[u8]) {
+    use broker::page_origin::{OriginList, PageOrigin};
+    let mut lines = data.split(|b| *b == b'\n');
+    let origin = lines.next().filter(|l| !l.is_empty());
+    let referer = lines.next().filter(|l| !l.is_empty());
+    let page = PageOrigin::from_headers(origin, referer);
+    if let PageOrigin::Origin(o) = &page {
+        assert_eq!(o, &o.to_lowercase());
+        let (_, rest) = o.split_once("://").unwrap();
+        assert!(!rest.contains(['/', '?', '#', '@']), "{o}");
+        assert_eq!(
+            PageOrigin::from_headers(Some(o.as_bytes()), None),
+            page.clone()
+        );
+    }
+    let entries: Vec<String> = lines
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .map(str::to_owned)
+        .collect();
+    if let Ok(list) = OriginList::parse(&entries) {
+        let again = OriginList::parse(&list.entries()).unwrap();
+        assert_eq!(again, list);
+        if list.allows(&page) {
+            match &page {
+                PageOrigin::None => assert!(list.entries().iter().any(|e| e == "none")),
+                PageOrigin::Opaque => panic!("an opaque page was allowed"),
+                PageOrigin::Origin(o) => assert!(list.entries().iter().any(|e| {
+                    e == o
+                        || e.split_once("://*").is_some_and(|(scheme, suffix)| {
+                            o.starts_with(&format!("{scheme}://")) && o.ends_with(suffix)
+                        })
+                })),
+            }
+        }
+    }
 }
 
 /// URL paths of `/web/` requests and resolved media playlist URIs, decoded
