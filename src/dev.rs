@@ -36,6 +36,10 @@ pub struct DevArgs {
     /// Address of the KMS API, the broker and /demo.
     #[arg(long, default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
+    /// The broker's risk rules (README "Risk control"), as `broker serve`
+    /// takes them; all off by default.
+    #[command(flatten)]
+    risk: crate::RiskArgs,
 }
 
 const DEMO_VIDEO: &str = "demo";
@@ -179,7 +183,7 @@ pub async fn run(
         )?;
     }
 
-    let broker = start_broker(&creds, &pool, addr, clock).await?;
+    let broker = start_broker(&creds, &pool, addr, clock, args.risk.config()?).await?;
     let kms_app = kms::http::app(kms.clone());
     let origin = dir.join("origin");
     let extras = Router::new()
@@ -428,6 +432,7 @@ async fn start_broker(
     pool: &sqlx::SqlitePool,
     addr: SocketAddr,
     clock: Arc<SystemClock>,
+    risk: broker::service::RiskConfig,
 ) -> Result<broker::service::Broker> {
     use broker::token::TokenKeys;
     let secret = TokenKeys::secret_from_base64(&creds.token_secret)?;
@@ -445,7 +450,10 @@ async fn start_broker(
         kms_client,
         tokens,
         clock,
-        broker::service::BrokerConfig::default(),
+        broker::service::BrokerConfig {
+            risk,
+            ..broker::service::BrokerConfig::default()
+        },
     )
     .await?)
 }

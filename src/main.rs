@@ -280,7 +280,7 @@ struct BrokerArgs {
 
 /// Risk control (README "Risk control"); every rule is off by default.
 #[derive(Args)]
-struct RiskArgs {
+pub(crate) struct RiskArgs {
     /// Simultaneous playback streams per viewer (a device, or a token in
     /// use); the next one is refused with StreamLimit (0: no limit).
     #[arg(long, env = "VODKMS_MAX_STREAMS_PER_VIEWER", default_value_t = 0)]
@@ -320,7 +320,7 @@ struct RiskArgs {
 }
 
 impl RiskArgs {
-    fn config(&self) -> Result<broker::service::RiskConfig> {
+    pub(crate) fn config(&self) -> Result<broker::service::RiskConfig> {
         let allowed_origins = match &self.allowed_page_origins {
             Some(text) => {
                 let entries: Vec<&str> = text

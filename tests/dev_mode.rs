@@ -189,6 +189,89 @@ async fn on_one_core_everything_runs_on_one_thread() {
     assert!(server.terminate().success());
 }
 
+/// The risk rules on the embedded SQLite store: one stream per viewer, and
+/// a video's own page-origin list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_rules_hold_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vodkms-data");
+    let d = data.to_str().unwrap();
+    let port = free_port();
+    let server = ServerProcess::spawn(
+        &["dev", "--data-dir", d, "--max-streams-per-viewer", "1"],
+        port,
+        &[],
+        "dev-risk",
+    )
+    .await
+    .unwrap_or_else(|log| panic!("vodkms dev did not start:\n{log}"));
+    common::eventually(30, "the first start to finish", || async {
+        server.log_text().contains("vodkms dev is running")
+    })
+    .await;
+    let c = credentials(&data);
+    let (user, password) = (
+        c["ViewerUsername"].as_str().unwrap(),
+        c["ViewerPassword"].as_str().unwrap(),
+    );
+    let admin = c["AdminToken"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let url = &server.url;
+    let playlist = |token: String, origin: Option<&'static str>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.get(format!(
+                "{url}/v1/hls/playlist/demo/index.m3u8?token={token}"
+            ));
+            if let Some(o) = origin {
+                req = req.header("Origin", o);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // Two sign-ins are two streams: the second is refused.
+    let first = sign_in(&http, url, user, password).await;
+    let second = sign_in(&http, url, user, password).await;
+    assert_eq!(playlist(first.clone(), None).await.0, 200);
+    let (status, body) = playlist(second.clone(), None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("StreamLimit"), "{body}");
+    // The admin ends the first; the second plays.
+    let api = common::Api::new(url);
+    let sessions = api.get(&format!("/v1/sessions?Viewer={user}"), admin).await;
+    let list = sessions.ok()["Sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["SessionId"].as_str().unwrap();
+    let ended = http
+        .delete(format!("{url}/v1/sessions/{id}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    assert_eq!(playlist(first, None).await.0, 401);
+    assert_eq!(playlist(second.clone(), None).await.0, 200);
+    // A page-origin list of the demo video, on the embedded store.
+    let put = http
+        .put(format!("{url}/v1/videos/demo/playback-policy"))
+        .bearer_auth(admin)
+        .json(&json!({ "AllowedOrigins": ["https://www.example.com"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let (status, body) = playlist(second.clone(), None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("OriginNotAllowed"), "{body}");
+    assert_eq!(
+        playlist(second, Some("https://www.example.com")).await.0,
+        200
+    );
+    assert!(server.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_provisions_everything_and_a_restart_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
