@@ -472,6 +472,19 @@ impl Broker {
         limit: u32,
         observation: &Observation,
     ) -> Result<(), BrokerError> {
+        // A parallel request of the same token crossed first: it revoked,
+        // audited and told the webhook already.
+        let already = match scope {
+            RevocationKind::Viewer => self
+                .0
+                .revoked
+                .viewer_revoked_at(&claims.sub)
+                .is_some_and(|at| at >= claims.iat),
+            _ => self.0.revoked.token_refused(claims),
+        };
+        if already {
+            return Ok(());
+        }
         let now = self.now();
         let revocation = match scope {
             RevocationKind::Viewer => self.end_tokens_of(&claims.sub),
