@@ -299,3 +299,88 @@ async fn audit_follow_prints_new_records_as_they_are_written() {
     let _ = child.wait();
     assert!(found, "the new record never appeared; saw {seen:?}");
 }
+
+/// Risk control from the CLI: a video's page-origin list, a viewer's own
+/// stream limit, and a viewer's sessions (list, end one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_playback_policies_from_the_cli() {
+    let b = BrokerSetup::with_env(&[("VODKMS_MAX_STREAMS_PER_VIEWER", "1")]).await;
+    let cli = Cli { b: &b };
+    let admin = b.kms.admin.as_str();
+
+    let set = cli.json(
+        admin,
+        &[
+            "policy",
+            "set",
+            "film",
+            "--origin",
+            "https://WWW.example.com/",
+            "--origin",
+            "none",
+        ],
+    );
+    assert_eq!(
+        set["AllowedOrigins"],
+        serde_json::json!(["https://www.example.com", "none"])
+    );
+    let shown = cli.json(admin, &["policy", "show", "film"]);
+    assert_eq!(shown["VideoId"], "film");
+    let (code, stderr) = cli.fails(
+        admin,
+        &["policy", "set", "film", "--origin", "www.example.com"],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("InvalidParameter"), "{stderr}");
+
+    let (_, edk) = b.data_key("film").await;
+    let token = b.token("cleo", &["film"]).await;
+    let (status, _) = b
+        .key_status(&format!("vid=film&Ciphertext={edk}&token={token}"))
+        .await;
+    // The test client sends an Origin the film's own list does not name.
+    assert_eq!(status, 403);
+    cli.json(admin, &["policy", "delete", "film"]);
+    let (code, _) = cli.fails(admin, &["policy", "show", "film"]);
+    assert_eq!(code, 4);
+    let (status, _) = b
+        .key_status(&format!("vid=film&Ciphertext={edk}&token={token}"))
+        .await;
+    assert_eq!(status, 200);
+
+    let listed = cli.json(admin, &["sessions", "list", "--viewer", "cleo"]);
+    let sessions = listed["Sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{listed}");
+    let id = sessions[0]["SessionId"].as_str().unwrap();
+    let human = cli.run(admin, &["sessions", "list", "--viewer", "cleo"], None);
+    assert!(String::from_utf8_lossy(&human.stdout).contains(id));
+    let ended = cli.json(admin, &["sessions", "end", id]);
+    assert_eq!(ended["TokenId"], token_id(&token));
+    let (status, code) = b
+        .key_status(&format!("vid=film&Ciphertext={edk}&token={token}"))
+        .await;
+    assert_eq!((status, code.as_str()), (401, "TokenRevoked"));
+    let (code, _) = cli.fails(admin, &["sessions", "end", id]);
+    assert_eq!(code, 4);
+
+    // A broker account's own limit, set and cleared.
+    cli.run(
+        admin,
+        &["viewers", "create", "dora", "--video", "film", "--json"],
+        Some("a long enough password\n"),
+    );
+    let updated = cli.json(admin, &["viewers", "update", "dora", "--max-streams", "3"]);
+    assert_eq!(updated["MaxStreams"], 3);
+    let cleared = cli.json(
+        admin,
+        &["viewers", "update", "dora", "--max-streams", "default"],
+    );
+    assert!(cleared.get("MaxStreams").is_none(), "{cleared}");
+}
+
+fn token_id(token: &str) -> String {
+    common::brokers::token_payload(token)["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

@@ -162,6 +162,23 @@ async fn the_stream_limit_holds_across_brokers_until_a_session_ends_or_idles() {
         key_from(&a_api, &query, &boat, home, None).await,
         (403, "StreamLimit".into())
     );
+    // A broker account of the same name with its own limit: three streams.
+    let r = a_api
+        .post(
+            "/v1/viewers",
+            &b.kms.admin,
+            json!({ "Username": "sam", "Password": "correct horse", "MaxStreams": 3 }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["MaxStreams"], 3);
+    assert_eq!(key_from(&b_api, &query, &laptop, home, None).await.0, 200);
+    assert_eq!(key_from(&b_api, &query, &boat, home, None).await.0, 200);
+    let bike = issue(&b, device("bike")).await;
+    assert_eq!(
+        key_from(&b_api, &query, &bike, home, None).await,
+        (403, "StreamLimit".into())
+    );
 
     // Every refusal is audited and counted.
     eventually("StreamLimit refusals are audited", || async {
@@ -604,4 +621,41 @@ async fn page_origins_restrict_keys_and_playlists() {
         key_from(&a_api, &query, &written, "203.0.113.9", Some(ORIGIN)).await,
         (403, "AddressMismatch".into())
     );
+
+    // Clear Key licences: the same rule.
+    let kid = "00112233445566778899aabbccddeeff";
+    let r = a_api
+        .post(
+            "/v1/content-keys",
+            &b.kms.admin,
+            json!({ "VideoId": "film", "Kid": kid, "CiphertextBlob": edk }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let licence = |page: &'static str| {
+        let api = a_api.clone();
+        let token = token.clone();
+        async move {
+            let body = json!({ "kids": ["ABEiM0RVZneImaq7zN3u_w"], "type": "temporary" });
+            let r = api
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/v1/clearkey/license?token={token}"),
+                    None,
+                )
+                .header("X-Forwarded-For", at)
+                .header("Origin", page)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = licence("https://evil.example").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("OriginNotAllowed"), "{body}");
+    let (status, body) = licence(ORIGIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"kty\":\"oct\""), "{body}");
 }
