@@ -380,6 +380,13 @@ async fn a_shared_token_is_revoked_with_a_signed_webhook_and_an_audit_record() {
     )
     .await;
     let deliveries = got.lock().unwrap().clone();
+    // One detection, one event: the other broker, asked before it heard of
+    // the revocation, refused without revoking and notifying again.
+    let ids: std::collections::HashSet<String> = deliveries
+        .iter()
+        .map(|(h, _)| h["x-vodkms-event-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
     for (headers, body) in &deliveries {
         check_signature(secret, headers, body);
         assert_eq!(headers["content-type"], "application/json");
@@ -417,6 +424,16 @@ async fn a_shared_token_is_revoked_with_a_signed_webhook_and_an_audit_record() {
             })
     })
     .await;
+    let auto = a_api
+        .get("/v1/audit?Operation=AutoRevoke&Limit=10", &b.kms.admin)
+        .await;
+    let revoked_for_token = auto.ok()["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["TokenId"] == jti.as_str())
+        .count();
+    assert_eq!(revoked_for_token, 1);
     eventually("the TokenShared refusal is audited", || async {
         let r = a_api
             .get("/v1/audit?Outcome=TokenShared&Limit=10", &b.kms.admin)

@@ -450,14 +450,19 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
         .await
         .unwrap();
     assert_eq!(
-        (o.address_limit, o.token_addresses, o.token_videos),
+        (
+            o.address_limit,
+            o.after.token_addresses,
+            o.after.token_videos
+        ),
         (None, 1, 1)
     );
     let o = s
         .observe_playback(&from("t1", "203.0.113.0/24", "film-2"))
         .await
         .unwrap();
-    assert_eq!((o.token_addresses, o.token_videos), (2, 2));
+    assert_eq!((o.after.token_addresses, o.after.token_videos), (2, 2));
+    assert_eq!((o.before.token_addresses, o.before.token_videos), (1, 1));
     // A third address for t1: refused, and nothing of it recorded.
     let o = s
         .observe_playback(&from("t1", "192.0.2.0/24", "film-3"))
@@ -470,7 +475,11 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
         .await
         .unwrap();
     assert_eq!(
-        (o.address_limit, o.token_addresses, o.token_videos),
+        (
+            o.address_limit,
+            o.after.token_addresses,
+            o.after.token_videos
+        ),
         (None, 2, 2)
     );
     // Another token of the viewer: its own count; the viewer's spans both.
@@ -480,10 +489,10 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
         .unwrap();
     assert_eq!(
         (
-            o.token_addresses,
-            o.viewer_addresses,
-            o.token_videos,
-            o.viewer_videos
+            o.after.token_addresses,
+            o.after.viewer_addresses,
+            o.after.token_videos,
+            o.after.viewer_videos
         ),
         (1, 3, 1, 3)
     );
@@ -494,7 +503,11 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
     };
     let o = s.observe_playback(&later).await.unwrap();
     assert_eq!(
-        (o.token_addresses, o.viewer_addresses, o.token_videos),
+        (
+            o.after.token_addresses,
+            o.after.viewer_addresses,
+            o.after.token_videos
+        ),
         (0, 0, 0)
     );
     // A heartbeat brings an address back into the window.
@@ -506,7 +519,7 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
     .await
     .unwrap();
     let o = s.observe_playback(&later).await.unwrap();
-    assert_eq!((o.token_addresses, o.viewer_addresses), (1, 1));
+    assert_eq!((o.after.token_addresses, o.after.viewer_addresses), (1, 1));
     // Purging long after forgets them all.
     s.purge_expired(t0 + chrono::Duration::days(8))
         .await
@@ -518,7 +531,7 @@ async fn addresses_and_videos_are_counted(s: Arc<dyn BrokerStore>) {
         })
         .await
         .unwrap();
-    assert_eq!((o.token_addresses, o.viewer_videos), (0, 0));
+    assert_eq!((o.after.token_addresses, o.after.viewer_videos), (0, 0));
 }
 
 async fn video_policies_are_announced(s: Arc<dyn BrokerStore>) {

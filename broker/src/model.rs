@@ -276,7 +276,16 @@ pub struct ObservationOutcome {
     pub stream_limit: Option<u32>,
     /// The token already had its limit of addresses.
     pub address_limit: Option<u32>,
-    /// Distinct addresses and videos within the window, this one included.
+    /// What sharing detection counts, before this observation was recorded
+    /// and after. Observations of one viewer are serialized, so exactly one
+    /// sees a count cross a limit.
+    pub before: ShareCounts,
+    pub after: ShareCounts,
+}
+
+/// Distinct address units and videos within the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareCounts {
     pub token_addresses: u32,
     pub viewer_addresses: u32,
     pub token_videos: u32,

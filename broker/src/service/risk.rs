@@ -405,37 +405,50 @@ impl Broker {
             risk.config.share_max_addresses,
             risk.config.share_max_videos,
         );
-        let crossed = [
+        let (b, a) = (outcome.before, outcome.after);
+        let counts = [
             (
                 k,
-                outcome.token_addresses,
+                b.token_addresses,
+                a.token_addresses,
                 RevocationKind::Token,
                 Sharing::Addresses,
             ),
             (
                 k,
-                outcome.viewer_addresses,
+                b.viewer_addresses,
+                a.viewer_addresses,
                 RevocationKind::Viewer,
                 Sharing::Addresses,
             ),
             (
                 v,
-                outcome.token_videos,
+                b.token_videos,
+                a.token_videos,
                 RevocationKind::Token,
                 Sharing::Videos,
             ),
             (
                 v,
-                outcome.viewer_videos,
+                b.viewer_videos,
+                a.viewer_videos,
                 RevocationKind::Viewer,
                 Sharing::Videos,
             ),
-        ]
-        .into_iter()
-        .find(|(limit, seen, _, _)| *limit > 0 && seen > limit);
-        if let Some((limit, seen, scope, rule)) = crossed {
-            self.revoke_shared(ctx, claims, scope, rule, seen, limit, &observation)
-                .await?;
+        ];
+        // Observations of a viewer are serialized across brokers, so exactly
+        // one sees a count cross its limit: that one revokes, audits and
+        // tells the webhook. Later new facts of a token already over (on a
+        // broker that has not heard of the revocation yet, or after an admin
+        // lifted it) are refused without doing it again.
+        for (limit, before, after, scope, rule) in counts {
+            if limit == 0 || after <= limit {
+                continue;
+            }
+            if before <= limit {
+                self.revoke_shared(ctx, claims, scope, rule, after, limit, &observation)
+                    .await?;
+            }
             return Err(BrokerError::TokenShared);
         }
         let mono = Instant::now();
@@ -472,19 +485,6 @@ impl Broker {
         limit: u32,
         observation: &Observation,
     ) -> Result<(), BrokerError> {
-        // A parallel request of the same token crossed first: it revoked,
-        // audited and told the webhook already.
-        let already = match scope {
-            RevocationKind::Viewer => self
-                .0
-                .revoked
-                .viewer_revoked_at(&claims.sub)
-                .is_some_and(|at| at >= claims.iat),
-            _ => self.0.revoked.token_refused(claims),
-        };
-        if already {
-            return Ok(());
-        }
         let now = self.now();
         let revocation = match scope {
             RevocationKind::Viewer => self.end_tokens_of(&claims.sub),

@@ -12,7 +12,7 @@ use super::{storable, BrokerStore, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Heartbeat,
     Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
-    StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
+    ShareCounts, StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
 
 const CHANNEL: &str = "vodkms_broker_changes";
@@ -467,7 +467,10 @@ impl BrokerStore for PgBrokerStore {
         let (own_streams, own_addresses) = own.unwrap_or_default();
         let max_streams = limit_from(own_streams)?.unwrap_or(o.max_streams);
         let max_addresses = limit_from(own_addresses)?.unwrap_or(o.max_addresses_per_token);
-        let mut outcome = ObservationOutcome::default();
+        let mut outcome = ObservationOutcome {
+            before: share_counts(&mut tx, o).await?,
+            ..ObservationOutcome::default()
+        };
 
         if let Some(address) = &o.address {
             let known = sqlx::query(
@@ -574,25 +577,8 @@ impl BrokerStore for PgBrokerStore {
             .map_err(map_err)?;
         }
 
-        let (token_addresses, viewer_addresses, token_videos, viewer_videos): (i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT \
-                 (SELECT count(*) FROM broker_token_addresses WHERE token_id = $1 AND last_seen >= $3), \
-                 (SELECT count(DISTINCT address) FROM broker_token_addresses WHERE viewer = $2 AND last_seen >= $3), \
-                 (SELECT count(*) FROM broker_token_videos WHERE token_id = $1 AND first_seen >= $3), \
-                 (SELECT count(DISTINCT video_id) FROM broker_token_videos WHERE viewer = $2 AND first_seen >= $3)",
-            )
-            .bind(&o.token_id)
-            .bind(&o.viewer)
-            .bind(o.window_start)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        outcome.after = share_counts(&mut tx, o).await?;
         tx.commit().await.map_err(map_err)?;
-        outcome.token_addresses = count(token_addresses);
-        outcome.viewer_addresses = count(viewer_addresses);
-        outcome.token_videos = count(token_videos);
-        outcome.viewer_videos = count(viewer_videos);
         Ok(outcome)
     }
 
@@ -945,4 +931,31 @@ async fn notify_payload(
         .await
         .map_err(map_err)?;
     Ok(())
+}
+
+/// What sharing detection counts for `o`'s token and viewer, inside `tx`.
+async fn share_counts(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    o: &Observation,
+) -> Result<ShareCounts, StoreError> {
+    let (token_addresses, viewer_addresses, token_videos, viewer_videos): (i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT \
+         (SELECT count(*) FROM broker_token_addresses WHERE token_id = $1 AND last_seen >= $3), \
+         (SELECT count(DISTINCT address) FROM broker_token_addresses WHERE viewer = $2 AND last_seen >= $3), \
+         (SELECT count(*) FROM broker_token_videos WHERE token_id = $1 AND first_seen >= $3), \
+         (SELECT count(DISTINCT video_id) FROM broker_token_videos WHERE viewer = $2 AND first_seen >= $3)",
+        )
+        .bind(&o.token_id)
+        .bind(&o.viewer)
+        .bind(o.window_start)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(ShareCounts {
+        token_addresses: count(token_addresses),
+        viewer_addresses: count(viewer_addresses),
+        token_videos: count(token_videos),
+        viewer_videos: count(viewer_videos),
+    })
 }
