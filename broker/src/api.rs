@@ -239,7 +239,7 @@ pub struct PlaybackPolicyRequest {
     #[schemars(
         length(max = 100),
         inner(regex(
-            pattern = r"^(none|[A-Za-z][A-Za-z0-9+.-]*://(\*\.)?[A-Za-z0-9._-]+(:[0-9]{1,5})?/?)$"
+            pattern = r"^(none|[A-Za-z][A-Za-z0-9+.-]*://(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(:[0-9]{1,4})?/?)$"
         ))
     )]
     pub allowed_origins: Vec<String>,

@@ -91,7 +91,6 @@ fn normalize(scheme: &str, authority: &str, wildcard: bool) -> Option<String> {
             .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
     } else {
         !body.is_empty()
-            && body.len() <= 253
             && body
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
