@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use hls::cipher::hex;
 use hls::keyuri::KeyUriBase;
 use hls::package::{DataKey, DataKeySource, EncryptOptions, Progress};
-use kms_api::api::GenerateDataKeyRequest;
+use kms_api::api::{GenerateDataKeyRequest, GenerateDataKeysRequest};
 use kms_api::client::{ClientConfig, KmsClient};
 use rand::RngCore as _;
 use zeroize::Zeroizing;
@@ -76,6 +76,11 @@ pub struct EncryptArgs {
     /// A fresh data key every N segments (default: one key for the video).
     #[arg(long)]
     rekey_every: Option<NonZeroUsize>,
+    /// Makes the job repeatable: run again with the same token within 24 h
+    /// (a retry after a crash), it gets the same data keys, so no two
+    /// different keys are ever published for it. Up to 56 characters.
+    #[arg(long)]
+    client_token: Option<String>,
     /// Replace OUTPUT_DIR if it exists and is not empty.
     #[arg(long)]
     force: bool,
@@ -89,7 +94,14 @@ pub struct EncryptArgs {
 struct KmsDataKeys {
     client: KmsClient,
     key: String,
+    /// For batches: chunk N of the job asks with `TOKEN/N`.
+    client_token: Option<String>,
 }
+
+/// Keys per `generate-data-keys` call (the KMS's most).
+const KEYS_PER_BATCH: usize = 1000;
+/// Longest --client-token: room for `/N` within the KMS's 64.
+const MAX_JOB_TOKEN_LEN: usize = 56;
 
 impl KmsDataKeys {
     fn connect(target: &KmsTarget) -> Result<Self> {
@@ -117,6 +129,7 @@ impl KmsDataKeys {
         Ok(Self {
             client,
             key: target.key.clone(),
+            client_token: None,
         })
     }
 }
@@ -136,6 +149,45 @@ impl DataKeySource for KmsDataKeys {
             .map_err(|e| e.to_string())?;
         let plaintext = out.plaintext.ok_or("the KMS sent no Plaintext")?;
         DataKey::from_plaintext(plaintext.0.expose_secret(), out.ciphertext_blob)
+    }
+
+    async fn data_keys(
+        &self,
+        video_id: &str,
+        count: usize,
+    ) -> Option<Result<Vec<DataKey>, String>> {
+        Some(self.batch(video_id, count).await)
+    }
+}
+
+impl KmsDataKeys {
+    /// `count` keys in calls of up to a thousand.
+    async fn batch(&self, video_id: &str, count: usize) -> Result<Vec<DataKey>, String> {
+        let mut out = Vec::with_capacity(count);
+        let mut chunk = 0usize;
+        while out.len() < count {
+            let n = (count - out.len()).min(KEYS_PER_BATCH);
+            let resp = self
+                .client
+                .generate_data_keys(&GenerateDataKeysRequest {
+                    key_id: self.key.clone(),
+                    key_spec: Some("AES_128".into()),
+                    number_of_bytes: None,
+                    count: u32::try_from(n).map_err(|e| e.to_string())?,
+                    encryption_context: Some([("video_id".to_owned(), video_id.to_owned())].into()),
+                    client_token: self.client_token.as_ref().map(|t| format!("{t}/{chunk}")),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for k in resp.data_keys {
+                out.push(DataKey::from_plaintext(
+                    k.plaintext.0.expose_secret(),
+                    k.ciphertext_blob,
+                )?);
+            }
+            chunk += 1;
+        }
+        Ok(out)
     }
 }
 
@@ -277,7 +329,14 @@ async fn encrypt(args: EncryptArgs) -> Result<()> {
         rekey_every: args.rekey_every,
         replace: args.force,
     };
-    let keys: Arc<dyn DataKeySource> = Arc::new(KmsDataKeys::connect(&args.target)?);
+    if let Some(t) = &args.client_token {
+        if t.is_empty() || t.len() > MAX_JOB_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("--client-token must be 1 to {MAX_JOB_TOKEN_LEN} printable characters");
+        }
+    }
+    let mut source = KmsDataKeys::connect(&args.target)?;
+    source.client_token = args.client_token.clone();
+    let keys: Arc<dyn DataKeySource> = Arc::new(source);
     // Ctrl-C asks the packager to stop after the segment in hand, so its
     // staging folder is removed with nothing still writing into it.
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -705,7 +705,67 @@ macro_rules! on_both_backends {
     };
 }
 
+/// ClientToken batches: stored once, found again within the window, the
+/// first of two racing writers wins, old ones are forgotten.
+async fn idempotent_batches(s: Arc<dyn Store>) {
+    use kms::model::IdempotentBatch;
+    let client = Uuid::new_v4();
+    let t0 = now();
+    let day = chrono::Duration::hours(24);
+    let batch = |token: &str, blobs: &[&str], at: DateTime<Utc>| IdempotentBatch {
+        client_id: client,
+        client_token: token.into(),
+        fingerprint: vec![1, 2, 3],
+        blobs: blobs.iter().map(|b| b.to_string()).collect(),
+        created_at: at,
+    };
+    assert_eq!(
+        s.idempotent_batch(client, "job", t0 - day).await.unwrap(),
+        None
+    );
+    let first = batch("job", &["AAA", "BBB"], t0);
+    assert_eq!(
+        s.put_idempotent_batch(&first, t0 - day).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        s.idempotent_batch(client, "job", t0 - day).await.unwrap(),
+        Some(first.clone())
+    );
+    // A second writer with the same token gets the first one back.
+    let second = batch("job", &["CCC"], t0);
+    assert_eq!(
+        s.put_idempotent_batch(&second, t0 - day).await.unwrap(),
+        first
+    );
+    // Other clients and tokens are their own.
+    assert_eq!(
+        s.idempotent_batch(Uuid::new_v4(), "job", t0 - day)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.idempotent_batch(client, "job-2", t0 - day).await.unwrap(),
+        None
+    );
+    // A day later it no longer counts, and a new batch takes the token.
+    let later = t0 + day + chrono::Duration::seconds(1);
+    assert_eq!(
+        s.idempotent_batch(client, "job", later - day)
+            .await
+            .unwrap(),
+        None
+    );
+    let third = batch("job", &["DDD"], later);
+    assert_eq!(
+        s.put_idempotent_batch(&third, later - day).await.unwrap(),
+        third
+    );
+}
+
 on_both_backends!(
+    idempotent_batches,
     keys_versions_and_states,
     encryption_reservations_never_pass_the_limit,
     clients,

@@ -57,6 +57,16 @@ impl DataKey {
 #[async_trait::async_trait]
 pub trait DataKeySource: Send + Sync {
     async fn data_key(&self, video_id: &str) -> Result<DataKey, String>;
+
+    /// `count` keys at once, where the source can (the KMS's batch call);
+    /// `None`: ask `data_key` for each.
+    async fn data_keys(
+        &self,
+        _video_id: &str,
+        _count: usize,
+    ) -> Option<Result<Vec<DataKey>, String>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -504,6 +514,16 @@ async fn mint_keys(
     video_id: &str,
     count: usize,
 ) -> Result<Vec<Arc<DataKey>>, PackageError> {
+    if let Some(batch) = keys.data_keys(video_id, count).await {
+        let batch = batch.map_err(PackageError::DataKey)?;
+        if batch.len() != count {
+            return Err(PackageError::DataKey(format!(
+                "asked for {count} data keys, got {}",
+                batch.len()
+            )));
+        }
+        return Ok(batch.into_iter().map(Arc::new).collect());
+    }
     // A few requests in flight: quick for a film with many key periods,
     // gentle on the KMS.
     const IN_FLIGHT: usize = 8;

@@ -138,6 +138,61 @@ pub struct GenerateDataKeyResponse {
     pub ciphertext_blob: String,
 }
 
+/// `POST /v1/generate-data-keys`: up to 1000 data keys in one call.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct GenerateDataKeysRequest {
+    #[schemars(regex(
+        pattern = r"^(alias/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    ))]
+    pub key_id: String,
+    /// AES_128 (default) | AES_256
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^AES_(128|256)$"))]
+    pub key_spec: Option<String>,
+    /// 1..=1024; instead of KeySpec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub number_of_bytes: Option<u32>,
+    /// 1..=1000 keys.
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+    /// Makes the call idempotent for 24 h: a repeat with the same token (and
+    /// the same request) returns the same keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[!-~]{1,64}$"))]
+    pub client_token: Option<String>,
+}
+
+/// One key of a batch.
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchDataKey {
+    pub plaintext: Base64Secret,
+    /// base64url without padding.
+    pub ciphertext_blob: String,
+    pub key_version_id: u32,
+}
+
+impl std::fmt::Debug for BatchDataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchDataKey")
+            .field("plaintext", &"[REDACTED]")
+            .field("ciphertext_blob", &self.ciphertext_blob)
+            .field("key_version_id", &self.key_version_id)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateDataKeysResponse {
+    pub key_id: Uuid,
+    pub data_keys: Vec<BatchDataKey>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct DecryptRequest {

@@ -248,6 +248,19 @@ impl KmsClient {
         self.post("/v1/generate-data-key", req, Repeat::Safe).await
     }
 
+    /// Up to 1000 keys in one call; with a `ClientToken`, safe to repeat.
+    pub async fn generate_data_keys(
+        &self,
+        req: &GenerateDataKeysRequest,
+    ) -> Result<GenerateDataKeysResponse, ClientError> {
+        let repeat = if req.client_token.is_some() {
+            Repeat::Safe
+        } else {
+            Repeat::OnlyIfUnsent
+        };
+        self.post("/v1/generate-data-keys", req, repeat).await
+    }
+
     pub async fn generate_data_key_without_plaintext(
         &self,
         req: &GenerateDataKeyRequest,

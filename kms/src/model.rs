@@ -132,6 +132,8 @@ pub enum Operation {
     DeleteKey,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
+    /// Up to 1000 data keys in one call, optionally idempotent by ClientToken.
+    GenerateDataKeys,
     Decrypt,
     ReEncrypt,
     /// Caller-given plaintext (at most 4 KiB) sealed under a master key.
@@ -154,7 +156,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 22] = [
+    pub const ALL: [Operation; 23] = [
         Self::CreateKey,
         Self::RotateKey,
         Self::DisableKey,
@@ -164,6 +166,7 @@ impl Operation {
         Self::DeleteKey,
         Self::GenerateDataKey,
         Self::GenerateDataKeyWithoutPlaintext,
+        Self::GenerateDataKeys,
         Self::Decrypt,
         Self::ReEncrypt,
         Self::Encrypt,
@@ -180,8 +183,8 @@ impl Operation {
     ];
 
     /// Every operation's name, as audit records and filters spell it.
-    pub const NAMES: [&'static str; 22] = {
-        let mut out = [""; 22];
+    pub const NAMES: [&'static str; 23] = {
+        let mut out = [""; 23];
         let mut i = 0;
         while i < out.len() {
             out[i] = Self::ALL[i].as_str();
@@ -201,6 +204,7 @@ impl Operation {
             Self::DeleteKey => "DeleteKey",
             Self::GenerateDataKey => "GenerateDataKey",
             Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Self::GenerateDataKeys => "GenerateDataKeys",
             Self::Decrypt => "Decrypt",
             Self::ReEncrypt => "ReEncrypt",
             Self::Encrypt => "Encrypt",
@@ -269,4 +273,19 @@ pub enum Change {
     /// A process's heartbeat, back through the change feed (see
     /// `service::freshness`).
     Heartbeat(String),
+}
+
+/// Data keys minted in one batch under a caller's `ClientToken`: a retry
+/// within a day gets the same keys (opened again from these blobs), so a
+/// retried transcoding job never publishes two different keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentBatch {
+    pub client_id: Uuid,
+    pub client_token: String,
+    /// SHA-256 of what was asked (key, spec, count, context): the same token
+    /// with another request is refused.
+    pub fingerprint: Vec<u8>,
+    /// The blobs' text form, in order. Never a plaintext key.
+    pub blobs: Vec<String>,
+    pub created_at: DateTime<Utc>,
 }

@@ -40,7 +40,7 @@ pub fn status_of(e: &KmsError) -> StatusCode {
         Unauthenticated | SignatureMismatch | RequestExpired(_) | Replayed => {
             StatusCode::UNAUTHORIZED
         }
-        LimitExceeded(_) => StatusCode::CONFLICT,
+        LimitExceeded(_) | IdempotentParameterMismatch => StatusCode::CONFLICT,
         AccessKeyNotFound => StatusCode::NOT_FOUND,
         AccessDenied(_) => StatusCode::FORBIDDEN,
         KeyNotFound | ClientNotFound => StatusCode::NOT_FOUND,

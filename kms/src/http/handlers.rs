@@ -275,6 +275,50 @@ async fn generate(
     }))
 }
 
+/// `POST /v1/generate-data-keys`: up to 1000 keys, idempotent by ClientToken.
+pub async fn generate_data_keys(
+    State(kms): State<Kms>,
+    token: BearerToken,
+    Ctx(ctx): Ctx,
+    body: ApiResult<JsonBody<GenerateDataKeysRequest>>,
+) -> ApiResult<SecretJson<GenerateDataKeysResponse>> {
+    let JsonBody(req) = after_auth(&kms, &token, Role::Generate, body).await?;
+    let spec = DataKeySpec::from_request(req.key_spec.as_deref(), req.number_of_bytes)
+        .map(|spec| spec.unwrap_or(DataKeySpec::Aes128))
+        .map_err(|m| ApiError::from(crate::service::KmsError::invalid(m)));
+    let spec = after_auth(&kms, &token, Role::Generate, spec).await?;
+    let out = kms
+        .generate_data_keys(
+            token.0.as_ref(),
+            &ctx,
+            DataKeyRequest {
+                key_id: req.key_id,
+                spec,
+                context: req.encryption_context.unwrap_or_default(),
+            },
+            req.count,
+            req.client_token,
+        )
+        .await?;
+    let mut data_keys = Vec::with_capacity(out.keys.len());
+    for k in out.keys {
+        let plaintext = k.plaintext.ok_or_else(|| {
+            ApiError::from(crate::service::KmsError::Internal(
+                "a batch key without its plaintext".into(),
+            ))
+        })?;
+        data_keys.push(BatchDataKey {
+            plaintext: Base64Secret(plaintext),
+            ciphertext_blob: k.blob.to_text(),
+            key_version_id: k.version,
+        });
+    }
+    Ok(SecretJson(GenerateDataKeysResponse {
+        key_id: out.key_id,
+        data_keys,
+    }))
+}
+
 pub async fn generate_data_key(
     State(kms): State<Kms>,
     token: BearerToken,

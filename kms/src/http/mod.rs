@@ -52,6 +52,7 @@ pub fn app_with_doors(kms: Kms, doors: doors::DoorConfig) -> Router {
             get(h::describe_alias).post(h::alias_action),
         )
         .route("/v1/generate-data-key", post(h::generate_data_key))
+        .route("/v1/generate-data-keys", post(h::generate_data_keys))
         .route(
             "/v1/generate-data-key-without-plaintext",
             post(h::generate_data_key_without_plaintext),
@@ -133,6 +134,7 @@ pub fn document() -> serde_json::Value {
         Op::new("GET", "/v1/keys/alias/{*name}", "Describe a key by alias (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<KeyMetadata>)),
         Op::new("POST", "/v1/keys/alias/{*name}", "An action on a key by alias: alias/NAME/rotate, ... (admin)", Auth::ApiClient, Some(schema::<ScheduleDeletionRequest>), Answer::Json(200, schema::<Value>)),
         Op::new("POST", "/v1/generate-data-key", "A fresh data key and its envelope-encrypted copy (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
+        Op::new("POST", "/v1/generate-data-keys", "Up to 1000 data keys in one call; a ClientToken makes a repeat within 24 h return the same keys (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeysRequest>), Answer::Json(200, schema::<GenerateDataKeysResponse>)),
         Op::new("POST", "/v1/generate-data-key-without-plaintext", "The same without Plaintext (generate)", Auth::ApiClient, Some(schema::<GenerateDataKeyRequest>), Answer::Json(200, schema::<GenerateDataKeyResponse>)),
         Op::new("POST", "/v1/decrypt", "Open a CiphertextBlob (decrypt)", Auth::ApiClient, Some(schema::<DecryptRequest>), Answer::Json(200, schema::<DecryptResponse>)),
         Op::new("POST", "/v1/encrypt", "Seal up to 4 KiB of your own bytes under a master key (generate)", Auth::ApiClient, Some(schema::<EncryptRequest>), Answer::Json(200, schema::<EncryptResponse>)),

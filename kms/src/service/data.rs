@@ -30,6 +30,22 @@ pub struct GeneratedDataKey {
     pub blob: Blob,
 }
 
+/// Most data keys one `generate-data-keys` call mints.
+pub const MAX_BATCH_KEYS: u32 = 1000;
+/// How long a ClientToken returns the same batch.
+pub const CLIENT_TOKEN_HOURS: i64 = 24;
+/// Longest ClientToken (AWS allows 64 characters too).
+pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+
+/// Data keys minted in one call, all under one key version.
+#[derive(Debug)]
+pub struct GeneratedBatch {
+    pub key_id: Uuid,
+    pub keys: Vec<GeneratedDataKey>,
+    /// Served again for a repeated ClientToken.
+    pub repeated: bool,
+}
+
 #[derive(Debug)]
 pub struct Decrypted {
     pub key_id: Uuid,
@@ -51,6 +67,17 @@ pub struct Encrypted {
     pub key_id: Uuid,
     pub version: u32,
     pub blob: Blob,
+}
+
+/// What a ClientToken promises to repeat: the key, the spec, the count and
+/// the context (a BTreeMap, so serialized in order).
+fn batch_fingerprint(key_id: Uuid, req: &DataKeyRequest, count: u32) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(key_id.as_bytes());
+    h.update(format!("{:?}/{count}/", req.spec).as_bytes());
+    h.update(serde_json::to_vec(&req.context).unwrap_or_default());
+    h.finalize().to_vec()
 }
 
 fn check_context(ctx: &EncryptionContext) -> Result<(), KmsError> {
@@ -88,6 +115,138 @@ impl Kms {
         .await;
         self.end_audit(ev, &result);
         result
+    }
+
+    /// `count` data keys in one call (one audit record). With a
+    /// `client_token`, a repeat of the same request within
+    /// `CLIENT_TOKEN_HOURS` returns the same keys, opened again from the
+    /// stored blobs; the same token with another request is refused.
+    pub async fn generate_data_keys(
+        &self,
+        cred: impl Into<Credential<'_>>,
+        ctx: &RequestContext,
+        req: DataKeyRequest,
+        count: u32,
+        client_token: Option<String>,
+    ) -> Result<GeneratedBatch, KmsError> {
+        let mut ev = self.begin_audit(Operation::GenerateDataKeys, ctx)?;
+        let result = async {
+            let caller = &self.credential(cred.into()).await?;
+            ev.caller(caller);
+            if !(1..=MAX_BATCH_KEYS).contains(&count) {
+                return Err(KmsError::invalid(format!(
+                    "Count must be 1..={MAX_BATCH_KEYS}"
+                )));
+            }
+            if let Some(t) = &client_token {
+                let ok = !t.is_empty()
+                    && t.len() <= MAX_CLIENT_TOKEN_LEN
+                    && t.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(KmsError::invalid(format!(
+                        "ClientToken must be 1..={MAX_CLIENT_TOKEN_LEN} printable characters"
+                    )));
+                }
+            }
+            check_context(&req.context)?;
+            ev.context(&req.context);
+            let key_id = self
+                .resolve_key_for(caller, Role::Generate, &req.key_id)
+                .await?;
+            ev.key(key_id, None);
+            crate::model::add_detail(&mut ev.record.detail, "Count", count);
+            let Some(token) = client_token else {
+                let keys = self.mint_batch(ctx, key_id, &req, count, &mut ev).await?;
+                return Ok(GeneratedBatch {
+                    key_id,
+                    keys,
+                    repeated: false,
+                });
+            };
+            crate::model::add_detail(&mut ev.record.detail, "ClientToken", token.as_str());
+            let fingerprint = batch_fingerprint(key_id, &req, count);
+            let client_id = caller.client().id;
+            let now = self.now();
+            let since = now - chrono::Duration::hours(CLIENT_TOKEN_HOURS);
+            let held = match self
+                .0
+                .store
+                .idempotent_batch(client_id, &token, since)
+                .await?
+            {
+                Some(held) => held,
+                None => {
+                    let keys = self.mint_batch(ctx, key_id, &req, count, &mut ev).await?;
+                    let batch = crate::model::IdempotentBatch {
+                        client_id,
+                        client_token: token.clone(),
+                        fingerprint: fingerprint.clone(),
+                        blobs: keys.iter().map(|k| k.blob.to_text()).collect(),
+                        created_at: now,
+                    };
+                    let held = self.0.store.put_idempotent_batch(&batch, since).await?;
+                    if held.blobs == batch.blobs {
+                        return Ok(GeneratedBatch {
+                            key_id,
+                            keys,
+                            repeated: false,
+                        });
+                    }
+                    // A parallel call with the same token stored its batch
+                    // first: that one is the answer (these keys were never
+                    // returned, so they are simply dropped).
+                    held
+                }
+            };
+            if held.fingerprint != fingerprint {
+                return Err(KmsError::IdempotentParameterMismatch);
+            }
+            crate::model::add_detail(&mut ev.record.detail, "Repeated", true);
+            let mut keys = Vec::with_capacity(held.blobs.len());
+            for text in &held.blobs {
+                let blob = Blob::from_text(text)?;
+                ev.key(blob.header.key_id, Some(blob.header.version));
+                let plaintext = self.open_blob(&blob, &req.context).await?;
+                keys.push(GeneratedDataKey {
+                    key_id: blob.header.key_id,
+                    version: blob.header.version,
+                    plaintext: Some(plaintext),
+                    blob,
+                });
+            }
+            Ok(GeneratedBatch {
+                key_id,
+                keys,
+                repeated: true,
+            })
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    async fn mint_batch(
+        &self,
+        ctx: &RequestContext,
+        key_id: Uuid,
+        req: &DataKeyRequest,
+        count: u32,
+        ev: &mut AuditEvent,
+    ) -> Result<Vec<GeneratedDataKey>, KmsError> {
+        let mut keys = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for _ in 0..count {
+            let plaintext = generate_data_key(req.spec, &mut OsRng);
+            let blob = self
+                .seal_under_primary(ctx, key_id, &plaintext, &req.context, ev)
+                .await?;
+            keys.push(GeneratedDataKey {
+                key_id,
+                version: blob.header.version,
+                plaintext: Some(plaintext),
+                blob,
+            });
+        }
+        Ok(keys)
     }
 
     /// Seals the caller's own bytes (1..=4 KiB) under a master key's primary

@@ -53,6 +53,9 @@ pub enum KmsError {
     /// A signature or nonce seen before within the clock window.
     #[error("this request was already received (replayed signature or nonce)")]
     Replayed,
+    /// A ClientToken reused within a day for a different request.
+    #[error("this ClientToken was used for a different request; use a new one")]
+    IdempotentParameterMismatch,
 }
 
 impl KmsError {
@@ -80,6 +83,7 @@ impl KmsError {
             Self::SignatureMismatch => "SignatureDoesNotMatch",
             Self::RequestExpired(_) => "RequestExpired",
             Self::Replayed => "ReplayedRequest",
+            Self::IdempotentParameterMismatch => "IdempotentParameterMismatch",
         }
     }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord,
-    KeyState, VersionRecord,
+    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
+    IdempotentBatch, KeyRecord, KeyState, VersionRecord,
 };
 
 pub mod postgres;
@@ -164,6 +164,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AccessKeyRecord>, StoreError>;
     /// `true` if the client had this access key; it is gone for every process.
     async fn delete_access_key(&self, client_id: Uuid, id: &str) -> Result<bool, StoreError>;
+
+    /// The batch a client minted under `token` at or after `since`.
+    async fn idempotent_batch(
+        &self,
+        client_id: Uuid,
+        token: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotentBatch>, StoreError>;
+    /// Stores `batch` unless a batch made at or after `since` holds its
+    /// token already, and forgets batches older than `since`. Returns the
+    /// batch that holds the token: this one, or the one that won a race.
+    async fn put_idempotent_batch(
+        &self,
+        batch: &IdempotentBatch,
+        since: DateTime<Utc>,
+    ) -> Result<IdempotentBatch, StoreError>;
 
     /// Replaces everything wrapped under the root key (master key versions,
     /// access key secrets) and the root key check value in one transaction.

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
-    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord, KeyRecord,
-    KeyState, Operation, Roles, VersionRecord,
+    AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
+    IdempotentBatch, KeyRecord, KeyState, Operation, Roles, VersionRecord,
 };
 
 pub use foundation::db::sqlite::{
@@ -690,6 +690,62 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn idempotent_batch(
+        &self,
+        client_id: Uuid,
+        token: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotentBatch>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id, client_token, fingerprint, blobs, created_at FROM kms_idempotent_batches \
+             WHERE client_id = ?1 AND client_token = ?2 AND created_at >= ?3",
+        )
+        .bind(client_id)
+        .bind(token)
+        .bind(micros(since))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(batch_from_row).transpose()
+    }
+
+    async fn put_idempotent_batch(
+        &self,
+        batch: &IdempotentBatch,
+        since: DateTime<Utc>,
+    ) -> Result<IdempotentBatch, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query("DELETE FROM kms_idempotent_batches WHERE created_at < ?1")
+            .bind(micros(since))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO kms_idempotent_batches (client_id, client_token, fingerprint, blobs, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (client_id, client_token) DO NOTHING",
+        )
+        .bind(batch.client_id)
+        .bind(&batch.client_token)
+        .bind(&batch.fingerprint)
+        .bind(serde_json::to_string(&batch.blobs).map_err(backend)?)
+        .bind(micros(batch.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query(
+            "SELECT client_id, client_token, fingerprint, blobs, created_at FROM kms_idempotent_batches \
+             WHERE client_id = ?1 AND client_token = ?2",
+        )
+        .bind(batch.client_id)
+        .bind(&batch.client_token)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let held = batch_from_row(&row)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(held)
+    }
+
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
@@ -768,4 +824,15 @@ impl Store for SqliteStore {
     async fn watch_changes(&self) -> Result<mpsc::Receiver<Change>, StoreError> {
         Ok(self.changes.subscribe())
     }
+}
+
+fn batch_from_row(row: &SqliteRow) -> Result<IdempotentBatch, StoreError> {
+    let blobs: String = row.try_get("blobs").map_err(map_err)?;
+    Ok(IdempotentBatch {
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        client_token: row.try_get("client_token").map_err(map_err)?,
+        fingerprint: row.try_get("fingerprint").map_err(map_err)?,
+        blobs: serde_json::from_str(&blobs).map_err(backend)?,
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+    })
 }

@@ -66,6 +66,7 @@ fn refusal_of(e: KmsError) -> Refusal {
             message,
         ),
         LimitExceeded(_) => err(StatusCode::BAD_REQUEST, "Rejected.LimitExceeded", message),
+        IdempotentParameterMismatch => invalid(message),
         AuditUnavailable | StoreUnavailable(_) => err(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",

@@ -60,6 +60,7 @@ fn refusal_of(e: KmsError) -> Refusal {
         KeyDisabled => bad("DisabledException", message),
         KeyPendingDeletion | InvalidKeyState(_) => bad("KMSInvalidStateException", message),
         LimitExceeded(_) => bad("LimitExceededException", message),
+        IdempotentParameterMismatch => bad("IdempotentParameterMismatchException", message),
         AuditUnavailable | StoreUnavailable(_) => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "KMSInternalException",

@@ -58,6 +58,7 @@ fn refusal_of(e: KmsError) -> Refusal {
             fail("ResourceUnavailable.CmkStateNotSupport", message)
         }
         LimitExceeded(_) => fail("LimitExceeded", message),
+        IdempotentParameterMismatch => invalid(message),
         AuditUnavailable | StoreUnavailable(_) => {
             fail("InternalError", "the service is unavailable; retry later")
         }
