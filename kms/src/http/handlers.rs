@@ -245,8 +245,8 @@ fn admin_first<T>(caller: &crate::service::Caller, checked: ApiResult<T>) -> Api
     checked
 }
 
-fn data_key_spec(req: &GenerateDataKeyRequest) -> ApiResult<DataKeySpec> {
-    DataKeySpec::from_request(req.key_spec.as_deref(), req.number_of_bytes)
+fn data_key_spec(key_spec: Option<&str>, number_of_bytes: Option<u32>) -> ApiResult<DataKeySpec> {
+    DataKeySpec::from_request(key_spec, number_of_bytes)
         .map(|spec| spec.unwrap_or(DataKeySpec::Aes128))
         .map_err(|m| ApiError::from(crate::service::KmsError::invalid(m)))
 }
@@ -258,7 +258,8 @@ async fn generate(
     req: GenerateDataKeyRequest,
     with_plaintext: bool,
 ) -> ApiResult<SecretJson<GenerateDataKeyResponse>> {
-    let spec = after_auth(&kms, &token, Role::Generate, data_key_spec(&req)).await?;
+    let spec = data_key_spec(req.key_spec.as_deref(), req.number_of_bytes);
+    let spec = after_auth(&kms, &token, Role::Generate, spec).await?;
     let req = DataKeyRequest {
         key_id: req.key_id,
         spec,
@@ -283,9 +284,7 @@ pub async fn generate_data_keys(
     body: ApiResult<JsonBody<GenerateDataKeysRequest>>,
 ) -> ApiResult<SecretJson<GenerateDataKeysResponse>> {
     let JsonBody(req) = after_auth(&kms, &token, Role::Generate, body).await?;
-    let spec = DataKeySpec::from_request(req.key_spec.as_deref(), req.number_of_bytes)
-        .map(|spec| spec.unwrap_or(DataKeySpec::Aes128))
-        .map_err(|m| ApiError::from(crate::service::KmsError::invalid(m)));
+    let spec = data_key_spec(req.key_spec.as_deref(), req.number_of_bytes);
     let spec = after_auth(&kms, &token, Role::Generate, spec).await?;
     let out = kms
         .generate_data_keys(
