@@ -54,6 +54,25 @@ impl Broker {
         now + Duration::seconds(secs)
     }
 
+    /// A revocation of one token from now, kept as long as it can matter.
+    pub(super) fn token_revocation(&self, jti: &str) -> Revocation {
+        let now = self.now();
+        Revocation {
+            kind: RevocationKind::Token,
+            subject: jti.to_owned(),
+            revoked_at: now,
+            expires_at: Some(self.revocation_expiry(now)),
+        }
+    }
+
+    /// Stores a revocation and puts it in force in this process at once
+    /// (others when they hear of it).
+    pub(super) async fn put_in_force(&self, r: &Revocation) -> Result<(), BrokerError> {
+        let seq = self.0.store.put_revocation(r).await?;
+        self.0.revoked.apply(r.kind, &r.subject, Some(r), seq);
+        Ok(())
+    }
+
     /// When a new Viewer revocation takes effect: now, but never at or before
     /// an earlier one, because `mint` may have moved tokens issued after that
     /// one a second on (see there), and this one must still cover them.
@@ -205,8 +224,7 @@ impl Broker {
                 revoked_at,
                 expires_at: (kind != RevocationKind::Video).then(|| self.revocation_expiry(now)),
             };
-            let seq = self.0.store.put_revocation(&r).await?;
-            self.0.revoked.apply(kind, subject, Some(&r), seq);
+            self.put_in_force(&r).await?;
             Ok(RevocationView(r))
         }
         .await;
@@ -278,24 +296,9 @@ impl Broker {
         let mut rec = self.begin_audit(BrokerOperation::Revoke, ctx)?;
         fill_subject(&mut rec, RevocationKind::Token, &claims.jti);
         rec.viewer = Some(claims.sub.clone());
-        let now = self.now();
-        let r = Revocation {
-            kind: RevocationKind::Token,
-            subject: claims.jti.clone(),
-            revoked_at: now,
-            expires_at: Some(self.revocation_expiry(now)),
-        };
-        let result = self
-            .0
-            .store
-            .put_revocation(&r)
-            .await
-            .map_err(BrokerError::from);
-        if let Ok(seq) = result {
-            self.0.revoked.apply(r.kind, &r.subject, Some(&r), seq);
-        }
+        let result = self.put_in_force(&self.token_revocation(&claims.jti)).await;
         self.end_audit(rec, &result);
-        result.map(|_| true)
+        result.map(|()| true)
     }
 }
 

@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,8 @@ use foundation::SecretBytes;
 
 use super::{Broker, BrokerError, RequestContext};
 use crate::model::{
-    BrokerAuditRecord, BrokerOperation, Heartbeat, Observation, Revocation, RevocationKind,
-    StreamObservation, VideoPolicy,
+    BrokerAuditRecord, BrokerOperation, Heartbeat, Observation, RevocationKind, StreamObservation,
+    VideoPolicy,
 };
 use crate::page_origin::OriginList;
 use crate::token::Claims;
@@ -112,6 +113,15 @@ pub fn address_unit(ip: IpAddr) -> String {
     }
 }
 
+/// An address unit as a number (what the warm path hashes, without
+/// formatting `address_unit`'s text): the /24 or /64 prefix, tagged.
+fn unit_prefix(ip: IpAddr) -> (u8, u128) {
+    match ip {
+        IpAddr::V4(v4) => (4, u128::from(u32::from(v4) >> 8)),
+        IpAddr::V6(v6) => (6, u128::from(v6) >> 64),
+    }
+}
+
 /// Entries remembered per shard before it is emptied (then re-confirmed
 /// with the database as they are used).
 const SEEN_PER_SHARD: usize = 65_536;
@@ -146,7 +156,7 @@ impl SeenFacts {
         }
     }
 
-    fn key(&self, fact: Fact, subject: &str, value: &str) -> u64 {
+    fn key(&self, fact: Fact, subject: &str, value: impl std::hash::Hash) -> u64 {
         self.hasher.hash_one((fact as u8, subject, value))
     }
 
@@ -205,6 +215,8 @@ pub(super) struct Risk {
     seen: SeenFacts,
     /// Per-video allow-lists, all of them (a few per video at most).
     policies: RwLock<HashMap<String, OriginList, foldhash::quality::RandomState>>,
+    /// Whether `policies` holds any: read by every request, so no lock.
+    has_policies: AtomicBool,
     pub heartbeats: Arc<AuditLog<Heartbeat>>,
     pub webhook: Option<super::webhook::Webhook>,
 }
@@ -219,6 +231,7 @@ impl Risk {
             config,
             seen: SeenFacts::new(),
             policies: RwLock::default(),
+            has_policies: AtomicBool::new(false),
             heartbeats,
             webhook,
         }
@@ -227,12 +240,7 @@ impl Risk {
     /// Whether any page-origin rule exists (else `Origin` and `Referer` are
     /// not even read).
     pub fn checks_pages(&self) -> bool {
-        self.config.allowed_origins.is_some()
-            || !self
-                .policies
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
+        self.config.allowed_origins.is_some() || self.has_policies.load(Ordering::Relaxed)
     }
 
     fn tracks_streams(&self) -> bool {
@@ -259,6 +267,7 @@ impl Risk {
             Some(list) => map.insert(video_id.to_owned(), list),
             None => map.remove(video_id),
         };
+        self.has_policies.store(!map.is_empty(), Ordering::Relaxed);
     }
 
     pub fn replace_policies(&self, all: &[VideoPolicy]) {
@@ -273,8 +282,10 @@ impl Risk {
                     (p.video_id.clone(), OriginList::default())
                 }
             })
-            .collect();
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = map;
+            .collect::<HashMap<_, _, _>>();
+        let mut held = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        *held = map;
+        self.has_policies.store(!held.is_empty(), Ordering::Relaxed);
     }
 
     pub fn sweep(&self, now: Instant) {
@@ -317,82 +328,86 @@ impl Broker {
         if let Some(video_id) = video_id {
             self.check_page(ctx, video_id)?;
         }
-        let streams = risk.tracks_streams();
-        let address = ctx.ip.filter(|_| risk.tracks_addresses()).map(address_unit);
+        let ip = ctx.ip.filter(|_| risk.tracks_addresses());
         let video = video_id.filter(|_| risk.tracks_videos());
-        if !streams && address.is_none() && video.is_none() {
+        if !risk.tracks_streams() && ip.is_none() && video.is_none() {
             return Ok(());
         }
 
+        // What this process confirmed lately passes without the database
+        // (and without allocating); its last use is sent now and then.
         let mono = Instant::now();
-        let now = self.now();
         let idle = risk.config.stream_idle;
         let beat_every = risk.beat_every();
         let stream_id = claims.device.as_deref().unwrap_or(&claims.jti);
-        let mut observation = Observation {
+        let seen = &risk.seen;
+        let touch = |key: u64| seen.touch(key, mono, idle, beat_every);
+        let stream = risk
+            .tracks_streams()
+            .then(|| seen.key(Fact::Stream, &claims.sub, stream_id))
+            .map(|key| (key, touch(key)));
+        let address = ip.map(|ip| {
+            let key = seen.key(Fact::Address, &claims.jti, unit_prefix(ip));
+            (key, ip, touch(key))
+        });
+        let video = video.map(|v| {
+            let key = seen.key(Fact::Video, &claims.jti, v);
+            (key, v, touch(key))
+        });
+        let beats = [
+            stream.is_some_and(|(_, (known, beat))| known && beat),
+            address.is_some_and(|(_, _, (known, beat))| known && beat),
+        ];
+        if beats.contains(&true) {
+            let now = self.now();
+            if beats[0] {
+                risk.heartbeats.record(Heartbeat::Stream {
+                    viewer: claims.sub.clone(),
+                    stream: stream_id.to_owned(),
+                    at: now,
+                });
+            }
+            if let (true, Some((_, ip, _))) = (beats[1], address) {
+                risk.heartbeats.record(Heartbeat::Address {
+                    token_id: claims.jti.clone(),
+                    address: address_unit(ip),
+                    at: now,
+                });
+            }
+        }
+        let new_stream = stream.filter(|(_, (known, _))| !known);
+        let new_address = address.filter(|(_, _, (known, _))| !known);
+        let new_video = video.filter(|(_, _, (known, _))| !known);
+        if new_stream.is_none() && new_address.is_none() && new_video.is_none() {
+            return Ok(());
+        }
+
+        let now = self.now();
+        let idle = chrono::Duration::from_std(idle).unwrap_or_default();
+        let window = chrono::Duration::from_std(risk.config.share_window).unwrap_or_default();
+        let observation = Observation {
             viewer: claims.sub.clone(),
             token_id: claims.jti.clone(),
             now,
-            stream: None,
-            address: None,
-            video_id: None,
-            window_start: now
-                - chrono::Duration::from_std(risk.config.share_window).unwrap_or_default(),
+            stream: new_stream.map(|_| StreamObservation {
+                stream: stream_id.to_owned(),
+                idle_before: now - idle,
+                address: ctx.ip.map(address_unit),
+            }),
+            address: new_address.map(|(_, ip, _)| address_unit(ip)),
+            video_id: new_video.map(|(_, v, _)| v.to_owned()),
+            window_start: now - window,
             max_streams: risk.config.max_streams_per_viewer,
             max_addresses_per_token: risk.config.max_addresses_per_token,
         };
-        let mut new_keys = Vec::new();
-        if streams {
-            let key = risk.seen.key(Fact::Stream, &claims.sub, stream_id);
-            match risk.seen.touch(key, mono, idle, beat_every) {
-                (true, beat) => {
-                    if beat {
-                        risk.heartbeats.record(Heartbeat::Stream {
-                            viewer: claims.sub.clone(),
-                            stream: stream_id.to_owned(),
-                            at: now,
-                        });
-                    }
-                }
-                (false, _) => {
-                    let idle = chrono::Duration::from_std(idle).unwrap_or_default();
-                    observation.stream = Some(StreamObservation {
-                        stream: stream_id.to_owned(),
-                        idle_before: now - idle,
-                        address: ctx.ip.map(address_unit),
-                    });
-                    new_keys.push(key);
-                }
-            }
-        }
-        if let Some(unit) = address {
-            let key = risk.seen.key(Fact::Address, &claims.jti, &unit);
-            match risk.seen.touch(key, mono, idle, beat_every) {
-                (true, beat) => {
-                    if beat {
-                        risk.heartbeats.record(Heartbeat::Address {
-                            token_id: claims.jti.clone(),
-                            address: unit,
-                            at: now,
-                        });
-                    }
-                }
-                (false, _) => {
-                    observation.address = Some(unit);
-                    new_keys.push(key);
-                }
-            }
-        }
-        if let Some(video_id) = video {
-            let key = risk.seen.key(Fact::Video, &claims.jti, video_id);
-            if !risk.seen.touch(key, mono, idle, beat_every).0 {
-                observation.video_id = Some(video_id.to_owned());
-                new_keys.push(key);
-            }
-        }
-        if new_keys.is_empty() {
-            return Ok(());
-        }
+        let new_keys: Vec<u64> = [
+            new_stream.map(|(key, _)| key),
+            new_address.map(|(key, _, _)| key),
+            new_video.map(|(key, _, _)| key),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
 
         let outcome = self.0.store.observe_playback(&observation).await?;
         if let Some(limit) = outcome.stream_limit {
@@ -488,17 +503,9 @@ impl Broker {
         let now = self.now();
         let revocation = match scope {
             RevocationKind::Viewer => self.end_tokens_of(&claims.sub),
-            _ => Revocation {
-                kind: RevocationKind::Token,
-                subject: claims.jti.clone(),
-                revoked_at: now,
-                expires_at: Some(self.revocation_expiry(now)),
-            },
+            _ => self.token_revocation(&claims.jti),
         };
-        let seq = self.0.store.put_revocation(&revocation).await?;
-        self.0
-            .revoked
-            .apply(revocation.kind, &revocation.subject, Some(&revocation), seq);
+        self.put_in_force(&revocation).await?;
         self.0
             .counters
             .risk_revocation(scope.as_str(), rule.as_str());
@@ -589,6 +596,13 @@ mod tests {
         assert_ne!(unit("198.51.101.7"), unit("198.51.100.7"));
         assert_eq!(unit("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
         assert_eq!(unit("2001:db8:1:2::ffff"), unit("2001:db8:1:2:aaaa::1"));
+        // The warm path's numeric form draws the same lines.
+        let prefix = |s: &str| unit_prefix(s.parse().unwrap());
+        assert_eq!(prefix("198.51.100.200"), prefix("198.51.100.7"));
+        assert_ne!(prefix("198.51.101.7"), prefix("198.51.100.7"));
+        assert_eq!(prefix("2001:db8:1:2::ffff"), prefix("2001:db8:1:2:aaaa::1"));
+        assert_ne!(prefix("2001:db8:1:3::1"), prefix("2001:db8:1:2::1"));
+        assert_ne!(prefix("0.0.0.1"), prefix("::1"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Admin side of risk control: a viewer's playback sessions (list, end one)
 //! and per-video playback policies (page origins).
 
-use crate::model::{BrokerOperation, Revocation, RevocationKind, StreamRecord, VideoPolicy};
+use crate::model::{BrokerOperation, StreamRecord, VideoPolicy};
 use crate::page_origin::OriginList;
 use crate::token::{valid_id, valid_video_id, MAX_SUBJECT_LEN};
 
@@ -45,15 +45,8 @@ impl Broker {
                 .stream(id)
                 .await?
                 .ok_or(BrokerError::SessionNotFound)?;
-            let now = self.now();
-            let r = Revocation {
-                kind: RevocationKind::Token,
-                subject: stream.token_id.clone(),
-                revoked_at: now,
-                expires_at: Some(self.revocation_expiry(now)),
-            };
-            let seq = self.0.store.put_revocation(&r).await?;
-            self.0.revoked.apply(r.kind, &r.subject, Some(&r), seq);
+            self.put_in_force(&self.token_revocation(&stream.token_id))
+                .await?;
             self.0.store.delete_stream(id).await?;
             Ok(stream)
         }

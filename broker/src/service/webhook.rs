@@ -77,8 +77,7 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={t},v1={hex}")
+    format!("t={t},v1={}", hls::cipher::hex(&digest))
 }
 
 impl Webhook {
@@ -170,12 +169,7 @@ mod tests {
         let sig = signature(b"Jefe", 1_700_000_000, b"{}");
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"1700000000.{}");
-        let want: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let want = hls::cipher::hex(&mac.finalize().into_bytes());
         assert_eq!(sig, format!("t=1700000000,v1={want}"));
         assert_ne!(sig, signature(b"Jefe", 1_700_000_001, b"{}"));
     }
