@@ -283,6 +283,8 @@ async fn provision(
             alias: Some("alias/demo".into()),
             description: Some("vodkms dev: the demo video's master key".into()),
             rotation_period_days: None,
+            // So the demo library can be crypto-shredded per video.
+            per_video_keys: true,
         },
     )
     .await?;

@@ -70,6 +70,7 @@ async fn due_rotations_and_deletions_happen_and_are_audited() {
                 alias: Some("alias/r".into()),
                 description: None,
                 rotation_period_days: Some(1),
+                per_video_keys: false,
             },
         )
         .await

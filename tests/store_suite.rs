@@ -52,6 +52,8 @@ fn new_key(alias: Option<&str>) -> NewKey {
             last_rotated_at: t,
             deletion_date: None,
             created_at: t,
+            min_decryption_version: 1,
+            per_video_keys: false,
         },
         first_version: VersionRecord {
             key_id: id,
@@ -296,16 +298,18 @@ async fn root_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
     // Missing a version or an access key, or a stale check value: Conflict,
     // nothing changed.
     assert!(matches!(
-        store.rewrap_root(&[], one_key, &check, b"new").await,
-        Err(StoreError::Conflict)
-    ));
-    assert!(matches!(
-        store.rewrap_root(one_version, &[], &check, b"new").await,
+        store.rewrap_root(&[], one_key, &[], &check, b"new").await,
         Err(StoreError::Conflict)
     ));
     assert!(matches!(
         store
-            .rewrap_root(one_version, one_key, b"stale", b"new")
+            .rewrap_root(one_version, &[], &[], &check, b"new")
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store
+            .rewrap_root(one_version, one_key, &[], b"stale", b"new")
             .await,
         Err(StoreError::Conflict)
     ));
@@ -324,7 +328,7 @@ async fn root_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
         vec![9, 9, 9]
     );
     store
-        .rewrap_root(one_version, one_key, &check, b"new-check")
+        .rewrap_root(one_version, one_key, &[], &check, b"new-check")
         .await
         .unwrap();
     assert_eq!(
@@ -764,7 +768,175 @@ async fn idempotent_batches(s: Arc<dyn Store>) {
     );
 }
 
+/// MinDecryptionVersion: only 1..= the primary version, announced, and read
+/// back with the key; the usage report counts decrypts per version.
+async fn retiring_versions_and_usage(s: Arc<dyn Store>) {
+    let mut feed = s.watch_changes().await.unwrap();
+    let k = new_key(None);
+    let id = k.record.id;
+    s.create_key(&k).await.unwrap();
+    let mut v2 = k.first_version.clone();
+    v2.version = 2;
+    s.add_version(1, &v2).await.unwrap();
+    assert_eq!(s.key(id).await.unwrap().unwrap().min_decryption_version, 1);
+    assert_eq!(s.set_min_decryption_version(id, 3).await.unwrap(), None);
+    assert_eq!(s.set_min_decryption_version(id, 0).await.unwrap(), None);
+    assert_eq!(
+        s.set_min_decryption_version(Uuid::new_v4(), 1)
+            .await
+            .unwrap(),
+        None
+    );
+    let retired = s.set_min_decryption_version(id, 2).await.unwrap().unwrap();
+    assert_eq!(retired.min_decryption_version, 2);
+    assert_eq!(s.key(id).await.unwrap().unwrap().min_decryption_version, 2);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(
+            tokio::time::timeout(Duration::from_secs(5), feed.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, [Change::Key(id), Change::Key(id)]);
+    // Undo.
+    let back = s.set_min_decryption_version(id, 1).await.unwrap().unwrap();
+    assert_eq!(back.min_decryption_version, 1);
+
+    let t0 = now();
+    let decrypt = |version: u32, outcome: &str, at: DateTime<Utc>| {
+        let mut r = audit(Operation::Decrypt, Some(id));
+        r.key_version = Some(version);
+        r.outcome = outcome.into();
+        r.time = at;
+        r
+    };
+    let hour = chrono::Duration::hours(1);
+    s.append_audit(&[
+        decrypt(1, "Success", t0 - hour * 48),
+        decrypt(1, "Success", t0 - hour),
+        decrypt(1, "KeyVersionRetired", t0),
+        decrypt(2, "Success", t0 - hour * 2),
+        decrypt(2, "Success", t0),
+        decrypt(2, "InvalidCiphertext", t0),
+        audit(Operation::GenerateDataKey, Some(id)),
+    ])
+    .await
+    .unwrap();
+    let usage = s.version_usage(id, t0 - hour * 24).await.unwrap();
+    assert_eq!(
+        usage,
+        [
+            kms::model::VersionUsage {
+                version: 1,
+                decrypts: 1,
+                last_decrypt: Some(t0 - hour),
+                refused_retired: 1,
+            },
+            kms::model::VersionUsage {
+                version: 2,
+                decrypts: 2,
+                last_decrypt: Some(t0),
+                refused_retired: 0,
+            },
+        ]
+    );
+    assert!(s
+        .version_usage(Uuid::new_v4(), t0 - hour)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Video secrets: the first insert wins, a shred is scheduled (a tombstone
+/// for an unknown video), cancelled, and done only when due; shredded
+/// secrets are gone for good and every change is announced.
+async fn video_secrets_and_shredding(s: Arc<dyn Store>) {
+    use kms::model::VideoSecretRecord;
+    let mut feed = s.watch_changes().await.unwrap();
+    let t0 = now();
+    let day = chrono::Duration::days(1);
+    let secret = |video: &str, bytes: u8| VideoSecretRecord {
+        video_id: video.into(),
+        wrapped_secret: Some(vec![bytes; 8]),
+        created_at: t0,
+        shred_date: None,
+        shredded_at: None,
+    };
+    assert_eq!(s.video_secret("film").await.unwrap(), None);
+    let first = secret("film", 1);
+    assert_eq!(s.put_video_secret(&first).await.unwrap(), first);
+    // A racing second insert gets the first back.
+    assert_eq!(s.put_video_secret(&secret("film", 2)).await.unwrap(), first);
+    s.put_video_secret(&secret("other", 3)).await.unwrap();
+    assert_eq!(s.list_video_secrets().await.unwrap().len(), 2);
+
+    let scheduled = s.schedule_video_shred("film", t0 + day, t0).await.unwrap();
+    assert_eq!(scheduled.shred_date, Some(t0 + day));
+    assert_eq!(scheduled.wrapped_secret, first.wrapped_secret);
+    assert_eq!(s.videos_due_shred(t0).await.unwrap(), Vec::<String>::new());
+    assert!(!s.shred_video("film", t0).await.unwrap(), "not due yet");
+    let cancelled = s.cancel_video_shred("film").await.unwrap().unwrap();
+    assert_eq!(cancelled.shred_date, None);
+    assert_eq!(s.cancel_video_shred("film").await.unwrap(), None);
+
+    s.schedule_video_shred("film", t0, t0).await.unwrap();
+    assert_eq!(
+        s.videos_due_shred(t0).await.unwrap(),
+        vec!["film".to_string()]
+    );
+    assert!(s.shred_video("film", t0).await.unwrap());
+    assert!(!s.shred_video("film", t0).await.unwrap(), "only once");
+    let gone = s.video_secret("film").await.unwrap().unwrap();
+    assert_eq!(gone.wrapped_secret, None);
+    assert_eq!(gone.shredded_at, Some(t0));
+    // Shredded stays shredded: no new secret, no new schedule, no cancel.
+    assert_eq!(s.put_video_secret(&secret("film", 4)).await.unwrap(), gone);
+    assert_eq!(
+        s.schedule_video_shred("film", t0 + day, t0).await.unwrap(),
+        gone
+    );
+    assert_eq!(s.cancel_video_shred("film").await.unwrap(), None);
+    assert_eq!(
+        s.videos_due_shred(t0 + day).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(s.list_video_secrets().await.unwrap().len(), 1);
+
+    // A video never minted for gets a tombstone that blocks a later secret.
+    let tomb = s.schedule_video_shred("never", t0, t0).await.unwrap();
+    assert_eq!(tomb.wrapped_secret, None);
+    assert!(s.shred_video("never", t0).await.unwrap());
+    let held = s.put_video_secret(&secret("never", 5)).await.unwrap();
+    assert_eq!(held.wrapped_secret, None);
+
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let c = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(c);
+    }
+    let film = Change::Video("film".into());
+    let never = Change::Video("never".into());
+    assert_eq!(
+        seen,
+        [
+            film.clone(),
+            film.clone(),
+            film.clone(),
+            film,
+            never.clone(),
+            never
+        ]
+    );
+}
+
 on_both_backends!(
+    retiring_versions_and_usage,
+    video_secrets_and_shredding,
     idempotent_batches,
     keys_versions_and_states,
     encryption_reservations_never_pass_the_limit,

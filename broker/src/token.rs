@@ -38,7 +38,7 @@ pub const ALL_VIDEOS: &str = "*";
 pub const MIN_SECRET_LEN: usize = 32;
 
 pub const MAX_SUBJECT_LEN: usize = 256;
-pub const MAX_VIDEO_ID_LEN: usize = 256;
+pub use kms_api::context::{valid_video_id, MAX_VIDEO_ID_LEN};
 pub const MAX_VIDEOS: usize = 1000;
 pub const MAX_JTI_LEN: usize = 128;
 
@@ -529,11 +529,6 @@ impl VerifiedTokens {
 /// A viewer or token id: 1..=max bytes, no control characters.
 pub fn valid_id(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
-}
-
-/// Video ids travel in URLs and EncryptionContexts: printable, no spaces.
-pub fn valid_video_id(v: &str) -> bool {
-    !v.is_empty() && v.len() <= MAX_VIDEO_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// HMAC takes keys of any length, so this is always `Some` in practice.

@@ -61,6 +61,88 @@ pub struct CreateKeyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub rotation_period_in_days: Option<u32>,
+    /// Bind every data key minted with a `video_id` EncryptionContext to a
+    /// secret of that video held by the KMS (CiphertextBlob format v2), so
+    /// `DELETE /v1/videos/{VideoId}` can crypto-shred the video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_video_keys: Option<bool>,
+}
+
+/// `POST /v1/keys/{KeyId}/retire-versions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RetireVersionsRequest {
+    /// Blobs of older versions are refused (KeyVersionRetired); 1 undoes
+    /// every retirement. At most the current version.
+    #[schemars(range(min = 1))]
+    pub min_decryption_version: u32,
+}
+
+/// One version in `GET /v1/keys/{KeyId}/version-usage`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionUsageEntry {
+    pub key_version_id: u32,
+    pub creation_date: DateTime<Utc>,
+    /// Below MinDecryptionVersion.
+    pub retired: bool,
+    /// Successful Decrypts in the window.
+    pub decrypts: u64,
+    pub last_decrypt: Option<DateTime<Utc>>,
+    /// Decrypts refused in the window because the version is retired.
+    pub refused_as_retired: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionUsageResponse {
+    pub key_id: Uuid,
+    pub current_key_version_id: u32,
+    pub min_decryption_version: u32,
+    /// The window, in days up to now.
+    pub days: u32,
+    pub versions: Vec<VersionUsageEntry>,
+}
+
+/// A video's crypto-shred state (`/v1/videos/{VideoId}`).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct VideoInfo {
+    pub video_id: String,
+    /// Active | PendingShred | Shredded
+    pub state: String,
+    /// Whether data keys were ever bound to this video's secret.
+    pub per_video_keys: bool,
+    pub shred_date: Option<DateTime<Utc>>,
+    pub shredded_date: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/re-encrypt`'s body: one request, or an array of up to 1000.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ReEncryptBody {
+    One(ReEncryptRequest),
+    #[schemars(length(min = 1, max = 1000))]
+    Many(Vec<ReEncryptRequest>),
+}
+
+/// One item's answer in a batch `POST /v1/re-encrypt` (a JSON array in,
+/// an array out, in order): the re-sealed blob, or why this item failed.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReEncryptResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
+    pub ok: Option<ReEncryptResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ItemError {
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -93,6 +175,16 @@ pub struct KeyMetadata {
     pub rotation_period_in_days: Option<u32>,
     pub next_rotation_date: Option<DateTime<Utc>>,
     pub deletion_date: Option<DateTime<Utc>>,
+    /// Blobs of older versions are refused (KeyVersionRetired).
+    #[serde(default = "first_version")]
+    pub min_decryption_version: u32,
+    /// Data keys with a `video_id` context are bound to the video's secret.
+    #[serde(default)]
+    pub per_video_keys: bool,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -409,6 +501,11 @@ pub enum ChangeEvent {
     Client {
         #[serde(rename = "ClientId")]
         client_id: Uuid,
+    },
+    /// This video's shred was scheduled, cancelled or done.
+    Video {
+        #[serde(rename = "VideoId")]
+        video_id: String,
     },
     /// Changes may have been missed: drop everything cached.
     Reset,

@@ -1,14 +1,19 @@
-//! CiphertextBlob format v1 (the EDK that travels in key URIs), as anyone may
-//! read it without a key: which master key and version sealed it.
+//! CiphertextBlob formats (the EDK that travels in key URIs), as anyone may
+//! read them without a key: which master key and version sealed it, and
+//! whether it is bound to a video's secret.
 //!
 //! ```text
-//! offset 0   format   u8      = 0x01
+//! offset 0   format   u8      = 0x01 (v1), 0x02 (v2: bound to a video's secret)
 //! offset 1   key id   16 B    UUID of the master key
 //! offset 17  version  u32 BE  master key version that sealed it
 //! offset 21  nonce    12 B    random, per blob
 //! offset 33  sealed   AES-256-GCM ciphertext || 16 B tag
 //! AAD = bytes 0..21 (the header) || canonical EncryptionContext
 //! ```
+//! v1 seals with the master key version itself. v2 seals with a key derived
+//! from the version and the secret of the video named by the context's
+//! `video_id` (see DESIGN.md, "Per-video crypto-shredding"): destroying that
+//! secret makes every v2 blob of the video undecryptable.
 //! Decrypt needs no KeyId: the blob names its key and version. The text form is
 //! base64url without padding; standard base64 (padded or not) is accepted too.
 //! Sealing and opening are the KMS's (`kms::crypto::Envelope`).
@@ -17,6 +22,7 @@ use base64::Engine as _;
 use uuid::Uuid;
 
 pub const FORMAT_V1: u8 = 0x01;
+pub const FORMAT_V2_PER_VIDEO: u8 = 0x02;
 pub const HEADER_LEN: usize = 1 + 16 + 4;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
@@ -41,17 +47,39 @@ pub enum BlobError {
     AuthenticationFailed,
 }
 
-/// Which master key version sealed a blob.
+/// Which master key version sealed a blob, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlobHeader {
     pub key_id: Uuid,
     pub version: u32,
+    /// v2: sealed under a key derived with the video's secret.
+    pub per_video: bool,
 }
 
 impl BlobHeader {
+    pub fn v1(key_id: Uuid, version: u32) -> Self {
+        Self {
+            key_id,
+            version,
+            per_video: false,
+        }
+    }
+
+    pub fn per_video(key_id: Uuid, version: u32) -> Self {
+        Self {
+            key_id,
+            version,
+            per_video: true,
+        }
+    }
+
     pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[0] = FORMAT_V1;
+        h[0] = if self.per_video {
+            FORMAT_V2_PER_VIDEO
+        } else {
+            FORMAT_V1
+        };
         h[1..17].copy_from_slice(self.key_id.as_bytes());
         h[17..21].copy_from_slice(&self.version.to_be_bytes());
         h
@@ -70,15 +98,18 @@ impl Blob {
         if bytes.len() < MIN_BLOB_LEN || bytes.len() > MAX_BLOB_LEN {
             return Err(BlobError::BadLength);
         }
-        if bytes[0] != FORMAT_V1 {
-            return Err(BlobError::UnknownFormat);
-        }
+        let per_video = match bytes[0] {
+            FORMAT_V1 => false,
+            FORMAT_V2_PER_VIDEO => true,
+            _ => return Err(BlobError::UnknownFormat),
+        };
         let key_id = Uuid::from_slice(&bytes[1..17]).map_err(|_| BlobError::BadLength)?;
         let mut v = [0u8; 4];
         v.copy_from_slice(&bytes[17..21]);
         let header = BlobHeader {
             key_id,
             version: u32::from_be_bytes(v),
+            per_video,
         };
         Ok(Self { header, bytes })
     }
@@ -135,10 +166,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn header() -> BlobHeader {
-        BlobHeader {
-            key_id: Uuid::new_v4(),
-            version: 7,
-        }
+        BlobHeader::v1(Uuid::new_v4(), 7)
     }
 
     #[test]
@@ -154,6 +182,10 @@ mod tests {
         assert_eq!(Blob::from_text(&text).unwrap(), blob);
         let std_text = base64::engine::general_purpose::STANDARD.encode(blob.as_bytes());
         assert_eq!(Blob::from_text(&std_text).unwrap(), blob);
+        let v2 = BlobHeader::per_video(h.key_id, 3);
+        let blob = Blob::assemble(v2, &[3; NONCE_LEN], &[9; 16 + TAG_LEN]).unwrap();
+        assert_eq!(blob.as_bytes()[0], FORMAT_V2_PER_VIDEO);
+        assert_eq!(Blob::from_text(&blob.to_text()).unwrap().header, v2);
     }
 
     #[test]
@@ -161,7 +193,7 @@ mod tests {
         assert_eq!(Blob::from_text("not base64!!"), Err(BlobError::BadEncoding));
         assert_eq!(Blob::from_text("AAAA"), Err(BlobError::BadLength));
         let mut bytes = vec![0u8; MIN_BLOB_LEN];
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(Blob::parse(bytes), Err(BlobError::UnknownFormat));
         assert_eq!(
             Blob::from_text(&"A".repeat(10_000)),

@@ -280,6 +280,14 @@ impl KmsClient {
         self.post("/v1/re-encrypt", req, Repeat::Safe).await
     }
 
+    /// Up to 1000 blobs in one call; each answered on its own.
+    pub async fn re_encrypt_batch(
+        &self,
+        reqs: &[ReEncryptRequest],
+    ) -> Result<Vec<ReEncryptResult>, ClientError> {
+        self.post("/v1/re-encrypt", reqs, Repeat::Safe).await
+    }
+
     // --- keys ---
 
     pub async fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadata, ClientError> {

@@ -11,6 +11,15 @@ pub type EncryptionContext = BTreeMap<String, String>;
 pub const MAX_CONTEXT_PAIRS: usize = 64;
 pub const MAX_CONTEXT_KEY_BYTES: usize = 256;
 pub const MAX_CONTEXT_VALUE_BYTES: usize = 1024;
+/// The context entry naming the video a data key protects.
+pub const VIDEO_ID_CONTEXT_KEY: &str = "video_id";
+pub const MAX_VIDEO_ID_LEN: usize = 256;
+
+/// A video id as key URIs, tokens and the KMS take it: 1 to 256 printable
+/// ASCII characters, no spaces.
+pub fn valid_video_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_VIDEO_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContextError {

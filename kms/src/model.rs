@@ -51,6 +51,11 @@ pub struct KeyRecord {
     pub last_rotated_at: DateTime<Utc>,
     pub deletion_date: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Blobs sealed under an older version are refused (`KeyVersionRetired`).
+    pub min_decryption_version: u32,
+    /// Data keys minted with a `video_id` context are bound to that video's
+    /// secret (blob format v2), so the video can be crypto-shredded.
+    pub per_video_keys: bool,
 }
 
 impl KeyRecord {
@@ -153,10 +158,17 @@ pub enum Operation {
     /// A signed request refused before its operation was known to be
     /// audited (e.g. a bad signature on DescribeKey).
     Authenticate,
+    /// A key's MinDecryptionVersion set (versions retired, or brought back).
+    RetireVersions,
+    /// A video's shred scheduled (or done at once with a window of 0).
+    ScheduleVideoShred,
+    CancelVideoShred,
+    /// A video's secret destroyed: its data keys can never be opened again.
+    ShredVideo,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 23] = [
+    pub const ALL: [Operation; 27] = [
         Self::CreateKey,
         Self::RotateKey,
         Self::DisableKey,
@@ -180,11 +192,15 @@ impl Operation {
         Self::CreateAccessKey,
         Self::DeleteAccessKey,
         Self::Authenticate,
+        Self::RetireVersions,
+        Self::ScheduleVideoShred,
+        Self::CancelVideoShred,
+        Self::ShredVideo,
     ];
 
     /// Every operation's name, as audit records and filters spell it.
-    pub const NAMES: [&'static str; 23] = {
-        let mut out = [""; 23];
+    pub const NAMES: [&'static str; 27] = {
+        let mut out = [""; 27];
         let mut i = 0;
         while i < out.len() {
             out[i] = Self::ALL[i].as_str();
@@ -218,6 +234,10 @@ impl Operation {
             Self::CreateAccessKey => "CreateAccessKey",
             Self::DeleteAccessKey => "DeleteAccessKey",
             Self::Authenticate => "Authenticate",
+            Self::RetireVersions => "RetireVersions",
+            Self::ScheduleVideoShred => "ScheduleVideoShred",
+            Self::CancelVideoShred => "CancelVideoShred",
+            Self::ShredVideo => "ShredVideo",
         }
     }
 
@@ -265,6 +285,8 @@ pub struct AuditFilter {
 pub enum Change {
     Key(Uuid),
     Client(Uuid),
+    /// A video's secret changed (shred scheduled, cancelled or done).
+    Video(String),
     /// Notifications may have been missed: drop every cached entry.
     Reset,
     /// A new client: nothing cached can be stale, but its token digest is
@@ -273,6 +295,38 @@ pub enum Change {
     /// A process's heartbeat, back through the change feed (see
     /// `service::freshness`).
     Heartbeat(String),
+}
+
+/// A video's secret as stored: wrapped under the root key, `None` once
+/// shredded (the row stays as a tombstone).
+#[derive(Clone, PartialEq, Eq)]
+pub struct VideoSecretRecord {
+    pub video_id: String,
+    pub wrapped_secret: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    /// When a scheduled shred happens (cancellable until then).
+    pub shred_date: Option<DateTime<Utc>>,
+    pub shredded_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for VideoSecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoSecretRecord")
+            .field("video_id", &self.video_id)
+            .field("shred_date", &self.shred_date)
+            .field("shredded_at", &self.shredded_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrypts of one master key version in a window, from the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionUsage {
+    pub version: u32,
+    pub decrypts: u64,
+    pub last_decrypt: Option<DateTime<Utc>>,
+    /// Decrypts refused because the version was retired.
+    pub refused_retired: u64,
 }
 
 /// Data keys minted in one batch under a caller's `ClientToken`: a retry

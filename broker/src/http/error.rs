@@ -38,9 +38,9 @@ pub fn status_of(e: &BrokerError) -> StatusCode {
         MissingToken | InvalidToken(_) | TokenExpired | TokenRevoked | InvalidCredentials
         | Unauthenticated => StatusCode::UNAUTHORIZED,
         NotEntitled | VideoRevoked | KeyNotForVideo | KeyDisabled | KeyNotInScope
-        | AccessDenied(_) | StreamLimit(_) | AddressMismatch | TokenShared | OriginNotAllowed => {
-            StatusCode::FORBIDDEN
-        }
+        | AccessDenied(_) | StreamLimit(_) | AddressMismatch | TokenShared | OriginNotAllowed
+        | KeyVersionRetired | VideoPendingShred => StatusCode::FORBIDDEN,
+        VideoShredded => StatusCode::GONE,
         KeyNotFound | ViewerNotFound | RevocationNotFound | UnknownKid | SessionNotFound
         | PolicyNotFound => StatusCode::NOT_FOUND,
         MissingVideoId | InvalidParameter(_) | InvalidCiphertext(_) | NotAnHlsKey => {

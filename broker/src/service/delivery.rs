@@ -348,6 +348,9 @@ impl Broker {
                 // The blob parsed, so failing authentication means it was sealed
                 // for another video's context (or tampered with).
                 (Some(400), Some("InvalidCiphertext")) => BrokerError::KeyNotForVideo,
+                (_, Some("KeyVersionRetired")) => BrokerError::KeyVersionRetired,
+                (_, Some("VideoShredded")) => BrokerError::VideoShredded,
+                (_, Some("VideoPendingShred")) => BrokerError::VideoPendingShred,
                 (Some(404 | 410), _) => BrokerError::KeyNotFound,
                 (Some(409), _) => BrokerError::KeyDisabled,
                 (Some(401 | 403), _) => {

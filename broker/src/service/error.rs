@@ -25,6 +25,14 @@ pub enum BrokerError {
     KeyNotForVideo,
     #[error("the key is disabled")]
     KeyDisabled,
+    #[error(
+        "this key is sealed under a retired master key version; the playlist needs rewrapping"
+    )]
+    KeyVersionRetired,
+    #[error("this video was crypto-shredded; its keys can never be released again")]
+    VideoShredded,
+    #[error("this video is scheduled to be shredded; its keys are not released")]
+    VideoPendingShred,
     #[error("this token's issuer may not release keys of this master key")]
     KeyNotInScope,
     #[error("no such key")]
@@ -94,6 +102,9 @@ impl BrokerError {
             Self::VideoRevoked => "VideoRevoked",
             Self::KeyNotForVideo => "KeyNotForVideo",
             Self::KeyDisabled => "KeyDisabled",
+            Self::KeyVersionRetired => "KeyVersionRetired",
+            Self::VideoShredded => "VideoShredded",
+            Self::VideoPendingShred => "VideoPendingShred",
             Self::KeyNotInScope => "KeyNotInScope",
             Self::KeyNotFound => "KeyNotFound",
             Self::MissingVideoId => "MissingVideoId",

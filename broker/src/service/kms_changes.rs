@@ -75,6 +75,12 @@ fn apply(broker: &Broker, event: Event, own_client: &mut Option<Uuid>) {
             tracing::warn!("this broker's KMS client changed; every cached key dropped");
             broker.drop_cached_keys();
         }
+        Event::Video { video_id } => {
+            // Entries are found by a salted hash, not by video, and a shred
+            // is rare: dropping every cached key is the simple sure way.
+            tracing::info!(%video_id, "a video's shred changed at the KMS; every cached key dropped");
+            broker.drop_cached_keys();
+        }
         Event::Client { .. } | Event::Ping => {}
         Event::Reset => broker.drop_cached_keys(),
     }

@@ -17,34 +17,60 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if super::server::is_body_timeout(&rejection) {
-                HttpError::body_timeout()
-            } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                HttpError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    code: "PayloadTooLarge",
-                    // Shared by servers with different limits: say so without a number.
-                    message: "the request body is larger than this server accepts".to_owned(),
-                }
-            } else {
-                HttpError::malformed("could not read the request body")
-            }
-        })?;
-        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
         // Every body is an object: serde would also read a struct from an
         // array of its fields in order, which no document allows.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(HttpError::malformed("the body must be a JSON object"));
-        }
-        serde_json::from_slice(body)
+        read_json(req, state, b"{", "the body must be a JSON object")
+            .await
             .map(JsonBody)
-            .map_err(|e| HttpError::malformed(format!("invalid JSON body: {e}")))
     }
+}
+
+/// A JSON object or array (a batch of requests), whatever the Content-Type.
+pub struct JsonObjectOrArray(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObjectOrArray {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_json(req, state, b"{[", "the body must be a JSON object or array")
+            .await
+            .map(JsonObjectOrArray)
+    }
+}
+
+/// Reads a JSON body whose first byte is one of `openers`; an empty body
+/// reads as `{}`.
+async fn read_json<S: Send + Sync, T: DeserializeOwned>(
+    req: Request,
+    state: &S,
+    openers: &[u8],
+    wrong_shape: &str,
+) -> Result<T, HttpError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if super::server::is_body_timeout(&rejection) {
+            HttpError::body_timeout()
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "PayloadTooLarge",
+                // Shared by servers with different limits: say so without a number.
+                message: "the request body is larger than this server accepts".to_owned(),
+            }
+        } else {
+            HttpError::malformed("could not read the request body")
+        }
+    })?;
+    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(first) if openers.contains(first) => {}
+        _ => return Err(HttpError::malformed(wrong_shape)),
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError::malformed(format!("invalid JSON body: {e}")))
 }
 
 /// The `Authorization: Bearer` token, if any. Never logged.

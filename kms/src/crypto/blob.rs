@@ -96,10 +96,7 @@ mod tests {
     }
 
     fn header() -> BlobHeader {
-        BlobHeader {
-            key_id: Uuid::new_v4(),
-            version: 7,
-        }
+        BlobHeader::v1(Uuid::new_v4(), 7)
     }
 
     #[test]

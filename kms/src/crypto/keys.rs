@@ -13,6 +13,8 @@ use foundation::encoding::decode_base64_any;
 const WRAP_AAD_PREFIX: &[u8] = b"vodkms/master-key/v1";
 const ACCESS_SECRET_AAD_PREFIX: &[u8] = b"vodkms/access-key/v1";
 const CHECK_AAD: &[u8] = b"vodkms/root-check/v1";
+const VIDEO_SECRET_AAD_PREFIX: &[u8] = b"vodkms/video-secret/v1";
+const PER_VIDEO_INFO: &[u8] = b"vodkms/blob/v2";
 const CHECK_PLAINTEXT: &[u8] = b"vodkms root key check value";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,17 +36,14 @@ const _: fn() = || {
 pub struct MasterKey {
     cipher: Aes256Gcm,
     // Kept (zeroizing) so the schedule's source is wiped even if the cipher
-    // crate's own zeroize support changes.
-    _material: Key256,
+    // crate's own zeroize support changes; per-video keys derive from it.
+    material: Key256,
 }
 
 impl MasterKey {
     pub fn new(material: Key256) -> Self {
         let cipher = Aes256Gcm::new(material.expose_secret().into());
-        Self {
-            cipher,
-            _material: material,
-        }
+        Self { cipher, material }
     }
 
     pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Key256 {
@@ -55,6 +54,21 @@ impl MasterKey {
 
     pub(crate) fn cipher(&self) -> &Aes256Gcm {
         &self.cipher
+    }
+
+    /// The key that seals a v2 blob of one video: HKDF-SHA256 with this
+    /// version's material as input key, the video's secret as salt, and the
+    /// blob header and video id as info. Without the video's secret it
+    /// cannot be made again, whoever holds the master key.
+    pub fn for_video(&self, header: &[u8], video_id: &str, video_secret: &Key256) -> MasterKey {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(
+            Some(video_secret.expose_secret()),
+            self.material.expose_secret(),
+        );
+        let mut okm = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit of 8160, so this cannot fail.
+        let _ = hk.expand_multi_info(&[PER_VIDEO_INFO, header, video_id.as_bytes()], &mut *okm);
+        MasterKey::new(Key256::from_bytes(*okm))
     }
 }
 
@@ -157,6 +171,35 @@ impl RootKey {
         Ok(new.seal(&aad, &plain, rng))
     }
 
+    /// Wraps a video's secret; AAD binds the video id, so a wrapped secret
+    /// cannot be moved to another video.
+    pub fn wrap_video_secret(
+        &self,
+        video_id: &str,
+        secret: &Key256,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<u8> {
+        self.seal(&video_secret_aad(video_id), secret.expose_secret(), rng)
+    }
+
+    pub fn unwrap_video_secret(&self, video_id: &str, wrapped: &[u8]) -> Result<Key256, KeyError> {
+        let plain = self.open(&video_secret_aad(video_id), wrapped)?;
+        Key256::try_from_slice(&plain).ok_or(KeyError::UnwrapFailed)
+    }
+
+    /// [`Self::rewrap`] for a video's secret.
+    pub fn rewrap_video_secret(
+        &self,
+        new: &RootKey,
+        video_id: &str,
+        wrapped: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<u8>, KeyError> {
+        let aad = video_secret_aad(video_id);
+        let plain = self.open(&aad, wrapped)?;
+        Ok(new.seal(&aad, &plain, rng))
+    }
+
     /// A value stored in the database so a wrong root key fails start-up.
     pub fn check_value(&self, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
         self.seal(CHECK_AAD, CHECK_PLAINTEXT, rng)
@@ -189,6 +232,10 @@ impl RootKey {
             .map(Zeroizing::new)
             .map_err(|_| KeyError::UnwrapFailed)
     }
+}
+
+fn video_secret_aad(video_id: &str) -> Vec<u8> {
+    [VIDEO_SECRET_AAD_PREFIX, video_id.as_bytes()].concat()
 }
 
 fn wrap_aad(key_id: Uuid, version: u32) -> Vec<u8> {
@@ -258,6 +305,46 @@ pub fn generate_data_key(spec: DataKeySpec, rng: &mut (impl RngCore + CryptoRng)
 mod tests {
     use super::*;
     use rand::rngs::OsRng;
+
+    #[test]
+    fn per_video_keys_need_the_video_secret() {
+        use crate::crypto::{Blob, BlobHeader, Envelope};
+        let mk = MasterKey::new(MasterKey::generate(&mut OsRng));
+        let secret = MasterKey::generate(&mut OsRng);
+        let header = BlobHeader::per_video(Uuid::new_v4(), 1);
+        let head = header.to_bytes();
+        let ctx: crate::crypto::EncryptionContext =
+            [("video_id".to_string(), "a".to_string())].into();
+        let pt = SecretBytes::new(vec![7; 16]);
+        let sealing = mk.for_video(&head, "a", &secret);
+        let blob = Blob::seal(&sealing, header, &pt, &ctx, &mut OsRng).unwrap();
+        // The same derivation opens it; the master key alone, another
+        // secret or another video's derivation does not.
+        assert_eq!(
+            blob.open(&mk.for_video(&head, "a", &secret), &ctx).unwrap(),
+            pt
+        );
+        assert!(blob.open(&mk, &ctx).is_err());
+        let other = MasterKey::generate(&mut OsRng);
+        assert!(blob.open(&mk.for_video(&head, "a", &other), &ctx).is_err());
+        assert!(blob.open(&mk.for_video(&head, "b", &secret), &ctx).is_err());
+    }
+
+    #[test]
+    fn video_secret_wrap_binds_the_video() {
+        let root = RootKey::new(MasterKey::generate(&mut OsRng));
+        let secret = MasterKey::generate(&mut OsRng);
+        let wrapped = root.wrap_video_secret("film", &secret, &mut OsRng);
+        let back = root.unwrap_video_secret("film", &wrapped).unwrap();
+        assert_eq!(back.expose_secret(), secret.expose_secret());
+        assert!(root.unwrap_video_secret("film2", &wrapped).is_err());
+        let new = RootKey::new(MasterKey::generate(&mut OsRng));
+        let moved = root
+            .rewrap_video_secret(&new, "film", &wrapped, &mut OsRng)
+            .unwrap();
+        assert!(root.unwrap_video_secret("film", &moved).is_err());
+        assert!(new.unwrap_video_secret("film", &moved).is_ok());
+    }
 
     #[test]
     fn wrap_binds_key_id_and_version() {

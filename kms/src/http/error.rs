@@ -47,7 +47,8 @@ pub fn status_of(e: &KmsError) -> StatusCode {
         AliasExists | KeyDisabled | KeyPendingDeletion | InvalidKeyState(_) | AdminExists => {
             StatusCode::CONFLICT
         }
-        KeyDeleted => StatusCode::GONE,
+        KeyVersionRetired(_) | VideoPendingShred | InvalidVideoState(_) => StatusCode::CONFLICT,
+        KeyDeleted | VideoShredded => StatusCode::GONE,
         AuditUnavailable | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         RootKeyMismatch | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -38,6 +38,18 @@ fn key_metadata(v: KeyView) -> KeyMetadata {
             .collect(),
         rotation_period_in_days: r.rotation_period_days,
         deletion_date: r.deletion_date,
+        min_decryption_version: r.min_decryption_version,
+        per_video_keys: r.per_video_keys,
+    }
+}
+
+fn video_info(v: crate::service::VideoView) -> VideoInfo {
+    VideoInfo {
+        video_id: v.video_id,
+        state: v.state.to_owned(),
+        per_video_keys: v.has_per_video_keys,
+        shred_date: v.shred_date,
+        shredded_date: v.shredded_at,
     }
 }
 
@@ -78,6 +90,7 @@ pub async fn create_key(
         alias: req.alias,
         description: req.description,
         rotation_period_days: req.rotation_period_in_days,
+        per_video_keys: req.per_video_keys.unwrap_or(false),
     };
     let view = kms.create_key(&caller, &ctx, req).await?;
     Ok((StatusCode::CREATED, Json(key_metadata(view))))
@@ -117,6 +130,7 @@ pub enum KeyAction {
     Enable,
     ScheduleDeletion,
     CancelDeletion,
+    RetireVersions,
 }
 
 impl KeyAction {
@@ -127,6 +141,7 @@ impl KeyAction {
             "enable" => Self::Enable,
             "schedule-deletion" => Self::ScheduleDeletion,
             "cancel-deletion" => Self::CancelDeletion,
+            "retire-versions" => Self::RetireVersions,
             _ => return None,
         })
     }
@@ -216,7 +231,108 @@ async fn run_key_action(
             reject_body(&body)?;
             json(kms.cancel_key_deletion(&caller, &ctx, &key).await?)
         }
+        KeyAction::RetireVersions => {
+            let req: RetireVersionsRequest = admin_first(
+                &caller,
+                serde_json::from_value(body)
+                    .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}"))),
+            )?;
+            json(
+                kms.retire_versions(&caller, &ctx, &key, req.min_decryption_version)
+                    .await?,
+            )
+        }
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UsageQuery {
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+/// `GET /v1/keys/{KeyId}/version-usage?Days=N`: decrypts per version from
+/// the audit trail, so an admin sees when retiring a version is safe.
+pub async fn version_usage(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Path(key): Path<String>,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<VersionUsageResponse>> {
+    let Query(q) = admin_first(
+        &caller,
+        query.map_err(|e| ApiError::malformed(format!("invalid query: {e}"))),
+    )?;
+    let days = q.days.unwrap_or(30);
+    let (view, usage) = kms.version_usage(&caller, &key, days).await?;
+    let min = view.record.min_decryption_version;
+    Ok(Json(VersionUsageResponse {
+        key_id: view.record.id,
+        current_key_version_id: view.record.primary_version,
+        min_decryption_version: min,
+        days,
+        versions: view
+            .versions
+            .iter()
+            .zip(usage)
+            .map(|((version, created), u)| VersionUsageEntry {
+                key_version_id: *version,
+                creation_date: *created,
+                retired: *version < min,
+                decrypts: u.decrypts,
+                last_decrypt: u.last_decrypt,
+                refused_as_retired: u.refused_retired,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ShredQuery {
+    #[serde(default)]
+    pending_window_in_days: Option<u32>,
+}
+
+/// `DELETE /v1/videos/{VideoId}?PendingWindowInDays=N`: schedules the
+/// video's crypto-shred (0: now).
+pub async fn shred_video(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path(video_id): Path<String>,
+    query: Result<Query<ShredQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<VideoInfo>> {
+    let Query(q) = admin_first(
+        &caller,
+        query.map_err(|e| ApiError::malformed(format!("invalid query: {e}"))),
+    )?;
+    let view = kms
+        .schedule_video_shred(&caller, &ctx, &video_id, q.pending_window_in_days)
+        .await?;
+    Ok(Json(video_info(view)))
+}
+
+pub async fn describe_video(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Path(video_id): Path<String>,
+) -> ApiResult<Json<VideoInfo>> {
+    Ok(Json(video_info(
+        kms.describe_video(&caller, &video_id).await?,
+    )))
+}
+
+/// `POST /v1/videos/{VideoId}/cancel-shred`.
+pub async fn cancel_video_shred(
+    State(kms): State<Kms>,
+    Authenticated(caller): Authenticated,
+    Ctx(ctx): Ctx,
+    Path(video_id): Path<String>,
+) -> ApiResult<Json<VideoInfo>> {
+    let view = kms.cancel_video_shred(&caller, &ctx, &video_id).await?;
+    Ok(Json(video_info(view)))
 }
 
 /// Authenticate and authorize before validate: a request refused for its
@@ -392,31 +508,88 @@ pub async fn generate_random(
     }))
 }
 
+/// `POST /v1/re-encrypt`: one request object, or a JSON array of up to
+/// 1000 of them (answered by an array, in order, each item its re-sealed
+/// blob or its own `Error`).
 pub async fn re_encrypt(
     State(kms): State<Kms>,
     bearer: BearerToken,
     Ctx(ctx): Ctx,
-    body: ApiResult<JsonBody<ReEncryptRequest>>,
-) -> ApiResult<Json<ReEncryptResponse>> {
-    let JsonBody(req) = after_auth(&kms, &bearer, Role::Decrypt, body).await?;
-    let token = bearer.0;
-    let out = kms
-        .re_encrypt(
-            token.as_ref(),
-            &ctx,
-            &req.ciphertext_blob,
-            req.source_encryption_context.unwrap_or_default(),
-            req.destination_key_id.as_deref(),
-            req.destination_encryption_context,
-        )
-        .await?;
-    Ok(Json(ReEncryptResponse {
+    body: Result<foundation::http::extract::JsonObjectOrArray, HttpError>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let parsed =
+        body.map_err(ApiError::from)
+            .and_then(|foundation::http::extract::JsonObjectOrArray(v)| {
+                let malformed =
+                    |e: serde_json::Error| ApiError::malformed(format!("invalid JSON body: {e}"));
+                if v.is_array() {
+                    serde_json::from_value::<Vec<ReEncryptRequest>>(v)
+                        .map(ReEncryptBody::Many)
+                        .map_err(malformed)
+                } else {
+                    serde_json::from_value::<ReEncryptRequest>(v)
+                        .map(ReEncryptBody::One)
+                        .map_err(malformed)
+                }
+            });
+    let token = bearer.0.clone();
+    let body = after_auth(&kms, &bearer, Role::Generate, parsed).await?;
+    let answer = |out: crate::service::ReEncrypted| ReEncryptResponse {
         key_id: out.key_id,
         key_version_id: out.version,
         source_key_id: out.source_key_id,
         source_key_version_id: out.source_version,
         ciphertext_blob: out.blob.to_text(),
-    }))
+    };
+    match body {
+        ReEncryptBody::One(req) => {
+            let out = kms
+                .re_encrypt(
+                    token.as_ref(),
+                    &ctx,
+                    &req.ciphertext_blob,
+                    req.source_encryption_context.unwrap_or_default(),
+                    req.destination_key_id.as_deref(),
+                    req.destination_encryption_context,
+                )
+                .await?;
+            Ok(Json(serde_json::to_value(answer(out)).unwrap_or_default()))
+        }
+        ReEncryptBody::Many(reqs) => {
+            let items = reqs
+                .into_iter()
+                .map(|r| crate::service::ReEncryptItem {
+                    ciphertext_blob: r.ciphertext_blob,
+                    source_context: r.source_encryption_context.unwrap_or_default(),
+                    destination_key: r.destination_key_id,
+                    destination_context: r.destination_encryption_context,
+                })
+                .collect();
+            let results: Vec<ReEncryptResult> = kms
+                .re_encrypt_batch(token.as_ref(), &ctx, items)
+                .await?
+                .into_iter()
+                .map(|r| match r {
+                    Ok(out) => ReEncryptResult {
+                        ok: Some(answer(out)),
+                        error: None,
+                    },
+                    Err(e) => ReEncryptResult {
+                        ok: None,
+                        error: Some(ItemError {
+                            code: e.code().to_owned(),
+                            message: if super::status_of(&e).is_server_error() {
+                                "the service is unavailable for this item; retry it".to_owned()
+                            } else {
+                                e.to_string()
+                            },
+                        }),
+                    },
+                })
+                .collect();
+            Ok(Json(serde_json::to_value(results).unwrap_or_default()))
+        }
+    }
 }
 
 pub async fn create_client(
@@ -495,6 +668,7 @@ pub async fn changes(
                 Ok(None) => return None,
                 Ok(Some(FeedEvent::Key(key_id))) => ChangeEvent::Key { key_id },
                 Ok(Some(FeedEvent::Client(client_id))) => ChangeEvent::Client { client_id },
+                Ok(Some(FeedEvent::Video(video_id))) => ChangeEvent::Video { video_id },
                 Ok(Some(FeedEvent::Reset)) => ChangeEvent::Reset,
             };
             Some((line(event), (None, sub)))

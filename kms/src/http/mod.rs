@@ -47,6 +47,15 @@ pub fn app_with_doors(kms: Kms, doors: doors::DoorConfig) -> Router {
         .route("/v1/keys", post(h::create_key).get(h::list_keys))
         .route("/v1/keys/{key_id}", get(h::describe_key))
         .route("/v1/keys/{key_id}/{action}", post(h::key_action))
+        .route("/v1/keys/{key_id}/version-usage", get(h::version_usage))
+        .route(
+            "/v1/videos/{video_id}",
+            get(h::describe_video).delete(h::shred_video),
+        )
+        .route(
+            "/v1/videos/{video_id}/cancel-shred",
+            post(h::cancel_video_shred),
+        )
         .route(
             "/v1/keys/alias/{*name}",
             get(h::describe_alias).post(h::alias_action),
@@ -125,6 +134,7 @@ pub fn document() -> serde_json::Value {
             Param::Pattern(NEXT_TOKEN_PATTERN),
         ),
     ];
+    const VIDEO_PATH: &[(&str, Param)] = &[("video_id", Param::Pattern("^[!-~]{1,256}$"))];
     let ops = [
         Op::new("POST", "/", "The cloud doors, signed with an access key: AWS KMS JSON 1.1 (X-Amz-Target: TrentService.<Operation>, SigV4), Alibaba Cloud KMS 2016-01-20 (Action, ACS3-HMAC-SHA256 or RPC HMAC-SHA1) and Tencent Cloud KMS 2019-01-18 (X-TC-Action, TC3-HMAC-SHA256); each answers in its own format", Auth::None, Some(schema::<Value>), Answer::Json(200, schema::<Value>)),
         Op::new("POST", "/v1/keys", "Create a master key (admin)", Auth::ApiClient, Some(schema::<CreateKeyRequest>), Answer::Json(201, schema::<KeyMetadata>)),
@@ -139,7 +149,12 @@ pub fn document() -> serde_json::Value {
         Op::new("POST", "/v1/decrypt", "Open a CiphertextBlob (decrypt)", Auth::ApiClient, Some(schema::<DecryptRequest>), Answer::Json(200, schema::<DecryptResponse>)),
         Op::new("POST", "/v1/encrypt", "Seal up to 4 KiB of your own bytes under a master key (generate)", Auth::ApiClient, Some(schema::<EncryptRequest>), Answer::Json(200, schema::<EncryptResponse>)),
         Op::new("POST", "/v1/generate-random", "Random bytes, 1 to 1024 (generate)", Auth::ApiClient, Some(schema::<GenerateRandomRequest>), Answer::Json(200, schema::<GenerateRandomResponse>)),
-        Op::new("POST", "/v1/re-encrypt", "Re-seal a blob under another key or context (generate)", Auth::ApiClient, Some(schema::<ReEncryptRequest>), Answer::Json(200, schema::<ReEncryptResponse>)),
+        Op::new("POST", "/v1/re-encrypt", "Re-seal a blob under the key's current version, or another key or context (generate); a JSON array of up to 1000 requests is answered by an array, in order, each item its blob or its own Error", Auth::ApiClient, Some(schema::<ReEncryptBody>), Answer::Json(200, schema::<Value>)),
+        Op::new("POST", "/v1/keys/{key_id}/retire-versions", "Set MinDecryptionVersion: blobs of older versions are refused as KeyVersionRetired; a lower value undoes it (admin)", Auth::ApiClient, Some(schema::<RetireVersionsRequest>), Answer::Json(200, schema::<KeyMetadata>)),
+        Op::new("GET", "/v1/keys/{key_id}/version-usage", "Decrypts per key version over the last Days days, from the audit trail: when retiring is safe (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<VersionUsageResponse>)).with_query(&[("Days", false, "1 to 366, default 30", Param::Integer { min: 1, max: 366 })]),
+        Op::new("GET", "/v1/videos/{video_id}", "A video's crypto-shred state (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<VideoInfo>)).with_path_params(VIDEO_PATH),
+        Op::new("DELETE", "/v1/videos/{video_id}", "Crypto-shred a video: its per-video data keys are refused at once and, after PendingWindowInDays (0 to 30, default 7; 0 = now), can never be decrypted again (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<VideoInfo>)).with_query(&[("PendingWindowInDays", false, "0 to 30, default 7", Param::Integer { min: 0, max: 30 })]).with_path_params(VIDEO_PATH),
+        Op::new("POST", "/v1/videos/{video_id}/cancel-shred", "Cancel a scheduled shred before its date (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<VideoInfo>)).with_path_params(VIDEO_PATH),
         Op::new("POST", "/v1/clients", "Create an API client; its token is shown once (admin)", Auth::ApiClient, Some(schema::<CreateClientRequest>), Answer::Json(201, schema::<CreateClientResponse>)),
         Op::new("GET", "/v1/clients", "List API clients (admin)", Auth::ApiClient, None, Answer::Json(200, schema::<ListClientsResponse>)),
         Op::new("DELETE", "/v1/clients/{client_id}", "Revoke a client at once (admin)", Auth::ApiClient, None, Answer::Empty(204)),

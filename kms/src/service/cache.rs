@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::crypto::{MasterKey, TokenDigest};
+use crate::crypto::{Key256, MasterKey, TokenDigest};
 use crate::model::{ClientRecord, KeyRecord};
 
 /// A key with its unwrapped versions. Material is wiped when the last `Arc` drops.
@@ -37,6 +37,19 @@ impl CachedKey {
     }
 }
 
+/// A video's secret as the envelope operations need it.
+#[derive(Debug)]
+pub enum VideoState {
+    /// The secret, unwrapped (wiped when the last `Arc` drops).
+    Live(Key256),
+    /// A shred is scheduled: the keys are refused until it is cancelled.
+    PendingShred,
+    /// The secret is gone for good (or never was, for a tombstone).
+    Shredded,
+}
+
+type CachedVideo = (Arc<VideoState>, Instant);
+
 type CachedClient = (Arc<ClientRecord>, Instant);
 
 /// An access key as the doors need it: its client and its unwrapped secret
@@ -56,6 +69,7 @@ pub enum Refresh {
     Client([u8; 32]),
     Alias(String),
     AccessKey(String),
+    Video(String),
 }
 
 /// Snapshot of the invalidation counter, taken before a load.
@@ -81,6 +95,8 @@ pub struct Caches {
     known_access_keys: RwLock<HashSet<String>>,
     known_complete: std::sync::atomic::AtomicBool,
     access_keys: RwLock<HashMap<String, CachedAccessKey>>,
+    /// Video secrets by video id (only videos that have a row).
+    videos: RwLock<HashMap<String, CachedVideo>>,
 }
 
 // Lock poisoning only follows a panic in a critical section that cannot panic;
@@ -108,6 +124,7 @@ impl Caches {
             known_clients: RwLock::default(),
             known_access_keys: RwLock::default(),
             access_keys: RwLock::default(),
+            videos: RwLock::default(),
             known_complete: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -207,6 +224,24 @@ impl Caches {
         }
     }
 
+    pub fn video(&self, id: &str) -> Option<(Arc<VideoState>, bool)> {
+        read!(self.videos)
+            .get(id)
+            .map(|(v, t)| (v.clone(), self.fresh(*t)))
+    }
+
+    pub fn put_video(&self, e: Epoch, id: &str, state: Arc<VideoState>) {
+        let mut videos = write!(self.videos);
+        if self.unchanged_since(e) {
+            videos.insert(id.to_owned(), (state, Instant::now()));
+        }
+    }
+
+    pub fn invalidate_video(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write!(self.videos).remove(id);
+    }
+
     pub fn forget_access_key(&self, id: &str) {
         write!(self.access_keys).remove(id);
     }
@@ -252,6 +287,7 @@ impl Caches {
         write!(self.aliases).clear();
         write!(self.clients).clear();
         write!(self.access_keys).clear();
+        write!(self.videos).clear();
     }
 }
 

@@ -6,6 +6,7 @@ use rand::rngs::OsRng;
 use uuid::Uuid;
 
 use super::usage::Grant;
+use super::videos::VIDEO_ID_CONTEXT_KEY;
 use super::{AuditEvent, Caller, Credential, Kms, KmsError, RequestContext};
 use crate::crypto::blob::{MAX_DATA_KEY_BYTES, MAX_PLAINTEXT};
 use crate::crypto::{
@@ -60,6 +61,15 @@ pub struct ReEncrypted {
     pub source_key_id: Uuid,
     pub source_version: u32,
     pub blob: Blob,
+}
+
+/// One blob of a batch re-encrypt.
+#[derive(Debug, Clone)]
+pub struct ReEncryptItem {
+    pub ciphertext_blob: String,
+    pub source_context: EncryptionContext,
+    pub destination_key: Option<String>,
+    pub destination_context: Option<EncryptionContext>,
 }
 
 #[derive(Debug)]
@@ -347,7 +357,9 @@ impl Kms {
             check_context(&context)?;
             ev.context(&context);
             let blob = Blob::from_text(blob_text)?;
-            let BlobHeader { key_id, version } = blob.header;
+            let BlobHeader {
+                key_id, version, ..
+            } = blob.header;
             ev.key(key_id, Some(version));
             caller.require(Role::Decrypt, Some(key_id))?;
             let plaintext = self.open_blob(&blob, &context).await?;
@@ -421,20 +433,74 @@ impl Kms {
         result
     }
 
+    /// Opens a blob for `context`: refused when its version is retired, or
+    /// (v2) when its video's secret is shredded or about to be.
+    /// Up to `MAX_BATCH_KEYS` re-encrypts for one caller, each on its own
+    /// (its own audit record, its own answer): one bad blob does not fail
+    /// the rest. Authenticated once, before anything else is looked at.
+    pub async fn re_encrypt_batch(
+        &self,
+        cred: impl Into<Credential<'_>>,
+        ctx: &RequestContext,
+        items: Vec<ReEncryptItem>,
+    ) -> Result<Vec<Result<ReEncrypted, KmsError>>, KmsError> {
+        let caller = match self.credential(cred.into()).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit_refusal(Operation::ReEncrypt, ctx, None, &e);
+                return Err(e);
+            }
+        };
+        if let Err(e) = caller.require_role(Role::Generate) {
+            self.audit_refusal(Operation::ReEncrypt, ctx, Some(&caller), &e);
+            return Err(e);
+        }
+        if items.is_empty() || items.len() > MAX_BATCH_KEYS as usize {
+            return Err(KmsError::invalid(format!(
+                "a batch re-encrypt takes 1..={MAX_BATCH_KEYS} items"
+            )));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(
+                self.re_encrypt(
+                    caller.clone(),
+                    ctx,
+                    &item.ciphertext_blob,
+                    item.source_context,
+                    item.destination_key.as_deref(),
+                    item.destination_context,
+                )
+                .await,
+            );
+        }
+        Ok(out)
+    }
+
     async fn open_blob(
         &self,
         blob: &Blob,
         context: &EncryptionContext,
     ) -> Result<SecretBytes, KmsError> {
+        let unauthentic =
+            || KmsError::InvalidCiphertext(crate::crypto::BlobError::AuthenticationFailed);
         let key = self.load_key(blob.header.key_id).await?;
         Self::require_usable(key.record.state)?;
+        let min = key.record.min_decryption_version;
+        if blob.header.version < min {
+            return Err(KmsError::KeyVersionRetired(min));
+        }
         let version = key
             .versions
             .get(&blob.header.version)
-            .ok_or(KmsError::InvalidCiphertext(
-                crate::crypto::BlobError::AuthenticationFailed,
-            ))?;
-        Ok(blob.open(version, context)?)
+            .ok_or_else(unauthentic)?;
+        if !blob.header.per_video {
+            return Ok(blob.open(version, context)?);
+        }
+        let video_id = context.get(VIDEO_ID_CONTEXT_KEY).ok_or_else(unauthentic)?;
+        let video = self.load_video(video_id).await?.ok_or_else(unauthentic)?;
+        let opening = Self::per_video_key(&video, version, blob.header_bytes(), video_id)?;
+        Ok(blob.open(&opening, context)?)
     }
 
     /// Seals under the key's primary version, rotating first if that version
@@ -456,10 +522,25 @@ impl Kms {
                 .versions
                 .get(&version)
                 .ok_or_else(|| KmsError::Internal("the primary key version is missing".into()))?;
+            // Bound to the video's secret when the key asks for it and the
+            // context names a video (checked before taking an allowance).
+            let video = match context.get(VIDEO_ID_CONTEXT_KEY) {
+                Some(video_id) if key.record.per_video_keys => {
+                    Some((video_id, self.video_secret_to_seal(video_id, ev).await?))
+                }
+                _ => None,
+            };
             match self.0.usage.take(key_id, version).await? {
                 Grant::Granted => {
-                    let header = BlobHeader { key_id, version };
-                    return Blob::seal(master, header, plaintext, context, &mut OsRng)
+                    let Some((video_id, state)) = video else {
+                        let header = BlobHeader::v1(key_id, version);
+                        return Blob::seal(master, header, plaintext, context, &mut OsRng)
+                            .map_err(KmsError::from);
+                    };
+                    let header = BlobHeader::per_video(key_id, version);
+                    let sealing =
+                        Self::per_video_key(&state, master, &header.to_bytes(), video_id)?;
+                    return Blob::seal(&sealing, header, plaintext, context, &mut OsRng)
                         .map_err(KmsError::from);
                 }
                 Grant::Exhausted => {

@@ -56,6 +56,17 @@ pub enum KmsError {
     /// A ClientToken reused within a day for a different request.
     #[error("this ClientToken was used for a different request; use a new one")]
     IdempotentParameterMismatch,
+    /// The blob's master key version is below the key's MinDecryptionVersion.
+    #[error("this ciphertext is sealed under a retired key version (below MinDecryptionVersion {0}); rewrap it, or lower MinDecryptionVersion")]
+    KeyVersionRetired(u32),
+    /// The video's secret was destroyed: its per-video data keys are gone.
+    #[error("the video was crypto-shredded; its data keys can never be decrypted again")]
+    VideoShredded,
+    /// The video's shred is scheduled; cancel it to use the keys again.
+    #[error("the video is scheduled to be shredded; cancel the shred to use its keys again")]
+    VideoPendingShred,
+    #[error("{0}")]
+    InvalidVideoState(String),
 }
 
 impl KmsError {
@@ -84,6 +95,10 @@ impl KmsError {
             Self::RequestExpired(_) => "RequestExpired",
             Self::Replayed => "ReplayedRequest",
             Self::IdempotentParameterMismatch => "IdempotentParameterMismatch",
+            Self::KeyVersionRetired(_) => "KeyVersionRetired",
+            Self::VideoShredded => "VideoShredded",
+            Self::VideoPendingShred => "VideoPendingShred",
+            Self::InvalidVideoState(_) => "InvalidVideoState",
         }
     }
 

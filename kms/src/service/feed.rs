@@ -22,6 +22,8 @@ pub enum FeedEvent {
     Key(Uuid),
     /// This client changed (revoked, roles, scope).
     Client(Uuid),
+    /// This video's shred was scheduled, cancelled or done: drop its keys.
+    Video(String),
     /// Changes may have been missed: drop everything cached.
     Reset,
 }
@@ -44,6 +46,7 @@ impl Feed {
         let event = match change {
             Change::Key(id) => FeedEvent::Key(*id),
             Change::Client(id) => FeedEvent::Client(*id),
+            Change::Video(id) => FeedEvent::Video(id.clone()),
             Change::Reset => FeedEvent::Reset,
             Change::ClientCreated(_) | Change::Heartbeat(_) => return,
         };

@@ -12,6 +12,8 @@ use crate::store::{NewKey, StoreError};
 pub const MAX_DESCRIPTION_LEN: usize = 8192;
 pub const MAX_ALIAS_LEN: usize = 256;
 pub const MAX_ROTATION_PERIOD_DAYS: u32 = 3650;
+/// Longest window of the per-version usage report.
+pub const MAX_USAGE_WINDOW_DAYS: u32 = 366;
 pub const DELETION_WINDOW_DAYS: std::ops::RangeInclusive<u32> = 7..=30;
 
 #[derive(Debug, Clone, Default)]
@@ -19,6 +21,9 @@ pub struct NewKeyRequest {
     pub alias: Option<String>,
     pub description: Option<String>,
     pub rotation_period_days: Option<u32>,
+    /// Bind data keys minted with a `video_id` context to that video's
+    /// secret (crypto-shreddable per video).
+    pub per_video_keys: bool,
 }
 
 /// A key as admins see it: metadata and version list, never material.
@@ -99,6 +104,8 @@ impl Kms {
             last_rotated_at: now,
             deletion_date: None,
             created_at: now,
+            min_decryption_version: 1,
+            per_video_keys: req.per_video_keys,
         };
         let first_version = VersionRecord {
             key_id: id,
@@ -444,6 +451,87 @@ impl Kms {
             },
         )
         .await
+    }
+
+    /// Retires every version below `min` (1..= the primary version): blobs
+    /// sealed under one are refused as `KeyVersionRetired`. A lower `min`
+    /// brings versions back; nothing is destroyed.
+    pub async fn retire_versions(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        key: &str,
+        min: u32,
+    ) -> Result<KeyView, KmsError> {
+        let mut ev = self.begin_audit(Operation::RetireVersions, ctx)?;
+        ev.caller(caller);
+        let result = async {
+            let id = self.resolve_key_for(caller, Role::Admin, key).await?;
+            ev.key(id, None);
+            let record = self.0.store.key(id).await?.ok_or(KmsError::KeyNotFound)?;
+            if record.state == KeyState::Deleted {
+                return Err(KmsError::KeyDeleted);
+            }
+            if !(1..=record.primary_version).contains(&min) {
+                return Err(KmsError::invalid(format!(
+                    "MinDecryptionVersion must be 1..={} (the primary version cannot be retired)",
+                    record.primary_version
+                )));
+            }
+            crate::model::add_detail(
+                &mut ev.record.detail,
+                "PreviousMinDecryptionVersion",
+                record.min_decryption_version,
+            );
+            crate::model::add_detail(&mut ev.record.detail, "MinDecryptionVersion", min);
+            self.0
+                .store
+                .set_min_decryption_version(id, min)
+                .await?
+                .ok_or_else(|| {
+                    KmsError::InvalidKeyState("the key changed meanwhile; retry".into())
+                })?;
+            self.0.caches.invalidate_key(id);
+            self.key_view(id).await
+        }
+        .await;
+        self.end_audit(ev, &result);
+        result
+    }
+
+    /// Decrypts per version of a key over the last `days` days, from the
+    /// audit trail: when a version shows none, retiring it is safe.
+    pub async fn version_usage(
+        &self,
+        caller: &Caller,
+        key: &str,
+        days: u32,
+    ) -> Result<(KeyView, Vec<crate::model::VersionUsage>), KmsError> {
+        let id = self.resolve_key_for(caller, Role::Admin, key).await?;
+        if !(1..=MAX_USAGE_WINDOW_DAYS).contains(&days) {
+            return Err(KmsError::invalid(format!(
+                "Days must be 1..={MAX_USAGE_WINDOW_DAYS}"
+            )));
+        }
+        let view = self.key_view(id).await?;
+        let since = self.now() - Duration::days(i64::from(days));
+        let used = self.0.store.version_usage(id, since).await?;
+        let usage = view
+            .versions
+            .iter()
+            .map(|(version, _)| {
+                used.iter()
+                    .find(|u| u.version == *version)
+                    .cloned()
+                    .unwrap_or(crate::model::VersionUsage {
+                        version: *version,
+                        decrypts: 0,
+                        last_decrypt: None,
+                        refused_retired: 0,
+                    })
+            })
+            .collect();
+        Ok((view, usage))
     }
 
     /// Cancels a scheduled deletion. As in AWS KMS the key comes back Disabled,

@@ -11,6 +11,7 @@ mod feed;
 mod freshness;
 mod keys;
 mod usage;
+mod videos;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,11 +23,15 @@ use uuid::Uuid;
 pub use access_keys::{AccessKeyCreated, MAX_ACCESS_KEYS_PER_CLIENT};
 pub use audit::{Aggregate, Aggregator, AuditLog, AuditSink, StoreSink};
 pub use clients::{bootstrap_admin, ClientCreated, NewClient};
-pub use data::{DataKeyRequest, Decrypted, Encrypted, GeneratedDataKey, ReEncrypted};
+pub use data::{
+    DataKeyRequest, Decrypted, Encrypted, GeneratedDataKey, ReEncryptItem, ReEncrypted,
+    MAX_BATCH_KEYS,
+};
 pub use error::KmsError;
 pub use feed::{FeedEvent, Subscription};
 pub use foundation::clock::{Clock, ManualClock, SystemClock};
 pub use keys::{KeyView, NewKeyRequest};
+pub use videos::{valid_video_id, VideoView, VIDEO_ID_CONTEXT_KEY};
 
 use crate::crypto::{ApiToken, EncryptionContext, RootKey, TokenDigest};
 use crate::model::{AuditRecord, Change, ClientRecord, KeyState, Operation, Role, OUTCOME_SUCCESS};
@@ -340,6 +345,7 @@ impl Kms {
         match change {
             Change::Key(id) => self.0.caches.invalidate_key(id),
             Change::Client(id) => self.0.caches.invalidate_client(id),
+            Change::Video(id) => self.0.caches.invalidate_video(&id),
             // Nothing cached is stale; only the new digest is to be learnt.
             Change::ClientCreated(_) => self.reload_known_clients(),
             Change::Reset => {
@@ -596,6 +602,7 @@ impl Kms {
                 Refresh::Client(digest) => this.fetch_client(&TokenDigest(*digest)).await.map(drop),
                 Refresh::Alias(alias) => this.fetch_alias(alias).await.map(drop),
                 Refresh::AccessKey(id) => this.fetch_access_key(id).await.map(drop),
+                Refresh::Video(id) => this.fetch_video(id).await.map(drop),
             };
             this.0.caches.end_refresh(&what);
             if let Err(e) = result {
@@ -656,7 +663,7 @@ impl Kms {
         }
     }
 
-    /// One pass of background work: due rotations, then due deletions.
+    /// One pass of background work: due rotations, deletions and shreds.
     pub async fn run_maintenance(&self) -> Result<(), KmsError> {
         let now = self.now();
         let ctx = RequestContext::new("maintenance");
@@ -684,7 +691,7 @@ impl Kms {
                 other => self.end_audit(ev, &other),
             }
         }
-        Ok(())
+        self.shred_due_videos(&ctx).await
     }
 }
 
@@ -715,6 +722,19 @@ pub async fn rekey_root(
             rewrapped.push(crate::model::VersionRecord { wrapped, ..v });
         }
     }
+    let mut videos = Vec::new();
+    for v in store.list_video_secrets().await? {
+        let Some(wrapped) = &v.wrapped_secret else {
+            continue;
+        };
+        let wrapped = old
+            .rewrap_video_secret(new, &v.video_id, wrapped, &mut OsRng)
+            .map_err(|e| KmsError::Internal(format!("video {}: {e}", v.video_id)))?;
+        videos.push(crate::model::VideoSecretRecord {
+            wrapped_secret: Some(wrapped),
+            ..v
+        });
+    }
     let mut access_keys = Vec::new();
     for k in store.list_access_keys(None).await? {
         let wrapped_secret = old
@@ -729,6 +749,7 @@ pub async fn rekey_root(
         .rewrap_root(
             &rewrapped,
             &access_keys,
+            &videos,
             &stored,
             &new.check_value(&mut OsRng),
         )
@@ -754,6 +775,7 @@ pub async fn rekey_root(
         detail: Some(serde_json::json!({
             "Versions": rewrapped.len(),
             "AccessKeys": access_keys.len(),
+            "VideoSecrets": videos.len(),
         })),
     };
     store.append_audit(&[record]).await?;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
-    IdempotentBatch, KeyRecord, KeyState, VersionRecord,
+    IdempotentBatch, KeyRecord, KeyState, VersionRecord, VersionUsage, VideoSecretRecord,
 };
 
 pub mod postgres;
@@ -181,14 +181,59 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
     ) -> Result<IdempotentBatch, StoreError>;
 
+    /// Sets a key's MinDecryptionVersion if `min` is 1..= its primary
+    /// version and the key is not Deleted. `None`: no such key, or not so.
+    async fn set_min_decryption_version(
+        &self,
+        id: Uuid,
+        min: u32,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+    /// Successful and retired-refused Decrypt records of one key at or after
+    /// `since`, per version (versions without any are left out).
+    async fn version_usage(
+        &self,
+        key_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VersionUsage>, StoreError>;
+
+    async fn video_secret(&self, video_id: &str) -> Result<Option<VideoSecretRecord>, StoreError>;
+    /// Stores a new video secret unless the video has a row already (a
+    /// parallel first mint, or a tombstone). Returns the row that holds.
+    async fn put_video_secret(
+        &self,
+        secret: &VideoSecretRecord,
+    ) -> Result<VideoSecretRecord, StoreError>;
+    /// Schedules a video's shred at `date` (a tombstone row if it has no
+    /// secret yet), unless it is shredded already. Returns the row after.
+    async fn schedule_video_shred(
+        &self,
+        video_id: &str,
+        date: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<VideoSecretRecord, StoreError>;
+    /// Clears a scheduled shred that has not happened. `None` if none was.
+    async fn cancel_video_shred(
+        &self,
+        video_id: &str,
+    ) -> Result<Option<VideoSecretRecord>, StoreError>;
+    async fn videos_due_shred(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// Destroys a video's secret if its shred is due at `now`. `true` if
+    /// done by this call.
+    async fn shred_video(&self, video_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Video secrets not shredded, for root key rotation.
+    async fn list_video_secrets(&self) -> Result<Vec<VideoSecretRecord>, StoreError>;
+
     /// Replaces everything wrapped under the root key (master key versions,
-    /// access key secrets) and the root key check value in one transaction.
+    /// access key secrets, video secrets) and the root key check value in
+    /// one transaction.
     /// `Conflict` if the stored check value is not `old_check` or the rows
     /// stored are not exactly those given (a server added one meanwhile).
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
         access_keys: &[AccessKeyRecord],
+        videos: &[VideoSecretRecord],
         old_check: &[u8],
         new_check: &[u8],
     ) -> Result<(), StoreError>;

@@ -13,7 +13,8 @@ use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
-    IdempotentBatch, KeyRecord, KeyState, Operation, Roles, VersionRecord,
+    IdempotentBatch, KeyRecord, KeyState, Operation, Roles, VersionRecord, VersionUsage,
+    VideoSecretRecord,
 };
 
 const CHANNEL: &str = "vodkms_changes";
@@ -63,6 +64,7 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, change: Change) -> Result<()
     let payload = match change {
         Change::Key(id) => format!("key:{id}"),
         Change::Client(id) => format!("client:{id}"),
+        Change::Video(id) => format!("video:{id}"),
         Change::Reset => "reset".to_owned(),
         Change::Heartbeat(p) => format!("heartbeat:{p}"),
         Change::ClientCreated(id) => format!("newclient:{id}"),
@@ -90,6 +92,7 @@ fn parse_change(payload: &str) -> Change {
     let parsed = match payload.split_once(':') {
         Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
         Some(("client", id)) => Uuid::parse_str(id).ok().map(Change::Client),
+        Some(("video", id)) => Some(Change::Video(id.to_owned())),
         Some(("heartbeat", p)) => Some(Change::Heartbeat(p.to_owned())),
         Some(("newclient", id)) => Uuid::parse_str(id).ok().map(Change::ClientCreated),
         _ => None,
@@ -98,13 +101,14 @@ fn parse_change(payload: &str) -> Change {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.description, k.state, k.primary_version, k.rotation_period_days, \
-     k.last_rotated_at, k.deletion_date, k.created_at, \
+     k.last_rotated_at, k.deletion_date, k.created_at, k.min_decryption_version, k.per_video_keys, \
      COALESCE((SELECT array_agg(a.alias ORDER BY a.alias) FROM key_aliases a WHERE a.key_id = k.id), '{}') AS aliases";
 
 fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
     let state: String = row.try_get("state").map_err(map_err)?;
     let primary: i32 = row.try_get("primary_version").map_err(map_err)?;
     let period: Option<i32> = row.try_get("rotation_period_days").map_err(map_err)?;
+    let min_decryption: i32 = row.try_get("min_decryption_version").map_err(map_err)?;
     Ok(KeyRecord {
         id: row.try_get("id").map_err(map_err)?,
         aliases: row.try_get("aliases").map_err(map_err)?,
@@ -118,6 +122,21 @@ fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
         last_rotated_at: row.try_get("last_rotated_at").map_err(map_err)?,
         deletion_date: row.try_get("deletion_date").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
+        min_decryption_version: u32::try_from(min_decryption)
+            .map_err(|_| corrupt("keys.min_decryption_version"))?,
+        per_video_keys: row.try_get("per_video_keys").map_err(map_err)?,
+    })
+}
+
+const VIDEO_COLUMNS: &str = "video_id, wrapped_secret, created_at, shred_date, shredded_at";
+
+fn video_from_row(row: &PgRow) -> Result<VideoSecretRecord, StoreError> {
+    Ok(VideoSecretRecord {
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        wrapped_secret: row.try_get("wrapped_secret").map_err(map_err)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        shred_date: row.try_get("shred_date").map_err(map_err)?,
+        shredded_at: row.try_get("shredded_at").map_err(map_err)?,
     })
 }
 
@@ -201,7 +220,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO keys (id, description, state, primary_version, rotation_period_days, \
-             last_rotated_at, deletion_date, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             last_rotated_at, deletion_date, created_at, min_decryption_version, per_video_keys) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(k.id)
         .bind(&k.description)
@@ -211,6 +231,8 @@ impl Store for PgStore {
         .bind(k.last_rotated_at)
         .bind(k.deletion_date)
         .bind(k.created_at)
+        .bind(to_i32(k.min_decryption_version)?)
+        .bind(k.per_video_keys)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -758,10 +780,205 @@ impl Store for PgStore {
         Ok(held)
     }
 
+    async fn set_min_decryption_version(
+        &self,
+        id: Uuid,
+        min: u32,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let guarded = sqlx::query(
+            "UPDATE keys SET min_decryption_version = $2 \
+             WHERE id = $1 AND $2 >= 1 AND $2 <= primary_version AND state <> 'Deleted'",
+        )
+        .bind(id)
+        .bind(to_i32(min)?);
+        if !changed_one(&mut tx, guarded).await? {
+            return Ok(None);
+        }
+        notify(&mut tx, Change::Key(id)).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let record = key_from_row(&row)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(record))
+    }
+
+    async fn version_usage(
+        &self,
+        key_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VersionUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_version, \
+             count(*) FILTER (WHERE outcome = 'Success') AS decrypts, \
+             max(event_time) FILTER (WHERE outcome = 'Success') AS last_decrypt, \
+             count(*) FILTER (WHERE outcome = 'KeyVersionRetired') AS refused \
+             FROM audit_log WHERE key_id = $1 AND operation = 'Decrypt' AND event_time >= $2 \
+             AND key_version IS NOT NULL GROUP BY key_version ORDER BY key_version",
+        )
+        .bind(key_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let version: i32 = row.try_get("key_version").map_err(map_err)?;
+                let decrypts: i64 = row.try_get("decrypts").map_err(map_err)?;
+                let refused: i64 = row.try_get("refused").map_err(map_err)?;
+                Ok(VersionUsage {
+                    version: u32::try_from(version)
+                        .map_err(|_| corrupt("audit_log.key_version"))?,
+                    decrypts: u64::try_from(decrypts).unwrap_or(0),
+                    last_decrypt: row.try_get("last_decrypt").map_err(map_err)?,
+                    refused_retired: u64::try_from(refused).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn video_secret(&self, video_id: &str) -> Result<Option<VideoSecretRecord>, StoreError> {
+        let sql = format!("SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE video_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(video_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+
+    async fn put_video_secret(
+        &self,
+        v: &VideoSecretRecord,
+    ) -> Result<VideoSecretRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO kms_video_secrets (video_id, wrapped_secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (video_id) DO NOTHING",
+        )
+        .bind(&v.video_id)
+        .bind(&v.wrapped_secret)
+        .bind(v.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let sql = format!("SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE video_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(&v.video_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        video_from_row(&row)
+    }
+
+    async fn schedule_video_shred(
+        &self,
+        video_id: &str,
+        date: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<VideoSecretRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let sql = format!(
+            "INSERT INTO kms_video_secrets (video_id, wrapped_secret, created_at, shred_date) \
+             VALUES ($1, NULL, $3, $2) ON CONFLICT (video_id) DO UPDATE SET shred_date = $2 \
+             WHERE kms_video_secrets.shredded_at IS NULL RETURNING {VIDEO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(video_id)
+            .bind(date)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let record = match row {
+            Some(row) => {
+                notify(&mut tx, Change::Video(video_id.to_owned())).await?;
+                video_from_row(&row)?
+            }
+            // Shredded already: nothing to schedule.
+            None => {
+                let sql =
+                    format!("SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE video_id = $1");
+                let row = sqlx::query(&sql)
+                    .bind(video_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                video_from_row(&row)?
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(record)
+    }
+
+    async fn cancel_video_shred(
+        &self,
+        video_id: &str,
+    ) -> Result<Option<VideoSecretRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let sql = format!(
+            "UPDATE kms_video_secrets SET shred_date = NULL \
+             WHERE video_id = $1 AND shred_date IS NOT NULL AND shredded_at IS NULL RETURNING {VIDEO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(video_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        notify(&mut tx, Change::Video(video_id.to_owned())).await?;
+        tx.commit().await.map_err(map_err)?;
+        video_from_row(&row).map(Some)
+    }
+
+    async fn videos_due_shred(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT video_id FROM kms_video_secrets \
+             WHERE shred_date IS NOT NULL AND shredded_at IS NULL AND shred_date <= $1 ORDER BY shred_date",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn shred_video(&self, video_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let guarded = sqlx::query(
+            "UPDATE kms_video_secrets SET wrapped_secret = NULL, shredded_at = $2 \
+             WHERE video_id = $1 AND shred_date IS NOT NULL AND shred_date <= $2 AND shredded_at IS NULL",
+        )
+        .bind(video_id)
+        .bind(now);
+        if !changed_one(&mut tx, guarded).await? {
+            return Ok(false);
+        }
+        notify(&mut tx, Change::Video(video_id.to_owned())).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn list_video_secrets(&self) -> Result<Vec<VideoSecretRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE wrapped_secret IS NOT NULL ORDER BY video_id"
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(video_from_row).collect()
+    }
+
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
         access_keys: &[AccessKeyRecord],
+        videos: &[VideoSecretRecord],
         old_check: &[u8],
         new_check: &[u8],
     ) -> Result<(), StoreError> {
@@ -813,6 +1030,31 @@ impl Store for PgStore {
             .bind(v.key_id)
             .bind(to_i32(v.version)?)
             .bind(&v.wrapped);
+            if !changed_one(&mut tx, update).await? {
+                return Err(StoreError::Conflict);
+            }
+        }
+        // No video secret may be made or shredded meanwhile (reads go on).
+        sqlx::query("LOCK TABLE kms_video_secrets IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM kms_video_secrets WHERE wrapped_secret IS NOT NULL",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if stored != i64::try_from(videos.len()).unwrap_or(i64::MAX) {
+            return Err(StoreError::Conflict);
+        }
+        for v in videos {
+            let update = sqlx::query(
+                "UPDATE kms_video_secrets SET wrapped_secret = $2 \
+                 WHERE video_id = $1 AND wrapped_secret IS NOT NULL",
+            )
+            .bind(&v.video_id)
+            .bind(&v.wrapped_secret);
             if !changed_one(&mut tx, update).await? {
                 return Err(StoreError::Conflict);
             }

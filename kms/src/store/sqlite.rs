@@ -16,7 +16,8 @@ use super::{NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
-    IdempotentBatch, KeyRecord, KeyState, Operation, Roles, VersionRecord,
+    IdempotentBatch, KeyRecord, KeyState, Operation, Roles, VersionRecord, VersionUsage,
+    VideoSecretRecord,
 };
 
 pub use foundation::db::sqlite::{
@@ -66,7 +67,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.description, k.state, k.primary_version, k.rotation_period_days, \
-     k.last_rotated_at, k.deletion_date, k.created_at, \
+     k.last_rotated_at, k.deletion_date, k.created_at, k.min_decryption_version, k.per_video_keys, \
      (SELECT json_group_array(alias) FROM (SELECT a.alias FROM key_aliases a WHERE a.key_id = k.id ORDER BY a.alias)) AS aliases";
 
 fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
@@ -74,6 +75,7 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
     let primary: i64 = row.try_get("primary_version").map_err(map_err)?;
     let period: Option<i64> = row.try_get("rotation_period_days").map_err(map_err)?;
     let aliases: String = row.try_get("aliases").map_err(map_err)?;
+    let min_decryption: i64 = row.try_get("min_decryption_version").map_err(map_err)?;
     Ok(KeyRecord {
         id: row.try_get("id").map_err(map_err)?,
         aliases: serde_json::from_str(&aliases).map_err(|_| corrupt("key_aliases"))?,
@@ -87,7 +89,35 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         last_rotated_at: from_micros(row.try_get("last_rotated_at").map_err(map_err)?)?,
         deletion_date: opt_from_micros(row.try_get("deletion_date").map_err(map_err)?)?,
         created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+        min_decryption_version: u32::try_from(min_decryption)
+            .map_err(|_| corrupt("keys.min_decryption_version"))?,
+        per_video_keys: row.try_get("per_video_keys").map_err(map_err)?,
     })
+}
+
+const VIDEO_COLUMNS: &str = "video_id, wrapped_secret, created_at, shred_date, shredded_at";
+
+fn video_from_row(row: &SqliteRow) -> Result<VideoSecretRecord, StoreError> {
+    Ok(VideoSecretRecord {
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        wrapped_secret: row.try_get("wrapped_secret").map_err(map_err)?,
+        created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
+        shred_date: opt_from_micros(row.try_get("shred_date").map_err(map_err)?)?,
+        shredded_at: opt_from_micros(row.try_get("shredded_at").map_err(map_err)?)?,
+    })
+}
+
+async fn select_video(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    video_id: &str,
+) -> Result<Option<VideoSecretRecord>, StoreError> {
+    let sql = format!("SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE video_id = ?1");
+    let row = sqlx::query(&sql)
+        .bind(video_id)
+        .fetch_optional(executor)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(video_from_row).transpose()
 }
 
 fn access_key_from_row(row: &SqliteRow) -> Result<AccessKeyRecord, StoreError> {
@@ -180,7 +210,8 @@ impl Store for SqliteStore {
         let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO keys (id, description, state, primary_version, rotation_period_days, \
-             last_rotated_at, deletion_date, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             last_rotated_at, deletion_date, created_at, min_decryption_version, per_video_keys) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .bind(k.id)
         .bind(&k.description)
@@ -190,6 +221,8 @@ impl Store for SqliteStore {
         .bind(micros(k.last_rotated_at))
         .bind(k.deletion_date.map(micros))
         .bind(micros(k.created_at))
+        .bind(i64::from(k.min_decryption_version))
+        .bind(k.per_video_keys)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -746,10 +779,186 @@ impl Store for SqliteStore {
         Ok(held)
     }
 
+    async fn set_min_decryption_version(
+        &self,
+        id: Uuid,
+        min: u32,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE keys SET min_decryption_version = ?2 \
+             WHERE id = ?1 AND ?2 >= 1 AND ?2 <= primary_version AND state <> 'Deleted'",
+        )
+        .bind(id)
+        .bind(i64::from(min))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let record = select_key(&mut *tx, id)
+            .await?
+            .ok_or_else(|| corrupt("keys"))?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Key(id));
+        Ok(Some(record))
+    }
+
+    async fn version_usage(
+        &self,
+        key_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VersionUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_version, \
+             SUM(CASE WHEN outcome = 'Success' THEN 1 ELSE 0 END) AS decrypts, \
+             MAX(CASE WHEN outcome = 'Success' THEN event_time END) AS last_decrypt, \
+             SUM(CASE WHEN outcome = 'KeyVersionRetired' THEN 1 ELSE 0 END) AS refused \
+             FROM audit_log WHERE key_id = ?1 AND operation = 'Decrypt' AND event_time >= ?2 \
+             AND key_version IS NOT NULL GROUP BY key_version ORDER BY key_version",
+        )
+        .bind(key_id)
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.try_get("key_version").map_err(map_err)?;
+                let decrypts: i64 = row.try_get("decrypts").map_err(map_err)?;
+                let refused: i64 = row.try_get("refused").map_err(map_err)?;
+                Ok(VersionUsage {
+                    version: u32::try_from(version)
+                        .map_err(|_| corrupt("audit_log.key_version"))?,
+                    decrypts: u64::try_from(decrypts).unwrap_or(0),
+                    last_decrypt: opt_from_micros(row.try_get("last_decrypt").map_err(map_err)?)?,
+                    refused_retired: u64::try_from(refused).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn video_secret(&self, video_id: &str) -> Result<Option<VideoSecretRecord>, StoreError> {
+        select_video(&self.pool, video_id).await
+    }
+
+    async fn put_video_secret(
+        &self,
+        v: &VideoSecretRecord,
+    ) -> Result<VideoSecretRecord, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO kms_video_secrets (video_id, wrapped_secret, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (video_id) DO NOTHING",
+        )
+        .bind(&v.video_id)
+        .bind(&v.wrapped_secret)
+        .bind(micros(v.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let held = select_video(&mut *tx, &v.video_id)
+            .await?
+            .ok_or_else(|| corrupt("kms_video_secrets"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(held)
+    }
+
+    async fn schedule_video_shred(
+        &self,
+        video_id: &str,
+        date: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<VideoSecretRecord, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "INSERT INTO kms_video_secrets (video_id, wrapped_secret, created_at, shred_date) \
+             VALUES (?1, NULL, ?3, ?2) ON CONFLICT (video_id) DO UPDATE SET shred_date = ?2 \
+             WHERE kms_video_secrets.shredded_at IS NULL",
+        )
+        .bind(video_id)
+        .bind(micros(date))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let record = select_video(&mut *tx, video_id)
+            .await?
+            .ok_or_else(|| corrupt("kms_video_secrets"))?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 1 {
+            self.changes.send(Change::Video(video_id.to_owned()));
+        }
+        Ok(record)
+    }
+
+    async fn cancel_video_shred(
+        &self,
+        video_id: &str,
+    ) -> Result<Option<VideoSecretRecord>, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE kms_video_secrets SET shred_date = NULL \
+             WHERE video_id = ?1 AND shred_date IS NOT NULL AND shredded_at IS NULL",
+        )
+        .bind(video_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let record = select_video(&mut *tx, video_id).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Video(video_id.to_owned()));
+        Ok(record)
+    }
+
+    async fn videos_due_shred(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT video_id FROM kms_video_secrets \
+             WHERE shred_date IS NOT NULL AND shredded_at IS NULL AND shred_date <= ?1 ORDER BY shred_date",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn shred_video(&self, video_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE kms_video_secrets SET wrapped_secret = NULL, shredded_at = ?2 \
+             WHERE video_id = ?1 AND shred_date IS NOT NULL AND shred_date <= ?2 AND shredded_at IS NULL",
+        )
+        .bind(video_id)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.changes.send(Change::Video(video_id.to_owned()));
+        Ok(true)
+    }
+
+    async fn list_video_secrets(&self) -> Result<Vec<VideoSecretRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {VIDEO_COLUMNS} FROM kms_video_secrets WHERE wrapped_secret IS NOT NULL ORDER BY video_id"
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(video_from_row).collect()
+    }
+
     async fn rewrap_root(
         &self,
         versions: &[VersionRecord],
         access_keys: &[AccessKeyRecord],
+        videos: &[VideoSecretRecord],
         old_check: &[u8],
         new_check: &[u8],
     ) -> Result<(), StoreError> {
@@ -797,6 +1006,29 @@ impl Store for SqliteStore {
             .bind(v.key_id)
             .bind(i64::from(v.version))
             .bind(&v.wrapped)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM kms_video_secrets WHERE wrapped_secret IS NOT NULL",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if stored != i64::try_from(videos.len()).unwrap_or(i64::MAX) {
+            return Err(StoreError::Conflict);
+        }
+        for v in videos {
+            let done = sqlx::query(
+                "UPDATE kms_video_secrets SET wrapped_secret = ?2 \
+                 WHERE video_id = ?1 AND wrapped_secret IS NOT NULL",
+            )
+            .bind(&v.video_id)
+            .bind(&v.wrapped_secret)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

@@ -60,10 +60,15 @@ fn refusal_of(e: KmsError) -> Refusal {
         KeyNotFound | KeyDeleted => err(StatusCode::NOT_FOUND, "Forbidden.KeyNotFound", message),
         AliasExists => err(StatusCode::CONFLICT, "Rejected.AliasExist", message),
         KeyDisabled => err(StatusCode::BAD_REQUEST, "Rejected.Disabled", message),
-        KeyPendingDeletion | InvalidKeyState(_) => err(
+        KeyPendingDeletion | InvalidKeyState(_) | InvalidVideoState(_) => err(
             StatusCode::BAD_REQUEST,
             "Rejected.UnexpectedKeyState",
             message,
+        ),
+        KeyVersionRetired(_) | VideoShredded | VideoPendingShred => err(
+            StatusCode::BAD_REQUEST,
+            "Rejected.UnexpectedKeyState",
+            format!("{}: {message}", e.code()),
         ),
         LimitExceeded(_) => err(StatusCode::BAD_REQUEST, "Rejected.LimitExceeded", message),
         IdempotentParameterMismatch => invalid(message),
@@ -551,6 +556,8 @@ impl Call<'_> {
                             alias: None,
                             description: self.param("Description").map(str::to_owned),
                             rotation_period_days: rotation,
+                            // The clouds' CreateKey has no such option.
+                            per_video_keys: false,
                         },
                     )
                     .await

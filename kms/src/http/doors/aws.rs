@@ -58,7 +58,15 @@ fn refusal_of(e: KmsError) -> Refusal {
         KeyNotFound | KeyDeleted => bad("NotFoundException", message),
         AliasExists => bad("AlreadyExistsException", message),
         KeyDisabled => bad("DisabledException", message),
-        KeyPendingDeletion | InvalidKeyState(_) => bad("KMSInvalidStateException", message),
+        KeyPendingDeletion | InvalidKeyState(_) | InvalidVideoState(_) => {
+            bad("KMSInvalidStateException", message)
+        }
+        // AWS has no per-version or per-video refusal; the state exception
+        // is what an SDK user already handles, and the message names ours.
+        KeyVersionRetired(_) | VideoShredded | VideoPendingShred => bad(
+            "KMSInvalidStateException",
+            format!("{}: {message}", e.code()),
+        ),
         LimitExceeded(_) => bad("LimitExceededException", message),
         IdempotentParameterMismatch => bad("IdempotentParameterMismatchException", message),
         AuditUnavailable | StoreUnavailable(_) => Refusal::new(
@@ -663,6 +671,8 @@ impl Call<'_> {
                             alias: None,
                             description: r.description,
                             rotation_period_days: None,
+                            // The clouds' CreateKey has no such option.
+                            per_video_keys: false,
                         },
                     )
                     .await

@@ -54,9 +54,13 @@ fn refusal_of(e: KmsError) -> Refusal {
         KeyNotFound | KeyDeleted => fail("ResourceUnavailable.CmkNotFound", message),
         AliasExists => fail("InvalidParameterValue.AliasAlreadyExists", message),
         KeyDisabled => fail("ResourceUnavailable.CmkDisabled", message),
-        KeyPendingDeletion | InvalidKeyState(_) => {
+        KeyPendingDeletion | InvalidKeyState(_) | InvalidVideoState(_) => {
             fail("ResourceUnavailable.CmkStateNotSupport", message)
         }
+        KeyVersionRetired(_) | VideoShredded | VideoPendingShred => fail(
+            "ResourceUnavailable.CmkStateNotSupport",
+            format!("{}: {message}", e.code()),
+        ),
         LimitExceeded(_) => fail("LimitExceeded", message),
         IdempotentParameterMismatch => invalid(message),
         AuditUnavailable | StoreUnavailable(_) => {
@@ -408,6 +412,8 @@ impl Call<'_> {
                             alias: Some(format!("alias/{}", r.alias)),
                             description: r.description,
                             rotation_period_days: None,
+                            // The clouds' CreateKey has no such option.
+                            per_video_keys: false,
                         },
                     )
                     .await
