@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 mod admin;
 use vodkms::config;
 mod dev;
+mod rewrap;
 mod secret_env;
 mod transcode;
 

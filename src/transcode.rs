@@ -64,6 +64,9 @@ pub struct DatakeyArgs {
 pub enum HlsCommand {
     /// Encrypt an unencrypted HLS output (media or master playlist) into OUTPUT_DIR.
     Encrypt(Box<EncryptArgs>),
+    /// Re-seal every EDK in ORIGIN_DIR's playlists (and the broker's content
+    /// keys) under the current master key version, so old ones can be retired.
+    Rewrap(Box<crate::rewrap::RewrapArgs>),
 }
 
 #[derive(Args)]
@@ -319,6 +322,7 @@ async fn content_key(args: &DatakeyArgs, kid: &str, data_key: &DataKey) -> Resul
 pub async fn hls(command: HlsCommand) -> Result<()> {
     match command {
         HlsCommand::Encrypt(args) => encrypt(*args).await,
+        HlsCommand::Rewrap(args) => crate::rewrap::rewrap(*args).await,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod keyinfo;
 pub mod keyuri;
 pub mod package;
 pub mod playlist;
+pub mod rewrap;
 pub mod rewrite;
 
 pub use package::{encrypt_hls, DataKey, DataKeySource, EncryptOptions, PackageError};

@@ -378,7 +378,7 @@ fn is_broker_key_uri(uri: &str) -> bool {
     query_param(uri, "Ciphertext").is_some()
 }
 
-fn split_uri(uri: &str) -> (&str, Option<&str>, &str) {
+pub(crate) fn split_uri(uri: &str) -> (&str, Option<&str>, &str) {
     let (rest, fragment) = match uri.find('#') {
         Some(at) => uri.split_at(at),
         None => (uri, ""),
@@ -389,7 +389,7 @@ fn split_uri(uri: &str) -> (&str, Option<&str>, &str) {
     }
 }
 
-fn query_param(uri: &str, wanted: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &str, wanted: &str) -> Option<String> {
     let (_, query, _) = split_uri(uri);
     url::form_urlencoded::parse(query?.as_bytes())
         .find(|(name, _)| name == wanted)

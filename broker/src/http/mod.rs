@@ -406,7 +406,7 @@ pub fn document() -> serde_json::Value {
         Op::new(
             "POST",
             "/v1/content-keys",
-            "Register a CENC content key: its KID, video and EDK (a KMS generate client or an admin)",
+            "Register a CENC content key: its KID, video and EDK (a KMS generate client or an admin); the same KID and video with another EDK of the same key replaces it (a rewrap)",
             Auth::ApiClient,
             Some(schema::<clearkey::RegisterContentKeyRequest>),
             Answer::Json(201, schema::<clearkey::ContentKeyInfo>),
@@ -414,7 +414,7 @@ pub fn document() -> serde_json::Value {
         Op::new(
             "GET",
             "/v1/content-keys",
-            "Registered content keys, all or ?VideoId= (admin)",
+            "Registered content keys, all or ?VideoId= (admin, or a KMS generate client: those of its master keys)",
             Auth::ApiClient,
             None,
             Answer::Json(200, schema::<clearkey::ContentKeysResponse>),

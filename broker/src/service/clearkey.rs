@@ -71,7 +71,8 @@ pub struct Licence {
 
 impl Broker {
     /// Registers a content key. The same KID registered again with the same
-    /// video and EDK is fine (a retried call); with another, refused.
+    /// video and EDK is fine (a retried call); with another EDK of the same
+    /// key (a rewrap) it replaces the stored one; anything else is refused.
     pub async fn register_content_key(
         &self,
         ctx: &RequestContext,
@@ -117,12 +118,40 @@ impl Broker {
                 created_at: self.now(),
             };
             let stored = self.0.store.put_content_key(&wanted).await?;
-            if stored.video_id != wanted.video_id
-                || stored.ciphertext_blob != wanted.ciphertext_blob
-            {
+            if stored.video_id != wanted.video_id {
                 return Err(BrokerError::KidTaken);
             }
-            Ok(stored)
+            if stored.ciphertext_blob == wanted.ciphertext_blob {
+                return Ok(stored);
+            }
+            // The same KID and video with another EDK: a rewrap (the key
+            // re-sealed under a newer master key version) is accepted when
+            // both EDKs open, for this video, to the very same key.
+            let old = Blob::from_text(&stored.ciphertext_blob)
+                .map_err(|e| BrokerError::Internal(format!("a stored EDK is corrupt: {e}")))?;
+            let now = Instant::now();
+            let before = self.key_of(video_id, &old, now).await?;
+            let after = self.key_of(video_id, &blob, now).await?;
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                before.key.expose_secret(),
+                after.key.expose_secret(),
+            )) {
+                return Err(BrokerError::KidTaken);
+            }
+            if !self
+                .0
+                .store
+                .replace_content_key_blob(kid, &stored.ciphertext_blob, &wanted.ciphertext_blob)
+                .await?
+            {
+                // Another rewrap won meanwhile.
+                return Err(BrokerError::KidTaken);
+            }
+            foundation::audit::add_detail(&mut record.detail, "Rewrapped", true);
+            Ok(ContentKeyRecord {
+                ciphertext_blob: wanted.ciphertext_blob,
+                ..stored
+            })
         }
         .await;
         self.end_audit(record, &result);
@@ -141,14 +170,29 @@ impl Broker {
         Ok(videos)
     }
 
-    /// Registered content keys (admin), all or one video's.
+    /// Registered content keys, all or one video's: for an admin, or a
+    /// KMS generate client (`vodkms hls rewrap` re-seals them), which sees
+    /// only those of the master keys it may use. EDKs are not secret.
     pub async fn list_content_keys(
         &self,
         client: &Client,
         video_id: Option<&str>,
     ) -> Result<Vec<ContentKeyRecord>, BrokerError> {
-        client.require_admin()?;
-        Ok(self.0.store.list_content_keys(video_id).await?)
+        let generate = client.0.roles.iter().any(|r| r == "generate");
+        if !generate {
+            client.require_admin()?;
+        }
+        let all = self.0.store.list_content_keys(video_id).await?;
+        Ok(match &client.0.key_ids {
+            None => all,
+            Some(ids) => all
+                .into_iter()
+                .filter(|k| {
+                    Blob::from_text(&k.ciphertext_blob)
+                        .is_ok_and(|b| ids.contains(&b.header.key_id))
+                })
+                .collect(),
+        })
     }
 
     /// Deletes a video's content keys (admin): their licences stop at once

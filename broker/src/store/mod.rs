@@ -48,6 +48,14 @@ pub trait BrokerStore: Send + Sync + 'static {
         &self,
         video_id: Option<&str>,
     ) -> Result<Vec<ContentKeyRecord>, StoreError>;
+    /// Replaces a content key's EDK if it is still `old_blob` (a rewrap
+    /// under another master key version). `true` if replaced.
+    async fn replace_content_key_blob(
+        &self,
+        kid: [u8; 16],
+        old_blob: &str,
+        new_blob: &str,
+    ) -> Result<bool, StoreError>;
     /// Deletes a video's content keys; how many there were.
     async fn delete_content_keys(&self, video_id: &str) -> Result<u64, StoreError>;
 

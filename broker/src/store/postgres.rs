@@ -207,6 +207,24 @@ impl BrokerStore for PgBrokerStore {
         rows.iter().map(content_key_from_row).collect()
     }
 
+    async fn replace_content_key_blob(
+        &self,
+        kid: [u8; 16],
+        old_blob: &str,
+        new_blob: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE broker_content_keys SET ciphertext_blob = $3 WHERE kid = $1 AND ciphertext_blob = $2",
+        )
+        .bind(&kid[..])
+        .bind(old_blob)
+        .bind(new_blob)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_content_keys(
         &self,
         video_id: Option<&str>,
