@@ -104,10 +104,52 @@ async fn clear_key_licences_only_for_entitled_viewers() {
     let keys = listed.ok()["ContentKeys"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["CiphertextBlob"], blob_a.as_str());
+    // A generate client lists them too (to rewrap them); EDKs are not
+    // secret. A decrypt client may not.
+    let listed = b.api.get("/v1/content-keys", &b.kms.generator).await;
+    assert_eq!(listed.ok()["ContentKeys"].as_array().unwrap().len(), 2);
     b.api
-        .get("/v1/content-keys", &b.kms.generator)
+        .get("/v1/content-keys", &b.kms.decryptor)
         .await
         .assert_error(403, "AccessDenied");
+
+    // The same KID and video with another EDK: accepted only when it is
+    // the same key re-sealed (a rewrap), which then replaces the old EDK.
+    let other_key_same_video = b.data_key("film-a").await.1;
+    register(
+        &b,
+        &b.kms.generator,
+        "film-a",
+        &kid_a,
+        &other_key_same_video,
+    )
+    .await
+    .assert_error(409, "KidTaken");
+    let resealed = b
+        .kms
+        .api
+        .post(
+            "/v1/re-encrypt",
+            &b.kms.generator,
+            json!({ "CiphertextBlob": blob_a, "SourceEncryptionContext": { "video_id": "film-a" } }),
+        )
+        .await
+        .ok()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(resealed, blob_a);
+    assert_eq!(
+        register(&b, &b.kms.generator, "film-a", &kid_a, &resealed)
+            .await
+            .status,
+        201
+    );
+    let listed = b.api.get("/v1/content-keys?VideoId=film-a", &admin).await;
+    assert_eq!(
+        listed.ok()["ContentKeys"][0]["CiphertextBlob"],
+        resealed.as_str()
+    );
 
     // An entitled viewer: the W3C answer, with the data key.
     let token_a = b.token("vic", &["film-a"]).await;

@@ -302,6 +302,24 @@ async fn content_keys(s: Arc<dyn BrokerStore>) {
         vec![a, c]
     );
     assert_eq!(s.list_content_keys(None).await.unwrap().len(), 3);
+    // A rewrap replaces the EDK only if it is still the one given.
+    assert!(!s
+        .replace_content_key_blob([2; 16], "EDK-OTHER", "EDK-B2")
+        .await
+        .unwrap());
+    assert!(s
+        .replace_content_key_blob([2; 16], "EDK-B", "EDK-B2")
+        .await
+        .unwrap());
+    assert!(!s
+        .replace_content_key_blob([2; 16], "EDK-B", "EDK-B3")
+        .await
+        .unwrap());
+    let b = ContentKeyRecord {
+        ciphertext_blob: "EDK-B2".into(),
+        ..b
+    };
+    assert_eq!(s.content_keys(&[[2; 16]]).await.unwrap(), vec![b.clone()]);
     assert_eq!(s.delete_content_keys("film-a").await.unwrap(), 2);
     assert_eq!(s.list_content_keys(None).await.unwrap(), vec![b]);
 }
