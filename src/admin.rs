@@ -40,6 +40,10 @@ pub enum KeysCommand {
         /// Rotate automatically every N days.
         #[arg(long)]
         rotation_days: Option<u32>,
+        /// Bind data keys minted for a video (video_id context) to that
+        /// video's secret, so `vodkms videos shred` can crypto-shred it.
+        #[arg(long)]
+        per_video_keys: bool,
     },
     /// List master keys.
     List,
@@ -67,6 +71,33 @@ pub enum KeysCommand {
     CancelDeletion {
         key: String,
     },
+    /// Refuse EDKs of versions below MIN (KeyVersionRetired); a lower MIN
+    /// (1) brings them back. Rewrap published EDKs first (vodkms hls rewrap).
+    RetireVersions {
+        key: String,
+        min: u32,
+    },
+    /// Decrypts per version over the last DAYS days: is retiring safe?
+    Usage {
+        key: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VideosCommand {
+    /// A video's crypto-shred state.
+    Show { video: String },
+    /// Crypto-shred a video: its per-video keys are refused at once, and
+    /// after WINDOW days (0: now) can never be decrypted again.
+    Shred {
+        video: String,
+        #[arg(long, default_value_t = 7)]
+        window_days: u32,
+    },
+    /// Cancel a scheduled shred before its date.
+    CancelShred { video: String },
 }
 
 #[derive(Subcommand)]
@@ -347,9 +378,11 @@ async fn keys_inner(t: &Target, cmd: KeysCommand) -> Result<(), Failure> {
             alias,
             description,
             rotation_days,
+            per_video_keys,
         } => {
             let body = json!({
                 "Alias": alias, "Description": description, "RotationPeriodInDays": rotation_days,
+                "PerVideoKeys": per_video_keys.then_some(true),
             });
             let body = strip_nulls(body);
             (
@@ -385,6 +418,37 @@ async fn keys_inner(t: &Target, cmd: KeysCommand) -> Result<(), Failure> {
             "cancel deletion",
             action(&c, &key, "cancel-deletion", json!({})).await?,
         ),
+        KeysCommand::RetireVersions { key, min } => (
+            "retire versions",
+            action(
+                &c,
+                &key,
+                "retire-versions",
+                json!({ "MinDecryptionVersion": min }),
+            )
+            .await?,
+        ),
+        KeysCommand::Usage { key, days } => {
+            // One segment (alias%2FNAME): `/v1/keys/alias/...` paths name
+            // aliases, which may contain slashes themselves.
+            let key = seg(&key).replace('/', "%2F");
+            let path = format!("/v1/keys/{key}/version-usage?Days={days}");
+            let v = call(&c, "version usage", Method::GET, &path, None).await?;
+            return print(t, &v, |v| {
+                let mut out = String::from("VERSION  RETIRED  DECRYPTS  REFUSED  LAST DECRYPT\n");
+                for e in v["Versions"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "{:<8} {:<8} {:<9} {:<8} {}\n",
+                        e["KeyVersionId"],
+                        e["Retired"],
+                        e["Decrypts"],
+                        e["RefusedAsRetired"],
+                        e["LastDecrypt"].as_str().unwrap_or("-"),
+                    ));
+                }
+                out
+            });
+        }
     };
     let _ = what;
     print(t, &answer, |v| {
@@ -399,6 +463,32 @@ async fn keys_inner(t: &Target, cmd: KeysCommand) -> Result<(), Failure> {
 async fn action(c: &KmsClient, key: &str, action: &str, body: Value) -> Result<Value, Failure> {
     let path = format!("/v1/keys/{}/{action}", seg(key));
     call(c, action, Method::POST, &path, Some(body)).await
+}
+
+pub async fn videos(t: Target, cmd: VideosCommand) -> ExitCode {
+    finish(videos_inner(&t, cmd).await)
+}
+
+async fn videos_inner(t: &Target, cmd: VideosCommand) -> Result<(), Failure> {
+    let c = kms(t)?;
+    let answer = match cmd {
+        VideosCommand::Show { video } => {
+            let path = format!("/v1/videos/{}", seg(&video));
+            call(&c, "show video", Method::GET, &path, None).await?
+        }
+        VideosCommand::Shred { video, window_days } => {
+            let path = format!(
+                "/v1/videos/{}?PendingWindowInDays={window_days}",
+                seg(&video)
+            );
+            call(&c, "shred video", Method::DELETE, &path, None).await?
+        }
+        VideosCommand::CancelShred { video } => {
+            let path = format!("/v1/videos/{}/cancel-shred", seg(&video));
+            call(&c, "cancel shred", Method::POST, &path, Some(json!({}))).await?
+        }
+    };
+    print(t, &answer, fields)
 }
 
 pub async fn clients(t: Target, cmd: ClientsCommand) -> ExitCode {

@@ -79,12 +79,21 @@ enum Command {
     /// Everything in one process for trying vodkms out: KMS, broker and a
     /// /demo page on one address, state in ./vodkms-data (SQLite). Not for production.
     Dev(dev::DevArgs),
-    /// Master keys: create, list, show, rotate, disable, enable, schedule or cancel deletion.
+    /// Master keys: create, list, show, rotate, disable, enable, schedule or
+    /// cancel deletion, retire old versions and see their usage.
     Keys {
         #[command(flatten)]
         target: admin::Target,
         #[command(subcommand)]
         command: admin::KeysCommand,
+    },
+    /// Videos' crypto-shredding (keys created with --per-video-keys): show,
+    /// shred, cancel-shred.
+    Videos {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::VideosCommand,
     },
     /// API clients of the KMS: create, list, revoke.
     Clients {
@@ -969,6 +978,7 @@ async fn run(warnings: Vec<String>, one_core: bool) -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Keys { target, command } => return admin::keys(target, command).await,
+        Command::Videos { target, command } => return admin::videos(target, command).await,
         Command::Clients { target, command } => return admin::clients(target, command).await,
         Command::Viewers { target, command } => return admin::viewers(target, command).await,
         Command::Tokens { target, command } => return admin::tokens(target, command).await,

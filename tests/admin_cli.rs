@@ -95,6 +95,44 @@ async fn the_whole_key_lifecycle_and_the_rest_from_the_cli() {
     );
     let shown = cli.json(admin, &["keys", "show", &key_id]);
     assert_eq!(shown["CurrentKeyVersionId"], 2);
+    // Retiring version 1, its usage report, and the undo.
+    let retired = cli.json(admin, &["keys", "retire-versions", "alias/cli", "2"]);
+    assert_eq!(retired["MinDecryptionVersion"], 2);
+    let usage = cli.json(admin, &["keys", "usage", "alias/cli", "--days", "7"]);
+    assert_eq!(usage["Versions"][0]["Retired"], true);
+    assert_eq!(usage["Versions"][1]["Retired"], false);
+    let table = cli.run(admin, &["keys", "usage", "alias/cli"], None);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("RETIRED"));
+    let (code, err) = cli.fails(admin, &["keys", "retire-versions", "alias/cli", "3"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("MinDecryptionVersion"), "{err}");
+    let back = cli.json(admin, &["keys", "retire-versions", "alias/cli", "1"]);
+    assert_eq!(back["MinDecryptionVersion"], 1);
+    // A per-video key and a video's shred, scheduled and cancelled.
+    let pv = cli.json(
+        admin,
+        &[
+            "keys",
+            "create",
+            "--alias",
+            "alias/cli-pv",
+            "--per-video-keys",
+        ],
+    );
+    assert_eq!(pv["PerVideoKeys"], true);
+    let shred = cli.json(
+        admin,
+        &["videos", "shred", "cli-film", "--window-days", "5"],
+    );
+    assert_eq!(shred["State"], "PendingShred");
+    assert_eq!(
+        cli.json(admin, &["videos", "cancel-shred", "cli-film"])["State"],
+        "Active"
+    );
+    assert_eq!(
+        cli.json(admin, &["videos", "show", "cli-film"])["State"],
+        "Active"
+    );
     assert_eq!(
         cli.json(admin, &["keys", "disable", "alias/cli"])["KeyState"],
         "Disabled"
