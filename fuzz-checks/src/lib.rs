@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("key_query", key_query),
     ("page_origin", page_origin),
     ("playback_token", playback_token),
+    ("playlist_rewrap", playlist_rewrap),
     ("playlist_tokens", playlist_tokens),
     ("url_path", url_path),
 ];
@@ -219,6 +220,38 @@ pub fn playlist_tokens(data: &[u8]) {
         let out = template.render("T0KEN");
         assert!(out.matches("T0KEN").count() >= template.media_playlists.len());
     }
+}
+
+/// Playlists `vodkms hls rewrap` reads: never a panic; replacing every
+/// EDK found replaces exactly those key URIs, leaves the rest of the text
+/// as it was, and finds the new EDKs (and no old one) afterwards.
+pub fn playlist_rewrap(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    let Ok(found) = hls::rewrap::playlist_keys(text) else {
+        return;
+    };
+    let map: std::collections::HashMap<String, String> = found
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.ciphertext_blob.clone(), format!("NEW{i}")))
+        .collect();
+    let (out, changed) = hls::rewrap::replace_key_blobs(text, &map).unwrap();
+    if map.is_empty() {
+        assert_eq!(changed, 0);
+        return;
+    }
+    assert!(changed >= 1);
+    let again = hls::rewrap::playlist_keys(&out).unwrap();
+    for k in &again.keys {
+        assert!(
+            !map.contains_key(&k.ciphertext_blob) || map.values().any(|v| *v == k.ciphertext_blob),
+            "an old EDK survived: {k:?}"
+        );
+    }
+    // Idempotent: nothing left to replace.
+    let (_, changed) = hls::rewrap::replace_key_blobs(&out, &map).unwrap();
+    assert_eq!(changed, 0);
 }
 
 /// The cloud doors' signature parsers and verifiers (AWS SigV4, Tencent TC3,

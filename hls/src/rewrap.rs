@@ -71,7 +71,7 @@ pub fn replace_key_blobs(
         }
         let mut attrs = Attributes::parse(value.unwrap_or_default())
             .map_err(|e| PlaylistError::new(i + 1, e))?;
-        let Some(uri) = attrs.get("URI") else {
+        let Some(uri) = attrs.get("URI").filter(|u| quotable(u)) else {
             continue;
         };
         let Some(new_uri) = replace_blob_param(uri, new_blobs) else {
@@ -89,27 +89,36 @@ pub fn replace_key_blobs(
     Ok((playlist.render(), changed))
 }
 
+/// A URI that can be written back as a quoted string: an unquoted value
+/// holding `"` is no key URI any player reads, and is left alone.
+fn quotable(uri: &str) -> bool {
+    !uri.contains('"')
+}
+
 /// `uri` with its `Ciphertext` value swapped for the mapped one, if any.
 fn replace_blob_param(uri: &str, new_blobs: &HashMap<String, String>) -> Option<String> {
     let (base, query, fragment) = split_uri(uri);
     let query = query?;
     let mut replaced = false;
+    // Only the first `Ciphertext` counts, as for the broker reading it.
+    let mut first = true;
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| {
-            let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
-            if name != "Ciphertext" || replaced {
+            // Names and values as the broker reads them: form-decoded.
+            let (name, value) = url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .unwrap_or_default();
+            if name != "Ciphertext" || !first {
                 return pair.to_owned();
             }
-            let value: String = url::form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_else(|| raw.to_owned());
+            first = false;
             match new_blobs.get(&value) {
                 // New EDKs are base64url: nothing in them needs escaping.
                 Some(new) => {
                     replaced = true;
-                    format!("{name}={new}")
+                    format!("Ciphertext={new}")
                 }
                 None => pair.to_owned(),
             }
@@ -128,7 +137,7 @@ fn for_each_key_uri(playlist: &Playlist<'_>, mut f: impl FnMut(&str)) -> Result<
         }
         let attrs = Attributes::parse(value.unwrap_or_default())
             .map_err(|e| PlaylistError::new(i + 1, e))?;
-        if let Some(uri) = attrs.get("URI") {
+        if let Some(uri) = attrs.get("URI").filter(|u| quotable(u)) {
             f(uri);
         }
     }
