@@ -342,9 +342,10 @@ impl Rewrapper {
         }
         // Each replacement waits on two fsyncs; several at once share the
         // file system's journal commits (about 3x faster on this machine).
-        for group in writes.chunks(PARALLEL_WRITES) {
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
             let mut set = tokio::task::JoinSet::new();
-            for (path, text) in group.iter().cloned() {
+            for (path, text) in writes.by_ref().take(PARALLEL_WRITES) {
                 set.spawn_blocking(move || replace_atomically(&path, &text));
             }
             while let Some(done) = set.join_next().await {
