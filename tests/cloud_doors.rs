@@ -14,7 +14,7 @@
 mod common;
 
 use chrono::Utc;
-use common::cloud::{alibaba_rpc, aws_request, host, tencent_request};
+use common::cloud::{alibaba_rpc, aws_request, client_with_key, host, tencent_request};
 use common::{eventually, KmsProcess, Reply, Setup};
 use serde_json::{json, Value};
 
@@ -28,35 +28,6 @@ fn sdk_python() -> String {
         );
         p.to_owned()
     })
-}
-
-/// A client of `roles` (limited to `keys` if given) with an access key.
-async fn client_with_key(
-    s: &Setup,
-    roles: &[&str],
-    keys: Option<Vec<&str>>,
-) -> (String, String, String) {
-    let mut body = json!({ "Name": format!("sdk-{}", roles.join("-")), "Roles": roles });
-    if let Some(k) = keys {
-        body["KeyIds"] = json!(k);
-    }
-    let r = s.api.post("/v1/clients", &s.admin, body).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let client = r.body["ClientId"].as_str().unwrap().to_owned();
-    let r = s
-        .api
-        .post(
-            &format!("/v1/clients/{client}/access-keys"),
-            &s.admin,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    (
-        client,
-        r.body["AccessKeyId"].as_str().unwrap().to_owned(),
-        r.body["SecretAccessKey"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ mod common;
 use base64::Engine as _;
 use chrono::Utc;
 use common::brokers::{q, BrokerSetup};
-use common::cloud::{alibaba_rpc, aws_request, tencent_request};
+use common::cloud::{alibaba_rpc, aws_request, client_with_key, tencent_request};
 use common::{eventually, Setup};
 use serde_json::{json, Value};
 
@@ -181,31 +181,6 @@ async fn batch_re_encrypt_answers_every_item_on_its_own() {
         .assert_error(400, "MalformedRequest");
 }
 
-/// An access key (id, secret) for a new client with these roles.
-async fn access_key(s: &Setup, roles: &[&str]) -> (String, String) {
-    let r = s
-        .api
-        .post(
-            "/v1/clients",
-            &s.admin,
-            json!({ "Name": "door", "Roles": roles }),
-        )
-        .await;
-    let client = r.ok()["ClientId"].as_str().unwrap().to_owned();
-    let r = s
-        .api
-        .post(
-            &format!("/v1/clients/{client}/access-keys"),
-            &s.admin,
-            json!({}),
-        )
-        .await;
-    (
-        r.body["AccessKeyId"].as_str().unwrap().to_owned(),
-        r.body["SecretAccessKey"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Decrypt through each cloud door: (AWS, Alibaba, Tencent) answers as
 /// `(ok, error code, message)`.
 async fn door_decrypts(
@@ -308,8 +283,8 @@ async fn a_shredded_video_fails_everywhere_while_its_neighbours_play() {
         .await
         .assert_error(400, "InvalidCiphertext");
 
-    let door_key = access_key(s, &["decrypt"]).await;
-    let key = (door_key.0.as_str(), door_key.1.as_str());
+    let (_, door_id, door_secret) = client_with_key(s, &["decrypt"], None).await;
+    let key = (door_id.as_str(), door_secret.as_str());
     for (ok, why) in door_decrypts(s, key, &doomed, "doomed").await {
         assert!(ok, "{why}");
     }

@@ -6,10 +6,7 @@
 use std::collections::HashMap;
 
 use crate::playlist::{Attributes, Line, Playlist, PlaylistError};
-use crate::rewrite::{query_param, split_uri};
-
-/// Tags whose URI attribute names a key.
-const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
+use crate::rewrite::{for_each_key_uri, query_param, split_uri, KEY_TAGS};
 
 /// One broker key URI's video and EDK (as written).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,6 +30,9 @@ pub fn playlist_keys(text: &str) -> Result<PlaylistKeys, PlaylistError> {
     let playlist = Playlist::parse(text)?;
     let mut out = PlaylistKeys::default();
     for_each_key_uri(&playlist, |uri| {
+        if !quotable(uri) {
+            return;
+        }
         let Some(blob) = query_param(uri, "Ciphertext") else {
             return;
         };
@@ -125,23 +125,6 @@ fn replace_blob_param(uri: &str, new_blobs: &HashMap<String, String>) -> Option<
         })
         .collect();
     replaced.then(|| format!("{base}?{}{fragment}", pairs.join("&")))
-}
-
-fn for_each_key_uri(playlist: &Playlist<'_>, mut f: impl FnMut(&str)) -> Result<(), PlaylistError> {
-    for (i, line) in playlist.lines.iter().enumerate() {
-        let Line::Tag { name, value } = line else {
-            continue;
-        };
-        if !KEY_TAGS.contains(name) {
-            continue;
-        }
-        let attrs = Attributes::parse(value.unwrap_or_default())
-            .map_err(|e| PlaylistError::new(i + 1, e))?;
-        if let Some(uri) = attrs.get("URI").filter(|u| quotable(u)) {
-            f(uri);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

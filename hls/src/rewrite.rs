@@ -10,7 +10,7 @@ use crate::playlist::{Attributes, Kind, Line, Playlist, PlaylistError};
 const TOKEN_PARAMS: &[&str] = &["token", "MtsHlsUriToken"];
 
 /// Tags whose URI attribute names a key.
-const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
+pub(crate) const KEY_TAGS: &[&str] = &["EXT-X-KEY", "EXT-X-SESSION-KEY"];
 /// Master tags whose URI attribute names a media playlist.
 const PLAYLIST_TAGS: &[&str] = &["EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"];
 
@@ -18,6 +18,27 @@ const PLAYLIST_TAGS: &[&str] = &["EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"];
 /// the playlist names, each once. Key URIs without a `vid` add none.
 pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistError> {
     let mut out: Vec<String> = Vec::new();
+    for_each_key_uri(playlist, |uri| {
+        if !is_broker_key_uri(uri) {
+            return;
+        }
+        // Alibaba-style key URIs name no video: the token names it, and the
+        // key request checks it.
+        let Some(vid) = query_param(uri, "vid") else {
+            return;
+        };
+        if !out.contains(&vid) {
+            out.push(vid);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with the URI of every key tag (`EXT-X-KEY`, `EXT-X-SESSION-KEY`).
+pub(crate) fn for_each_key_uri(
+    playlist: &Playlist<'_>,
+    mut f: impl FnMut(&str),
+) -> Result<(), PlaylistError> {
     for (i, line) in playlist.lines.iter().enumerate() {
         let Line::Tag { name, value } = line else {
             continue;
@@ -27,22 +48,11 @@ pub fn key_video_ids(playlist: &Playlist<'_>) -> Result<Vec<String>, PlaylistErr
         }
         let attrs = Attributes::parse(value.unwrap_or_default())
             .map_err(|e| PlaylistError::new(i + 1, e))?;
-        let Some(uri) = attrs.get("URI") else {
-            continue;
-        };
-        if !is_broker_key_uri(uri) {
-            continue;
-        }
-        // Alibaba-style key URIs name no video: the token names it, and the
-        // key request checks it.
-        let Some(vid) = query_param(uri, "vid") else {
-            continue;
-        };
-        if !out.contains(&vid) {
-            out.push(vid);
+        if let Some(uri) = attrs.get("URI") {
+            f(uri);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The broker's own key endpoints: the only places a viewer's token is sent.

@@ -3,7 +3,7 @@
 //! tampering.
 
 use chrono::Utc;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Api;
 
@@ -133,4 +133,33 @@ pub fn tencent_request(
         .header("x-tc-version", "2019-01-18")
         .header("x-tc-region", "ap-guangzhou")
         .header("authorization", auth)
+}
+
+/// A client of `roles` (limited to `keys` if given) with an access key.
+pub async fn client_with_key(
+    s: &super::Setup,
+    roles: &[&str],
+    keys: Option<Vec<&str>>,
+) -> (String, String, String) {
+    let mut body = json!({ "Name": format!("sdk-{}", roles.join("-")), "Roles": roles });
+    if let Some(k) = keys {
+        body["KeyIds"] = json!(k);
+    }
+    let r = s.api.post("/v1/clients", &s.admin, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let client = r.body["ClientId"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &format!("/v1/clients/{client}/access-keys"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    (
+        client,
+        r.body["AccessKeyId"].as_str().unwrap().to_owned(),
+        r.body["SecretAccessKey"].as_str().unwrap().to_owned(),
+    )
 }

@@ -88,6 +88,28 @@ async fn changed_one(
     Ok(done.rows_affected() == 1)
 }
 
+/// Runs a guarded UPDATE of key `id`; if it changed the key, announces the
+/// change and commits, returning the key as it is now. `None`: unchanged.
+async fn change_key(
+    mut tx: Transaction<'_, Postgres>,
+    guarded: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    id: Uuid,
+) -> Result<Option<KeyRecord>, StoreError> {
+    if !changed_one(&mut tx, guarded).await? {
+        return Ok(None);
+    }
+    notify(&mut tx, Change::Key(id)).await?;
+    let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let record = key_from_row(&row)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Some(record))
+}
+
 fn parse_change(payload: &str) -> Change {
     let parsed = match payload.split_once(':') {
         Some(("key", id)) => Uuid::parse_str(id).ok().map(Change::Key),
@@ -340,7 +362,7 @@ impl Store for PgStore {
         deletion_date: Option<DateTime<Utc>>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let tx = self.pool.begin().await.map_err(map_err)?;
         let guarded = sqlx::query(
             "UPDATE keys SET state = $2, deletion_date = $3 WHERE id = $1 AND state = ANY($4)",
         )
@@ -348,19 +370,7 @@ impl Store for PgStore {
         .bind(to.as_str())
         .bind(deletion_date)
         .bind(&from);
-        if !changed_one(&mut tx, guarded).await? {
-            return Ok(None);
-        }
-        notify(&mut tx, Change::Key(id)).await?;
-        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let record = key_from_row(&row)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(record))
+        change_key(tx, guarded, id).await
     }
 
     async fn reserve_encryptions(
@@ -785,26 +795,14 @@ impl Store for PgStore {
         id: Uuid,
         min: u32,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let tx = self.pool.begin().await.map_err(map_err)?;
         let guarded = sqlx::query(
             "UPDATE keys SET min_decryption_version = $2 \
              WHERE id = $1 AND $2 >= 1 AND $2 <= primary_version AND state <> 'Deleted'",
         )
         .bind(id)
         .bind(to_i32(min)?);
-        if !changed_one(&mut tx, guarded).await? {
-            return Ok(None);
-        }
-        notify(&mut tx, Change::Key(id)).await?;
-        let sql = format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let record = key_from_row(&row)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(record))
+        change_key(tx, guarded, id).await
     }
 
     async fn version_usage(

@@ -183,6 +183,28 @@ async fn select_key(
     row.as_ref().map(key_from_row).transpose()
 }
 
+impl SqliteStore {
+    /// After a guarded UPDATE of key `id` in `tx`: if it changed the key
+    /// (`rows` is 1), commits, announces the change and returns the key as
+    /// it is now. `None`: unchanged.
+    async fn key_changed(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        rows: u64,
+        id: Uuid,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        if rows != 1 {
+            return Ok(None);
+        }
+        let record = select_key(&mut *tx, id)
+            .await?
+            .ok_or_else(|| corrupt("keys"))?;
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send(Change::Key(id));
+        Ok(Some(record))
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -330,15 +352,7 @@ impl Store for SqliteStore {
         }
         q.push(")");
         let done = q.build().execute(&mut *tx).await.map_err(map_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let record = select_key(&mut *tx, id)
-            .await?
-            .ok_or_else(|| corrupt("keys"))?;
-        tx.commit().await.map_err(map_err)?;
-        self.changes.send(Change::Key(id));
-        Ok(Some(record))
+        self.key_changed(tx, done.rows_affected(), id).await
     }
 
     async fn reserve_encryptions(
@@ -794,15 +808,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let record = select_key(&mut *tx, id)
-            .await?
-            .ok_or_else(|| corrupt("keys"))?;
-        tx.commit().await.map_err(map_err)?;
-        self.changes.send(Change::Key(id));
-        Ok(Some(record))
+        self.key_changed(tx, done.rows_affected(), id).await
     }
 
     async fn version_usage(
