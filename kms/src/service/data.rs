@@ -486,14 +486,15 @@ impl Kms {
             || KmsError::InvalidCiphertext(crate::crypto::BlobError::AuthenticationFailed);
         let key = self.load_key(blob.header.key_id).await?;
         Self::require_usable(key.record.state)?;
-        let min = key.record.min_decryption_version;
-        if blob.header.version < min {
-            return Err(KmsError::KeyVersionRetired(min));
-        }
+        // A version the key never had is a bad ciphertext, not a retired one.
         let version = key
             .versions
             .get(&blob.header.version)
             .ok_or_else(unauthentic)?;
+        let min = key.record.min_decryption_version;
+        if blob.header.version < min {
+            return Err(KmsError::KeyVersionRetired(min));
+        }
         if !blob.header.per_video {
             return Ok(blob.open(version, context)?);
         }
