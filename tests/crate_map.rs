@@ -84,6 +84,12 @@ fn the_wire_contract_and_the_foundation_stay_below_the_servers() {
 }
 
 #[test]
+fn the_audit_chain_rules_stand_alone() {
+    let deps = workspace_deps("audit-chain");
+    assert!(deps.is_empty(), "audit-chain depends on {deps:?}");
+}
+
+#[test]
 fn the_signature_verifiers_stand_alone() {
     let deps = workspace_deps("cloudsig");
     assert!(deps.is_empty(), "cloudsig depends on {deps:?}");

@@ -16,6 +16,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target, by the name of its seed folder and its fuzz binary.
 pub const TARGETS: &[(&str, Check)] = &[
+    ("audit_key_text", audit_key_text),
     ("blob_text", blob_text),
     ("cenc_segment", cenc_segment),
     ("clear_key_request", clear_key_request),
@@ -219,6 +220,23 @@ pub fn playlist_tokens(data: &[u8]) {
     ) {
         let out = template.render("T0KEN");
         assert!(out.matches("T0KEN").count() >= template.media_playlists.len());
+    }
+}
+
+/// The audit signing and public key files (PEM or base64) and off-box
+/// checkpoint lines: never a panic; a signing key read gives a public key
+/// that reads back the same; a checkpoint read never verifies under a key
+/// that did not sign it.
+pub fn audit_key_text(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    if let Ok(key) = audit_chain::SigningKey::from_text(text) {
+        let public = audit_chain::verifying_key_from_text(&key.public_pem()).unwrap();
+        assert_eq!(public, key.verifying_key());
+    }
+    let _ = audit_chain::verifying_key_from_text(text);
+    if let Ok(cp) = serde_json::from_str::<audit_chain::Checkpoint>(text) {
+        let stranger = audit_chain::SigningKey::from_seed(&[0x5a; 32]);
+        assert!(!cp.verify(&stranger.verifying_key()) || cp.signature.is_empty());
     }
 }
 

@@ -1,0 +1,488 @@
+//! Tamper-evident audit trails (DESIGN.md, "Tamper-evident audit").
+//!
+//! Each writer process chains the records it writes: record `seq` of writer
+//! `w` stores `hash = SHA-256(domain ‖ w ‖ seq ‖ prev ‖ canonical record)`,
+//! where `prev` is the hash of record `seq - 1` (zeros for the first). Every
+//! so often the writer signs a checkpoint of its head with an Ed25519 key
+//! that never enters the database, chained to its previous checkpoint.
+//! Anyone with database write access can still edit rows, but not without
+//! breaking a hash, a link, or a signed head: [`verify`] finds which.
+//!
+//! Pure: hashing, signing and the verifier's rules. Reading rows and
+//! checkpoints is the stores' and the CLI's job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signer as _, Verifier as _};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use ed25519_dalek::VerifyingKey;
+
+/// The `prev` of a writer's first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+const ROW_DOMAIN: &[u8] = b"vodkms/audit-chain/v1/row";
+const CHECKPOINT_DOMAIN: &[u8] = b"vodkms/audit-chain/v1/checkpoint";
+/// PKCS#8 v1 and SPKI prefixes of an Ed25519 key (RFC 8410), before the 32
+/// key bytes: what `openssl genpkey -algorithm ed25519` writes.
+const PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// A record's place in its writer's chain, stored beside the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub writer: Uuid,
+    /// 1, 2, 3, … within the writer.
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// The hash of record `seq` of `writer`: binds its place, its predecessor
+/// and its content.
+pub fn row_hash(writer: Uuid, seq: u64, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(ROW_DOMAIN);
+    h.update(writer.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(prev);
+    h.update(canonical);
+    h.finalize().into()
+}
+
+/// One writer's chain as it grows (held by the process's audit writer).
+#[derive(Debug, Clone)]
+pub struct Chain {
+    writer: Uuid,
+    seq: u64,
+    head: [u8; 32],
+}
+
+impl Chain {
+    pub fn new(writer: Uuid) -> Self {
+        Self {
+            writer,
+            seq: 0,
+            head: GENESIS,
+        }
+    }
+
+    pub fn writer(&self) -> Uuid {
+        self.writer
+    }
+
+    /// The next record's link.
+    pub fn append(&mut self, canonical: &[u8]) -> Link {
+        let seq = self.seq + 1;
+        let prev = self.head;
+        let hash = row_hash(self.writer, seq, &prev, canonical);
+        self.seq = seq;
+        self.head = hash;
+        Link {
+            writer: self.writer,
+            seq,
+            prev,
+            hash,
+        }
+    }
+
+    /// `(seq, hash)` of the newest record (`(0, GENESIS)` before any).
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        (self.seq, self.head)
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace: the same
+/// bytes for the same record, however a database stored and returned it.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let ordered: BTreeMap<&String, serde_json::Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(
+                    ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sorted(value)).unwrap_or_default()
+}
+
+/// A signed statement of a writer's head: "record `seq` of `writer` hashes
+/// to `head`", chained to the writer's previous checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Checkpoint {
+    /// `kms` or `broker`: which audit trail.
+    pub trail: String,
+    pub writer: Uuid,
+    /// 1, 2, 3, … within the writer.
+    pub number: u64,
+    /// The head's seq (0: no record yet).
+    pub seq: u64,
+    /// The head's hash, hex.
+    pub head: String,
+    pub time: DateTime<Utc>,
+    /// The previous checkpoint's signature (`None` for the first).
+    pub prev_signature: Option<String>,
+    /// Ed25519 over the other fields, base64.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// What is signed: every field but the signature, canonically.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let body = serde_json::json!({
+            "Trail": self.trail,
+            "Writer": self.writer,
+            "Number": self.number,
+            "Seq": self.seq,
+            "Head": self.head,
+            "Time": self.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "PrevSignature": self.prev_signature,
+        });
+        [CHECKPOINT_DOMAIN, &canonical_json(&body)].concat()
+    }
+
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        let Some(sig) = decode_b64(&self.signature) else {
+            return false;
+        };
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(&sig) else {
+            return false;
+        };
+        key.verify(&self.signed_bytes(), &sig).is_ok()
+    }
+}
+
+fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The audit signing key: held by the writer processes only (read from
+/// `VODKMS_AUDIT_SIGNING_KEY_FILE`), never stored in the database.
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey([REDACTED])")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the audit signing key must be an Ed25519 PEM `PRIVATE KEY` (openssl genpkey -algorithm ed25519) or 32 bytes in base64")]
+    BadSigningKey,
+    #[error("the audit public key must be an Ed25519 PEM `PUBLIC KEY` (openssl pkey -pubout) or 32 bytes in base64")]
+    BadPublicKey,
+}
+
+/// The body of a PEM block labelled `label`, or the text itself, decoded.
+fn pem_or_base64(text: &str, label: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let text = text.trim();
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let body = match text.strip_prefix(begin.as_str()) {
+        Some(rest) => rest.trim_end().strip_suffix(end.as_str())?,
+        None => text,
+    };
+    let compact: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(body.split_whitespace().collect());
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(compact.as_bytes()))
+        .ok()
+        .map(zeroize::Zeroizing::new)
+}
+
+impl SigningKey {
+    /// PEM PKCS#8 (`PRIVATE KEY`) or base64 of the 32-byte seed.
+    pub fn from_text(text: &str) -> Result<Self, KeyError> {
+        let der = pem_or_base64(text, "PRIVATE KEY").ok_or(KeyError::BadSigningKey)?;
+        let seed = match der.len() {
+            32 => &der[..],
+            48 if der.starts_with(&PKCS8_PREFIX) => &der[16..],
+            _ => return Err(KeyError::BadSigningKey),
+        };
+        let seed: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(seed.try_into().map_err(|_| KeyError::BadSigningKey)?);
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    /// The public key as PEM SPKI, for `vodkms audit verify --public-key`.
+    pub fn public_pem(&self) -> String {
+        let der = [&SPKI_PREFIX[..], self.verifying_key().as_bytes()].concat();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        )
+    }
+
+    /// A signed checkpoint of `chain`'s head, after `previous` (this
+    /// writer's last checkpoint, if any).
+    pub fn checkpoint(
+        &self,
+        trail: &str,
+        chain: &Chain,
+        previous: Option<&Checkpoint>,
+        time: DateTime<Utc>,
+    ) -> Checkpoint {
+        let (seq, head) = chain.head();
+        let mut cp = Checkpoint {
+            trail: trail.to_owned(),
+            writer: chain.writer(),
+            number: previous.map_or(1, |p| p.number + 1),
+            seq,
+            head: hex(&head),
+            // Stored with microseconds: sign what will be read back.
+            time: DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time),
+            prev_signature: previous.map(|p| p.signature.clone()),
+            signature: String::new(),
+        };
+        let sig = self.0.sign(&cp.signed_bytes());
+        cp.signature = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+        cp
+    }
+}
+
+/// PEM SPKI (`PUBLIC KEY`) or base64 of the 32 raw bytes.
+pub fn verifying_key_from_text(text: &str) -> Result<VerifyingKey, KeyError> {
+    let der = pem_or_base64(text, "PUBLIC KEY").ok_or(KeyError::BadPublicKey)?;
+    let raw = match der.len() {
+        32 => &der[..],
+        44 if der.starts_with(&SPKI_PREFIX) => &der[12..],
+        _ => return Err(KeyError::BadPublicKey),
+    };
+    let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyError::BadPublicKey)?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::BadPublicKey)
+}
+
+/// A stored record as the verifier reads it back.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub link: Link,
+    /// The record's canonical bytes, rebuilt from what is stored.
+    pub canonical: Vec<u8>,
+    /// How to name the record to a human (its id).
+    pub id: String,
+}
+
+/// The first thing found wrong, naming the record or checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The record's content no longer hashes to its stored hash.
+    Edited { writer: Uuid, seq: u64, id: String },
+    /// The record does not follow the one before it (records were
+    /// deleted, reordered or inserted).
+    BrokenLink { writer: Uuid, seq: u64, id: String },
+    /// Two records claim one place in a chain.
+    Fork { writer: Uuid, seq: u64 },
+    /// Records are missing between two that remain.
+    Gap { writer: Uuid, after: u64, next: u64 },
+    /// A checkpoint's signature does not verify under the public key.
+    BadSignature { writer: Uuid, number: u64 },
+    /// Checkpoints of a writer are missing, or do not chain.
+    CheckpointChain { writer: Uuid, number: u64 },
+    /// A signed head names a record that is gone (the newest were deleted).
+    Truncated {
+        writer: Uuid,
+        signed_seq: u64,
+        last_seq: u64,
+    },
+    /// The record at a signed head is not the one that was signed (the
+    /// chain was replaced by a recomputed one).
+    HeadMismatch { writer: Uuid, seq: u64, id: String },
+    /// The off-box copy holds a checkpoint the database lacks or differs on.
+    CopyMismatch { writer: Uuid, number: u64 },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Edited { writer, seq, id } => write!(f, "record {id} (writer {writer}, seq {seq}) was edited: its content does not match its hash"),
+            Self::BrokenLink { writer, seq, id } => write!(f, "record {id} (writer {writer}, seq {seq}) does not follow the record before it: records were deleted, reordered or inserted"),
+            Self::Fork { writer, seq } => write!(f, "two records claim writer {writer}, seq {seq}"),
+            Self::Gap { writer, after, next } => write!(f, "records of writer {writer} between seq {after} and {next} are missing"),
+            Self::BadSignature { writer, number } => write!(f, "checkpoint {number} of writer {writer} has a bad signature"),
+            Self::CheckpointChain { writer, number } => write!(f, "checkpoint {number} of writer {writer} does not follow the checkpoint before it (checkpoints missing or altered)"),
+            Self::Truncated { writer, signed_seq, last_seq } => write!(f, "writer {writer}'s signed head is seq {signed_seq}, but its newest record is seq {last_seq}: the newest records were deleted"),
+            Self::HeadMismatch { writer, seq, id } => write!(f, "record {id} (writer {writer}, seq {seq}) is not the record its checkpoint signed: the chain was rewritten"),
+            Self::CopyMismatch { writer, number } => write!(f, "checkpoint {number} of writer {writer} in the off-box copy is missing from the database, or differs"),
+        }
+    }
+}
+
+/// What [`verify`] read, and what it found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub writers: usize,
+    pub records: u64,
+    pub checkpoints: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks `rows` (any order), the `checkpoints` stored with them, and an
+/// off-box `copy` of checkpoints if given, under `key`. Every problem is
+/// listed, the first of each chain first.
+pub fn verify(
+    rows: &[Row],
+    checkpoints: &[Checkpoint],
+    copy: Option<&[Checkpoint]>,
+    key: &VerifyingKey,
+) -> Report {
+    let mut report = Report {
+        records: rows.len() as u64,
+        checkpoints: checkpoints.len(),
+        ..Report::default()
+    };
+    let mut by_writer: BTreeMap<Uuid, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by_writer.entry(r.link.writer).or_default().push(r);
+    }
+    let mut signed: BTreeMap<Uuid, Vec<&Checkpoint>> = BTreeMap::new();
+    for c in checkpoints {
+        signed.entry(c.writer).or_default().push(c);
+    }
+    report.writers = by_writer.len().max(signed.len());
+    // Hashes at each seq, for checking signed heads.
+    let mut heads: BTreeMap<Uuid, BTreeMap<u64, &Row>> = BTreeMap::new();
+    for (writer, mut chain) in by_writer {
+        chain.sort_by_key(|r| r.link.seq);
+        let mut expected_prev = GENESIS;
+        let mut last_seq = 0u64;
+        let positions = heads.entry(writer).or_default();
+        for (i, r) in chain.iter().enumerate() {
+            let l = &r.link;
+            if i > 0 && l.seq == last_seq {
+                report.problems.push(Problem::Fork { writer, seq: l.seq });
+                continue;
+            }
+            if row_hash(writer, l.seq, &l.prev, &r.canonical) != l.hash {
+                report.problems.push(Problem::Edited {
+                    writer,
+                    seq: l.seq,
+                    id: r.id.clone(),
+                });
+            } else if l.seq != last_seq + 1 {
+                report.problems.push(Problem::Gap {
+                    writer,
+                    after: last_seq,
+                    next: l.seq,
+                });
+            } else if l.prev != expected_prev {
+                report.problems.push(Problem::BrokenLink {
+                    writer,
+                    seq: l.seq,
+                    id: r.id.clone(),
+                });
+            }
+            positions.insert(l.seq, *r);
+            expected_prev = l.hash;
+            last_seq = l.seq;
+        }
+    }
+    for (writer, mut cps) in signed {
+        cps.sort_by_key(|c| c.number);
+        let mut previous: Option<&Checkpoint> = None;
+        for c in cps {
+            if !c.verify(key) {
+                report.problems.push(Problem::BadSignature {
+                    writer,
+                    number: c.number,
+                });
+                continue;
+            }
+            let follows = match previous {
+                None => c.number == 1 && c.prev_signature.is_none(),
+                Some(p) => {
+                    c.number == p.number + 1
+                        && c.prev_signature.as_deref() == Some(p.signature.as_str())
+                        && c.seq >= p.seq
+                }
+            };
+            if !follows {
+                report.problems.push(Problem::CheckpointChain {
+                    writer,
+                    number: c.number,
+                });
+            }
+            previous = Some(c);
+            if c.seq == 0 {
+                continue;
+            }
+            let positions = heads.get(&writer);
+            let last_seq = positions
+                .and_then(|p| p.keys().next_back().copied())
+                .unwrap_or(0);
+            match positions.and_then(|p| p.get(&c.seq)) {
+                None if last_seq < c.seq => report.problems.push(Problem::Truncated {
+                    writer,
+                    signed_seq: c.seq,
+                    last_seq,
+                }),
+                None => report.problems.push(Problem::Gap {
+                    writer,
+                    after: c.seq.saturating_sub(1),
+                    next: c.seq + 1,
+                }),
+                Some(row) if hex(&row.link.hash) != c.head => {
+                    report.problems.push(Problem::HeadMismatch {
+                        writer,
+                        seq: c.seq,
+                        id: row.id.clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(copy) = copy {
+        for c in copy {
+            let stored = checkpoints
+                .iter()
+                .find(|s| s.writer == c.writer && s.number == c.number);
+            if stored != Some(c) {
+                report.problems.push(Problem::CopyMismatch {
+                    writer: c.writer,
+                    number: c.number,
+                });
+            }
+        }
+    }
+    report.problems.dedup();
+    report
+}
+
+#[cfg(test)]
+mod tests;
