@@ -4,6 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use foundation::http::extract::JsonObjectOrArray;
 use foundation::http::HttpError;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -217,11 +218,7 @@ async fn run_key_action(
             json(kms.enable_key(&caller, &ctx, &key).await?)
         }
         KeyAction::ScheduleDeletion => {
-            let req: ScheduleDeletionRequest = admin_first(
-                &caller,
-                serde_json::from_value(body)
-                    .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}"))),
-            )?;
+            let req: ScheduleDeletionRequest = admin_first(&caller, body_as(body))?;
             json(
                 kms.schedule_key_deletion(&caller, &ctx, &key, req.pending_window_in_days)
                     .await?,
@@ -232,11 +229,7 @@ async fn run_key_action(
             json(kms.cancel_key_deletion(&caller, &ctx, &key).await?)
         }
         KeyAction::RetireVersions => {
-            let req: RetireVersionsRequest = admin_first(
-                &caller,
-                serde_json::from_value(body)
-                    .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}"))),
-            )?;
+            let req: RetireVersionsRequest = admin_first(&caller, body_as(body))?;
             json(
                 kms.retire_versions(&caller, &ctx, &key, req.min_decryption_version)
                     .await?,
@@ -260,10 +253,7 @@ pub async fn version_usage(
     Path(key): Path<String>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<VersionUsageResponse>> {
-    let Query(q) = admin_first(
-        &caller,
-        query.map_err(|e| ApiError::malformed(format!("invalid query: {e}"))),
-    )?;
+    let Query(q) = admin_first(&caller, query_or_malformed(query))?;
     let days = q.days.unwrap_or(30);
     let (view, usage) = kms.version_usage(&caller, &key, days).await?;
     let min = view.record.min_decryption_version;
@@ -304,10 +294,7 @@ pub async fn shred_video(
     Path(video_id): Path<String>,
     query: Result<Query<ShredQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<VideoInfo>> {
-    let Query(q) = admin_first(
-        &caller,
-        query.map_err(|e| ApiError::malformed(format!("invalid query: {e}"))),
-    )?;
+    let Query(q) = admin_first(&caller, query_or_malformed(query))?;
     let view = kms
         .schedule_video_shred(&caller, &ctx, &video_id, q.pending_window_in_days)
         .await?;
@@ -333,6 +320,18 @@ pub async fn cancel_video_shred(
 ) -> ApiResult<Json<VideoInfo>> {
     let view = kms.cancel_video_shred(&caller, &ctx, &video_id).await?;
     Ok(Json(video_info(view)))
+}
+
+/// A JSON body already read, as the request type `T`.
+fn body_as<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> ApiResult<T> {
+    serde_json::from_value(body).map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))
+}
+
+/// A query string that did not parse, as 400 `MalformedRequest`.
+fn query_or_malformed<T>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Query<T>> {
+    query.map_err(|e| ApiError::malformed(format!("invalid query: {e}")))
 }
 
 /// Authenticate and authorize before validate: a request refused for its
@@ -515,23 +514,17 @@ pub async fn re_encrypt(
     State(kms): State<Kms>,
     bearer: BearerToken,
     Ctx(ctx): Ctx,
-    body: Result<foundation::http::extract::JsonObjectOrArray, HttpError>,
+    body: Result<JsonObjectOrArray, HttpError>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let parsed =
-        body.map_err(ApiError::from)
-            .and_then(|foundation::http::extract::JsonObjectOrArray(v)| {
-                let malformed =
-                    |e: serde_json::Error| ApiError::malformed(format!("invalid JSON body: {e}"));
-                if v.is_array() {
-                    serde_json::from_value::<Vec<ReEncryptRequest>>(v)
-                        .map(ReEncryptBody::Many)
-                        .map_err(malformed)
-                } else {
-                    serde_json::from_value::<ReEncryptRequest>(v)
-                        .map(ReEncryptBody::One)
-                        .map_err(malformed)
-                }
-            });
+    let parsed = body
+        .map_err(ApiError::from)
+        .and_then(|JsonObjectOrArray(v)| {
+            if v.is_array() {
+                body_as(v).map(ReEncryptBody::Many)
+            } else {
+                body_as(v).map(ReEncryptBody::One)
+            }
+        });
     let token = bearer.0.clone();
     let body = after_auth(&kms, &bearer, Role::Generate, parsed).await?;
     let answer = |out: crate::service::ReEncrypted| ReEncryptResponse {
