@@ -40,6 +40,10 @@ pub struct DevArgs {
     /// takes them; all off by default.
     #[command(flatten)]
     risk: crate::RiskArgs,
+    /// Audit chaining as the servers take it; the signing key and the
+    /// checkpoint copy default to files in the data folder.
+    #[command(flatten)]
+    chain: crate::audit::ChainArgs,
 }
 
 const DEMO_VIDEO: &str = "demo";
@@ -142,7 +146,17 @@ pub async fn run(
         .context("opening the SQLite database")?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::with_pool(pool.clone()));
     let clock = Arc::new(SystemClock);
-    let kms = Kms::start(store.clone(), root, clock.clone(), KmsConfig::default()).await?;
+    let audit_chain = dev_audit_chain(dir, args.chain.clone())?;
+    let kms = Kms::start(
+        store.clone(),
+        root,
+        clock.clone(),
+        KmsConfig {
+            audit_chain: audit_chain.clone(),
+            ..KmsConfig::default()
+        },
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -165,7 +179,7 @@ pub async fn run(
             dir.display()
         );
     } else {
-        let (creds, cmaf_key) = provision(&kms, store, dir, addr).await?;
+        let (creds, cmaf_key) = provision(&kms, audit_chain.as_ref(), store, dir, addr).await?;
         (creds, Some(cmaf_key))
     };
     if creds.url != format!("http://{addr}") {
@@ -183,7 +197,18 @@ pub async fn run(
         )?;
     }
 
-    let broker = start_broker(&creds, &pool, addr, clock, args.risk.config()?).await?;
+    let broker = start_broker(
+        &creds,
+        &pool,
+        addr,
+        clock,
+        broker::service::BrokerConfig {
+            risk: args.risk.config()?,
+            audit_chain,
+            ..broker::service::BrokerConfig::default()
+        },
+    )
+    .await?;
     let kms_app = kms::http::app(kms.clone());
     let origin = dir.join("origin");
     let extras = Router::new()
@@ -269,12 +294,13 @@ struct ContentKey {
 /// once the broker answers.
 async fn provision(
     kms: &Kms,
+    chain: Option<&foundation::audit::ChainConfig>,
     store: Arc<dyn Store>,
     dir: &Path,
     addr: SocketAddr,
 ) -> Result<(Credentials, ContentKey)> {
     let ctx = RequestContext::new("dev-first-start");
-    let admin = bootstrap_admin(store, &SystemClock, "dev-admin".into(), false).await?;
+    let admin = bootstrap_admin(store, &SystemClock, "dev-admin".into(), false, chain).await?;
     let caller = kms.authenticate(Some(&admin.token)).await?;
     kms.create_key(
         &caller,
@@ -429,12 +455,35 @@ impl DataKeySource for InProcessKeys {
     }
 }
 
+/// The data folder's audit signing key (made at first start, with its
+/// public half beside it for `vodkms audit verify`) and checkpoint copy,
+/// unless given otherwise.
+fn dev_audit_chain(
+    dir: &Path,
+    mut chain: crate::audit::ChainArgs,
+) -> Result<Option<foundation::audit::ChainConfig>> {
+    if chain.audit_signing_key_file.is_none() {
+        let path = dir.join("audit-signing-key.pem");
+        if !path.exists() {
+            let seed = Zeroizing::new(rand::random::<[u8; 32]>());
+            let key = foundation::audit::SigningKey::from_seed(&seed);
+            crate::audit::write_new_private(&path, key.private_pem().as_bytes())?;
+            std::fs::write(dir.join("audit-public-key.pem"), key.public_pem())?;
+        }
+        chain.audit_signing_key_file = Some(path);
+    }
+    if chain.audit_checkpoint_file.is_none() {
+        chain.audit_checkpoint_file = Some(dir.join("audit-checkpoints.jsonl"));
+    }
+    chain.config()
+}
+
 async fn start_broker(
     creds: &Credentials,
     pool: &sqlx::SqlitePool,
     addr: SocketAddr,
     clock: Arc<SystemClock>,
-    risk: broker::service::RiskConfig,
+    config: broker::service::BrokerConfig,
 ) -> Result<broker::service::Broker> {
     use broker::token::TokenKeys;
     let secret = TokenKeys::secret_from_base64(&creds.token_secret)?;
@@ -447,17 +496,7 @@ async fn start_broker(
         kms::client::ClientConfig::default(),
     )?;
     let store = broker::store::SqliteBrokerStore::with_pool(pool.clone());
-    Ok(broker::service::Broker::start(
-        Arc::new(store),
-        kms_client,
-        tokens,
-        clock,
-        broker::service::BrokerConfig {
-            risk,
-            ..broker::service::BrokerConfig::default()
-        },
-    )
-    .await?)
+    Ok(broker::service::Broker::start(Arc::new(store), kms_client, tokens, clock, config).await?)
 }
 
 /// Through the broker's API, as an admin would (the broker checks the admin

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 mod admin;
+mod audit;
 use vodkms::config;
 mod dev;
 mod rewrap;
@@ -130,8 +131,12 @@ enum Command {
         #[command(subcommand)]
         command: admin::TokensCommand,
     },
-    /// The audit trail of the KMS, or of the broker with --broker; --follow keeps reading.
+    /// The audit trail of the KMS, or of the broker with --broker; --follow
+    /// keeps reading. `audit verify` checks the trails for tampering.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<audit::AuditCommand>,
         #[command(flatten)]
         target: admin::Target,
         #[command(flatten)]
@@ -174,6 +179,8 @@ enum BrokerCommand {
 
 #[derive(Args)]
 struct BrokerArgs {
+    #[command(flatten)]
+    chain: audit::ChainArgs,
     #[arg(long, env = "VODKMS_BROKER_LISTEN", default_value = "127.0.0.1:8300")]
     listen: SocketAddr,
     /// Base URL of the KMS, e.g. http://127.0.0.1:8200.
@@ -520,6 +527,10 @@ struct DbArgs {
     /// File holding the root key (base64 text, or 32 raw bytes).
     #[arg(long, env = "VODKMS_ROOT_KEY_FILE")]
     root_key_file: Option<PathBuf>,
+    /// How the KMS's audit records are chained and signed (also for the
+    /// records of `bootstrap` and `rekey-root`).
+    #[command(flatten)]
+    chain: audit::ChainArgs,
 }
 
 #[derive(Args)]
@@ -661,6 +672,7 @@ async fn serve_kms(args: ServeArgs) -> Result<()> {
         maintenance_interval: Duration::from_secs(args.maintenance_interval_secs.max(1)),
         max_encryptions_per_version: args.max_encryptions_per_version.clamp(1, 1 << 32),
         max_stale: Duration::from_secs(args.max_stale_secs),
+        audit_chain: args.db.chain.config()?,
         ..KmsConfig::default()
     };
     let kms = Kms::start(store, root, Arc::new(SystemClock), config).await?;
@@ -799,6 +811,7 @@ async fn serve_broker(args: BrokerArgs) -> Result<()> {
         audit_buffer_capacity: args.audit_buffer,
         audit_flush_interval: Duration::from_millis(args.audit_flush_ms.max(1)),
         risk,
+        audit_chain: args.chain.config()?,
         ..BrokerConfig::default()
     };
     let service =
@@ -845,7 +858,9 @@ async fn bootstrap(db: DbArgs, name: String, force: bool) -> Result<()> {
     let root = db.root_key()?;
     let store = db.store().await?;
     kms::service::verify_root_key(store.as_ref(), &root).await?;
-    let created = kms::service::bootstrap_admin(store, &SystemClock, name, force).await?;
+    let chain = db.chain.config()?;
+    let created =
+        kms::service::bootstrap_admin(store, &SystemClock, name, force, chain.as_ref()).await?;
     let out = serde_json::json!({
         "ClientId": created.client.id,
         "Name": created.client.name,
@@ -864,7 +879,8 @@ async fn rekey_root(db: DbArgs, new_file: Option<PathBuf>) -> Result<()> {
     let new = RootKey::from_base64(&text).context("the new root key")?;
     let store = db.store().await?;
     let (versions, access_keys) =
-        kms::service::rekey_root(store.as_ref(), &SystemClock, &old, &new).await?;
+        kms::service::rekey_root(store, &SystemClock, &old, &new, db.chain.config()?.as_ref())
+            .await?;
     println!(
         "{}",
         serde_json::json!({ "Rewrapped": versions, "AccessKeys": access_keys })
@@ -984,7 +1000,15 @@ async fn run(warnings: Vec<String>, one_core: bool) -> std::process::ExitCode {
         Command::Tokens { target, command } => return admin::tokens(target, command).await,
         Command::Sessions { target, command } => return admin::sessions(target, command).await,
         Command::Policy { target, command } => return admin::policy(target, command).await,
-        Command::Audit { target, args } => return admin::audit(target, args).await,
+        Command::Audit {
+            command: Some(command),
+            ..
+        } => return audit::run(command).await,
+        Command::Audit {
+            command: None,
+            target,
+            args,
+        } => return admin::audit(target, args).await,
         Command::Kms {
             command: KmsCommand::Serve(args),
         } => serve_kms(args).await,

@@ -219,6 +219,7 @@ async fn audit_is_idempotent_and_filtered(s: Arc<dyn BrokerStore>) {
         client_id: None,
         address: Some("127.0.0.1".into()),
         detail: Some(serde_json::json!({ "Count": 3 })),
+        link: None,
     };
     let a = record(BrokerOperation::ReleaseKey, "alice", "Success");
     let b = record(BrokerOperation::ReleaseKey, "bob", "NotEntitled");

@@ -31,9 +31,10 @@ async fn due_rotations_and_deletions_happen_and_are_audited() {
         .unwrap();
     let rc = RequestContext::new("test");
 
-    let admin = kms::service::bootstrap_admin(store.clone(), clock.as_ref(), "admin".into(), false)
-        .await
-        .unwrap();
+    let admin =
+        kms::service::bootstrap_admin(store.clone(), clock.as_ref(), "admin".into(), false, None)
+            .await
+            .unwrap();
     let admin = kms.authenticate(Some(&admin.token)).await.unwrap();
     let gen_client = kms
         .create_client(

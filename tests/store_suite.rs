@@ -82,6 +82,7 @@ fn audit(op: Operation, key: Option<Uuid>) -> AuditRecord {
         detail: Some(serde_json::json!({ "Reason": "test" })),
         protocol: None,
         access_key_id: None,
+        link: None,
     }
 }
 

@@ -273,3 +273,64 @@ fn keys_are_read_as_pem_or_base64_and_never_printed() {
         );
     }
 }
+
+#[test]
+fn a_chain_without_any_checkpoint_is_unsigned() {
+    let (rows, _) = trail(Uuid::new_v4(), 5, 10);
+    let r = check(&rows, &[]);
+    assert_eq!(
+        r.problems,
+        vec![Problem::Unsigned {
+            writer: rows[0].link.writer,
+            records: 5
+        }]
+    );
+}
+
+#[test]
+fn a_writer_whose_records_are_all_gone_is_truncated_and_the_tail_is_told() {
+    let (rows, cps) = trail(Uuid::new_v4(), 12, 5);
+    let r = check(&[], &cps);
+    assert_eq!(
+        r.problems,
+        vec![Problem::Truncated {
+            writer: rows[0].link.writer,
+            signed_seq: 10,
+            last_seq: 0
+        }]
+    );
+    let r = check(&rows, &cps);
+    assert!(r.clean(), "{:?}", r.problems);
+    assert_eq!(r.unsigned_tail, 2, "records 11 and 12 await a checkpoint");
+}
+
+#[test]
+fn records_without_chain_fields_are_reported() {
+    let (rows, cps) = trail(Uuid::new_v4(), 3, 3);
+    let key = key().verifying_key();
+    let mut v = Verifier::new(&cps, None, &key);
+    for r in &rows {
+        v.push(r);
+    }
+    v.unchained(2, Some("forged-1".into()));
+    let r = v.finish();
+    assert_eq!(
+        r.problems,
+        vec![Problem::Unchained {
+            count: 2,
+            first_id: "forged-1".into()
+        }]
+    );
+    assert_eq!(r.records, 5);
+}
+
+#[test]
+fn a_written_private_pem_reads_back_as_the_same_key() {
+    let k = key();
+    let again = SigningKey::from_text(&k.private_pem()).unwrap();
+    assert_eq!(again.verifying_key(), k.verifying_key());
+    assert_eq!(
+        verifying_key_from_text(&k.public_pem()).unwrap(),
+        k.verifying_key()
+    );
+}

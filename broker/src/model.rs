@@ -209,6 +209,8 @@ pub struct BrokerAuditRecord {
     pub client_id: Option<Uuid>,
     pub address: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// Its place in its writer's hash chain: set by the audit writer.
+    pub link: Option<foundation::audit::Link>,
 }
 
 #[derive(Debug, Clone, Default)]

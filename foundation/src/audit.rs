@@ -15,6 +15,10 @@ use tokio::sync::Notify;
 
 use crate::db::StoreError;
 
+mod chaining;
+pub use audit_chain::canonical_json;
+pub use chaining::{ChainConfig, Chained, Checkpoint, CheckpointStore, Link, SigningKey};
+
 /// The outcome audit records carry when the operation succeeded; any other
 /// outcome is the refusal's error code.
 pub const OUTCOME_SUCCESS: &str = "Success";
@@ -54,6 +58,9 @@ pub struct AuditLog<R> {
     /// shutdown drain must wait for it, not return past it (and exit with
     /// that batch unwritten).
     flushing: tokio::sync::Mutex<()>,
+    /// Set for the audit trails (hash chains and signed checkpoints); not
+    /// for the other batches (heartbeats, session writes).
+    chaining: Option<chaining::Chaining<R>>,
 }
 
 impl<R: Send + 'static> AuditLog<R> {
@@ -66,7 +73,26 @@ impl<R: Send + 'static> AuditLog<R> {
             failures: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
             flushing: tokio::sync::Mutex::new(()),
+            chaining: None,
         }
+    }
+
+    /// A tamper-evident trail: records are chained as they leave the
+    /// buffer, and the chain's committed head signed into checkpoints.
+    pub fn chained(
+        sink: Arc<dyn AuditSink<R>>,
+        capacity: usize,
+        batch_size: usize,
+        trail: &'static str,
+        checkpoints: Arc<dyn CheckpointStore>,
+        config: &ChainConfig,
+    ) -> Self
+    where
+        R: Chained,
+    {
+        let mut log = Self::new(sink, capacity, batch_size);
+        log.chaining = Some(chaining::Chaining::new(trail, checkpoints, config));
+        log
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<R>> {
@@ -96,7 +122,7 @@ impl<R: Send + 'static> AuditLog<R> {
 
     /// Writes one batch. `Ok(n)`: n records committed (0 = buffer empty).
     async fn flush_batch(&self) -> Result<usize, StoreError> {
-        let batch: Vec<R> = {
+        let mut batch: Vec<R> = {
             let mut buf = self.lock();
             let n = buf.len().min(self.batch_size);
             buf.drain(..n).collect()
@@ -104,8 +130,16 @@ impl<R: Send + 'static> AuditLog<R> {
         if batch.is_empty() {
             return Ok(0);
         }
+        if let Some(chaining) = &self.chaining {
+            chaining.link(&mut batch);
+        }
         match self.sink.append(&batch).await {
-            Ok(()) => Ok(batch.len()),
+            Ok(()) => {
+                if let Some(chaining) = &self.chaining {
+                    chaining.committed(&batch);
+                }
+                Ok(batch.len())
+            }
             Err(e) => {
                 // Put the batch back in front, in order; ids make a retry idempotent.
                 let mut buf = self.lock();
@@ -119,18 +153,29 @@ impl<R: Send + 'static> AuditLog<R> {
 
     /// Writes until the buffer is empty or the database fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_and_checkpoint(false).await
+    }
+
+    /// Writes the buffer, then (for a chained trail) a checkpoint if one is
+    /// due, or at once if `final_checkpoint` (shutdown).
+    async fn flush_and_checkpoint(&self, final_checkpoint: bool) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().await;
-        loop {
-            match self.flush_batch().await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => {
-                    self.failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Err(e);
-                }
+        let result = async {
+            if let Some(chaining) = &self.chaining {
+                chaining.send_signed().await?;
             }
+            while self.flush_batch().await? > 0 {}
+            if let Some(chaining) = &self.chaining {
+                chaining.checkpoint(final_checkpoint).await?;
+            }
+            Ok(())
         }
+        .await;
+        if result.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     /// Failed batch writes since start.
@@ -157,11 +202,17 @@ impl<R: Send + 'static> AuditLog<R> {
         }
     }
 
+    /// Writes everything and signs a final checkpoint (a writer that is
+    /// about to end).
+    pub async fn flush_final(&self) -> Result<(), StoreError> {
+        self.flush_and_checkpoint(true).await
+    }
+
     /// Flushes for graceful shutdown, retrying while the database is away
     /// until `deadline`. `Err(n)`: n records could not be written.
     pub async fn drain(&self, deadline: std::time::Instant) -> Result<(), usize> {
         loop {
-            match self.flush().await {
+            match self.flush_and_checkpoint(true).await {
                 Ok(()) => return Ok(()),
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, buffered = self.buffered(), "audit flush at shutdown failed; retrying");

@@ -265,6 +265,10 @@ pub struct AuditRecord {
     pub protocol: Option<String>,
     /// The access key a signed request named (never its secret).
     pub access_key_id: Option<String>,
+    /// Its place in its writer's hash chain: set by the audit writer, not
+    /// by the request that made the record.
+    #[serde(skip)]
+    pub link: Option<foundation::audit::Link>,
 }
 
 #[derive(Debug, Clone, Default)]

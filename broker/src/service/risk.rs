@@ -532,6 +532,7 @@ impl Broker {
             client_id: None,
             address: (!ctx.address.is_empty()).then(|| ctx.address.clone()),
             detail: Some(detail),
+            link: None,
         };
         self.0.audit.record(record);
         if let Some(webhook) = &self.0.risk.webhook {

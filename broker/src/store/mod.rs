@@ -5,8 +5,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+pub use foundation::audit::Checkpoint;
 pub(crate) use foundation::db::storable;
 pub use foundation::db::StoreError;
+
+/// A chained audit row as the verifier reads it.
+pub type ChainRow = foundation::db::ChainRow<BrokerAuditRecord>;
 
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, ContentKeyRecord, Heartbeat, Observation,
@@ -139,6 +143,18 @@ pub trait BrokerStore: Send + Sync + 'static {
 
     /// Appends records; idempotent by record id.
     async fn append_audit(&self, records: &[BrokerAuditRecord]) -> Result<(), StoreError>;
+    /// Stores a signed audit checkpoint (of either trail; idempotent).
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// The broker trail's checkpoints.
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Chained records in (writer, seq) order, after `after`.
+    async fn audit_chain_page(
+        &self,
+        after: Option<(uuid::Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError>;
+    /// Records without chain fields: how many, and the oldest one's id.
+    async fn unchained_audit(&self) -> Result<(u64, Option<uuid::Uuid>), StoreError>;
     /// Newest first, with each record's sequence number.
     async fn query_audit(
         &self,

@@ -8,12 +8,13 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::{storable, BrokerStore, RevocationChange, StoreError};
+use super::{storable, BrokerStore, ChainRow, Checkpoint, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Heartbeat,
     Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
     ShareCounts, StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
+use uuid::Uuid;
 
 const CHANNEL: &str = "vodkms_broker_changes";
 /// The change payload `Policy:VIDEO` names a video policy that changed.
@@ -795,7 +796,15 @@ impl BrokerStore for PgBrokerStore {
         let mut clients = Vec::with_capacity(n);
         let mut addresses = Vec::with_capacity(n);
         let mut details = Vec::with_capacity(n);
+        let mut writers = Vec::with_capacity(n);
+        let mut writer_seqs = Vec::with_capacity(n);
+        let mut prevs = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
         for r in records {
+            writers.push(r.link.map(|l| l.writer));
+            writer_seqs.push(r.link.map(|l| foundation::db::to_i64(l.seq)).transpose()?);
+            prevs.push(r.link.map(|l| l.prev.to_vec()));
+            hashes.push(r.link.map(|l| l.hash.to_vec()));
             ids.push(r.id);
             times.push(r.time);
             ops.push(r.operation.as_str());
@@ -812,11 +821,13 @@ impl BrokerStore for PgBrokerStore {
         }
         sqlx::query(
             "INSERT INTO broker_audit (id, event_time, operation, outcome, request_id, viewer, video_id, \
-             key_id, key_version, token_id, client_id, address, detail) \
-             SELECT id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d::jsonb FROM UNNEST(\
+             key_id, key_version, token_id, client_id, address, detail, writer_id, writer_seq, \
+             prev_hash, row_hash) \
+             SELECT id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d::jsonb, w, ws, ph, rh FROM UNNEST(\
                $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-               $8::uuid[], $9::int[], $10::text[], $11::uuid[], $12::text[], $13::text[]) \
-               AS u(id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d) \
+               $8::uuid[], $9::int[], $10::text[], $11::uuid[], $12::text[], $13::text[], \
+               $14::uuid[], $15::int8[], $16::bytea[], $17::bytea[]) \
+               AS u(id, t, op, o, rid, vw, vid, k, kv, tok, c, a, d, w, ws, ph, rh) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&ids)
@@ -832,20 +843,64 @@ impl BrokerStore for PgBrokerStore {
         .bind(&clients)
         .bind(&addresses)
         .bind(&details)
+        .bind(&writers)
+        .bind(&writer_seqs)
+        .bind(&prevs)
+        .bind(&hashes)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        Ok(foundation::db::postgres::append_checkpoint(&self.pool, checkpoint).await?)
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(foundation::db::postgres::checkpoints(&self.pool, crate::service::AUDIT_TRAIL).await?)
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+        let rows = sqlx::query(&format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE writer_id IS NOT NULL \
+             AND (writer_id, writer_seq) > ($1, $2) ORDER BY writer_id, writer_seq LIMIT $3"
+        ))
+        .bind(writer)
+        .bind(foundation::db::to_i64(seq)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| foundation::db::chain_row(row, audit_from_row))
+            .collect())
+    }
+
+    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
+        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
+            "SELECT count(*), (SELECT id FROM broker_audit WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
+             FROM broker_audit WHERE writer_id IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((foundation::db::to_u64(count)?, first))
+    }
+
     async fn query_audit(
         &self,
         f: &BrokerAuditFilter,
     ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT seq, id, event_time, operation, outcome, request_id, viewer, video_id, key_id, \
-             key_version, token_id, client_id, address, detail::text AS detail FROM broker_audit WHERE TRUE",
-        );
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE TRUE"
+        ));
         if let Some(v) = &f.viewer {
             q.push(" AND viewer = ").push_bind(storable(v));
         }
@@ -871,31 +926,7 @@ impl BrokerStore for PgBrokerStore {
             .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                let op: String = row.try_get("operation").map_err(map_err)?;
-                let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
-                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
-                let record = BrokerAuditRecord {
-                    id: row.try_get("id").map_err(map_err)?,
-                    time: row.try_get("event_time").map_err(map_err)?,
-                    operation: BrokerOperation::parse(&op)
-                        .ok_or_else(|| corrupt("broker_audit.operation"))?,
-                    outcome: row.try_get("outcome").map_err(map_err)?,
-                    request_id: row.try_get("request_id").map_err(map_err)?,
-                    viewer: row.try_get("viewer").map_err(map_err)?,
-                    video_id: row.try_get("video_id").map_err(map_err)?,
-                    key_id: row.try_get("key_id").map_err(map_err)?,
-                    key_version: version.and_then(|v| u32::try_from(v).ok()),
-                    token_id: row.try_get("token_id").map_err(map_err)?,
-                    client_id: row.try_get("client_id").map_err(map_err)?,
-                    address: row.try_get("address").map_err(map_err)?,
-                    detail: detail
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(|_| corrupt("broker_audit.detail"))?,
-                };
-                Ok((row.try_get("seq").map_err(map_err)?, record))
-            })
+            .map(|row| Ok((row.try_get("seq").map_err(map_err)?, audit_from_row(row)?)))
             .collect()
     }
 }
@@ -977,3 +1008,39 @@ async fn share_counts(
         viewer_videos: count(viewer_videos),
     })
 }
+
+/// A broker audit record from a row of `AUDIT_COLUMNS`.
+fn audit_from_row(row: &sqlx::postgres::PgRow) -> Result<BrokerAuditRecord, StoreError> {
+    let op: String = row.try_get("operation").map_err(map_err)?;
+    let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
+    let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+    Ok(BrokerAuditRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        time: row.try_get("event_time").map_err(map_err)?,
+        operation: BrokerOperation::parse(&op).ok_or_else(|| corrupt("broker_audit.operation"))?,
+        outcome: row.try_get("outcome").map_err(map_err)?,
+        request_id: row.try_get("request_id").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        key_id: row.try_get("key_id").map_err(map_err)?,
+        key_version: version.and_then(|v| u32::try_from(v).ok()),
+        token_id: row.try_get("token_id").map_err(map_err)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        address: row.try_get("address").map_err(map_err)?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|_| corrupt("broker_audit.detail"))?,
+        link: foundation::db::link_from_columns(
+            row.try_get("writer_id").map_err(map_err)?,
+            row.try_get("writer_seq").map_err(map_err)?,
+            row.try_get("prev_hash").map_err(map_err)?,
+            row.try_get("row_hash").map_err(map_err)?,
+        ),
+    })
+}
+
+/// The audit columns `audit_from_row` reads.
+const AUDIT_COLUMNS: &str = "id, event_time, operation, outcome, request_id, viewer, video_id, \
+    key_id, key_version, token_id, client_id, address, detail::text AS detail, writer_id, \
+    writer_seq, prev_hash, row_hash";

@@ -12,12 +12,13 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 
-use super::{storable, BrokerStore, RevocationChange, StoreError};
+use super::{storable, BrokerStore, ChainRow, Checkpoint, RevocationChange, StoreError};
 use crate::model::{
     BrokerAuditFilter, BrokerAuditRecord, BrokerOperation, ContentKeyRecord, Heartbeat,
     Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
     ShareCounts, StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
+use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct SqliteBrokerStore {
@@ -747,8 +748,9 @@ impl BrokerStore for SqliteBrokerStore {
         for r in records {
             sqlx::query(
                 "INSERT OR IGNORE INTO broker_audit (id, event_time, operation, outcome, request_id, \
-                 viewer, video_id, key_id, key_version, token_id, client_id, address, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 viewer, video_id, key_id, key_version, token_id, client_id, address, detail, \
+                 writer_id, writer_seq, prev_hash, row_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .bind(r.id)
             .bind(micros(r.time))
@@ -763,6 +765,10 @@ impl BrokerStore for SqliteBrokerStore {
             .bind(r.client_id)
             .bind(r.address.as_deref().map(storable))
             .bind(r.detail.as_ref().map(|d| storable(&d.to_string())))
+            .bind(r.link.map(|l| l.writer))
+            .bind(r.link.map(|l| foundation::db::to_i64(l.seq)).transpose()?)
+            .bind(r.link.map(|l| l.prev.to_vec()))
+            .bind(r.link.map(|l| l.hash.to_vec()))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -770,14 +776,54 @@ impl BrokerStore for SqliteBrokerStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        Ok(foundation::db::sqlite::append_checkpoint(&self.pool, checkpoint).await?)
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(foundation::db::sqlite::checkpoints(&self.pool, crate::service::AUDIT_TRAIL).await?)
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+        let rows = sqlx::query(&format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE writer_id IS NOT NULL \
+             AND (writer_id, writer_seq) > (?1, ?2) ORDER BY writer_id, writer_seq LIMIT ?3"
+        ))
+        .bind(writer)
+        .bind(foundation::db::to_i64(seq)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| foundation::db::chain_row(row, audit_from_row))
+            .collect())
+    }
+
+    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
+        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
+            "SELECT count(*), (SELECT id FROM broker_audit WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
+             FROM broker_audit WHERE writer_id IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((foundation::db::to_u64(count)?, first))
+    }
+
     async fn query_audit(
         &self,
         f: &BrokerAuditFilter,
     ) -> Result<Vec<(i64, BrokerAuditRecord)>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, id, event_time, operation, outcome, request_id, viewer, video_id, key_id, \
-             key_version, token_id, client_id, address, detail FROM broker_audit WHERE 1",
-        );
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE 1"
+        ));
         if let Some(v) = &f.viewer {
             q.push(" AND viewer = ").push_bind(storable(v));
         }
@@ -803,31 +849,7 @@ impl BrokerStore for SqliteBrokerStore {
             .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                let op: String = row.try_get("operation").map_err(map_err)?;
-                let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
-                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
-                let record = BrokerAuditRecord {
-                    id: row.try_get("id").map_err(map_err)?,
-                    time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
-                    operation: BrokerOperation::parse(&op)
-                        .ok_or_else(|| corrupt("broker_audit.operation"))?,
-                    outcome: row.try_get("outcome").map_err(map_err)?,
-                    request_id: row.try_get("request_id").map_err(map_err)?,
-                    viewer: row.try_get("viewer").map_err(map_err)?,
-                    video_id: row.try_get("video_id").map_err(map_err)?,
-                    key_id: row.try_get("key_id").map_err(map_err)?,
-                    key_version: version.and_then(|v| u32::try_from(v).ok()),
-                    token_id: row.try_get("token_id").map_err(map_err)?,
-                    client_id: row.try_get("client_id").map_err(map_err)?,
-                    address: row.try_get("address").map_err(map_err)?,
-                    detail: detail
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(|_| corrupt("broker_audit.detail"))?,
-                };
-                Ok((row.try_get("seq").map_err(map_err)?, record))
-            })
+            .map(|row| Ok((row.try_get("seq").map_err(map_err)?, audit_from_row(row)?)))
             .collect()
     }
 }
@@ -858,3 +880,39 @@ async fn share_counts(
         viewer_videos: count(viewer_videos),
     })
 }
+
+/// A broker audit record from a row of `AUDIT_COLUMNS`.
+fn audit_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BrokerAuditRecord, StoreError> {
+    let op: String = row.try_get("operation").map_err(map_err)?;
+    let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
+    let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+    Ok(BrokerAuditRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
+        operation: BrokerOperation::parse(&op).ok_or_else(|| corrupt("broker_audit.operation"))?,
+        outcome: row.try_get("outcome").map_err(map_err)?,
+        request_id: row.try_get("request_id").map_err(map_err)?,
+        viewer: row.try_get("viewer").map_err(map_err)?,
+        video_id: row.try_get("video_id").map_err(map_err)?,
+        key_id: row.try_get("key_id").map_err(map_err)?,
+        key_version: version.and_then(|v| u32::try_from(v).ok()),
+        token_id: row.try_get("token_id").map_err(map_err)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        address: row.try_get("address").map_err(map_err)?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|_| corrupt("broker_audit.detail"))?,
+        link: foundation::db::link_from_columns(
+            row.try_get("writer_id").map_err(map_err)?,
+            row.try_get("writer_seq").map_err(map_err)?,
+            row.try_get("prev_hash").map_err(map_err)?,
+            row.try_get("row_hash").map_err(map_err)?,
+        ),
+    })
+}
+
+/// The audit columns `audit_from_row` reads.
+const AUDIT_COLUMNS: &str = "id, event_time, operation, outcome, request_id, viewer, video_id, \
+    key_id, key_version, token_id, client_id, address, detail, writer_id, writer_seq, \
+    prev_hash, row_hash";

@@ -74,6 +74,20 @@ impl CopyRows {
         }
     }
 
+    pub fn int8(&mut self, v: Option<i64>) -> &mut Self {
+        match v {
+            Some(n) => self.field(&[&n.to_be_bytes()]),
+            None => self.null(),
+        }
+    }
+
+    pub fn bytea(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            Some(b) => self.field(&[b]),
+            None => self.null(),
+        }
+    }
+
     /// Text, with NUL (which PostgreSQL text cannot hold) as U+FFFD, as
     /// [`super::storable`] does: a record is kept, never refused.
     pub fn text(&mut self, v: Option<&str>) -> &mut Self {

@@ -75,3 +75,57 @@ pub async fn listen<T: Send + 'static>(
     });
     Ok(rx)
 }
+
+/// Stores a signed audit checkpoint; a retried one is already there.
+pub async fn append_checkpoint(
+    pool: &PgPool,
+    cp: &crate::audit::Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (writer_id, number, trail, writer_seq, head, signed_at, \
+         prev_signature, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (writer_id, number) DO NOTHING",
+    )
+    .bind(cp.writer)
+    .bind(super::to_i64(cp.number)?)
+    .bind(&cp.trail)
+    .bind(super::to_i64(cp.seq)?)
+    .bind(&cp.head)
+    .bind(cp.time)
+    .bind(&cp.prev_signature)
+    .bind(&cp.signature)
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Every stored checkpoint of `trail`.
+pub async fn checkpoints(
+    pool: &PgPool,
+    trail: &str,
+) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT writer_id, number, trail, writer_seq, head, signed_at, prev_signature, signature \
+         FROM audit_checkpoints WHERE trail = $1 ORDER BY writer_id, number",
+    )
+    .bind(trail)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::audit::Checkpoint {
+                writer: r.try_get("writer_id").map_err(backend)?,
+                number: super::to_u64(r.try_get("number").map_err(backend)?)?,
+                trail: r.try_get("trail").map_err(backend)?,
+                seq: super::to_u64(r.try_get("writer_seq").map_err(backend)?)?,
+                head: r.try_get("head").map_err(backend)?,
+                time: r.try_get("signed_at").map_err(backend)?,
+                prev_signature: r.try_get("prev_signature").map_err(backend)?,
+                signature: r.try_get("signature").map_err(backend)?,
+            })
+        })
+        .collect()
+}

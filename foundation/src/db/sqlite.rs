@@ -63,3 +63,56 @@ pub fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
 pub fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_micros).transpose()
 }
+
+/// Stores a signed audit checkpoint; a retried one is already there.
+pub async fn append_checkpoint(
+    pool: &SqlitePool,
+    cp: &crate::audit::Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO audit_checkpoints (writer_id, number, trail, writer_seq, head, \
+         signed_at, prev_signature, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(cp.writer)
+    .bind(super::to_i64(cp.number)?)
+    .bind(&cp.trail)
+    .bind(super::to_i64(cp.seq)?)
+    .bind(&cp.head)
+    .bind(micros(cp.time))
+    .bind(&cp.prev_signature)
+    .bind(&cp.signature)
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Every stored checkpoint of `trail`.
+pub async fn checkpoints(
+    pool: &SqlitePool,
+    trail: &str,
+) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT writer_id, number, trail, writer_seq, head, signed_at, prev_signature, signature \
+         FROM audit_checkpoints WHERE trail = ?1 ORDER BY writer_id, number",
+    )
+    .bind(trail)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::audit::Checkpoint {
+                writer: r.try_get("writer_id").map_err(backend)?,
+                number: super::to_u64(r.try_get("number").map_err(backend)?)?,
+                trail: r.try_get("trail").map_err(backend)?,
+                seq: super::to_u64(r.try_get("writer_seq").map_err(backend)?)?,
+                head: r.try_get("head").map_err(backend)?,
+                time: from_micros(r.try_get("signed_at").map_err(backend)?)?,
+                prev_signature: r.try_get("prev_signature").map_err(backend)?,
+                signature: r.try_get("signature").map_err(backend)?,
+            })
+        })
+        .collect()
+}

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use foundation::audit::{Aggregate, Aggregator, AuditLog, AuditSink};
+use foundation::audit::{Chained, Checkpoint, CheckpointStore, Link};
+use foundation::db::{make_storable, storable_json, storable_time};
 
 use crate::model::AuditRecord;
 use crate::store::Store;
@@ -16,6 +18,95 @@ pub struct StoreSink(pub Arc<dyn Store>);
 impl AuditSink<AuditRecord> for StoreSink {
     async fn append(&self, records: &[AuditRecord]) -> Result<(), foundation::db::StoreError> {
         Ok(self.0.append_audit(records).await?)
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for StoreSink {
+    async fn append_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), foundation::db::StoreError> {
+        Ok(self.0.append_checkpoint(checkpoint).await?)
+    }
+}
+
+/// Writes `records` at once as a writer of their own, chained and signed
+/// as `chain` says: for commands that change keys with no server running
+/// (bootstrap, rekey-root).
+pub async fn write_directly(
+    store: Arc<dyn Store>,
+    chain: Option<&foundation::audit::ChainConfig>,
+    records: Vec<AuditRecord>,
+) -> Result<(), foundation::db::StoreError> {
+    let sink = Arc::new(StoreSink(store));
+    let n = records.len().max(1);
+    let log = match chain {
+        Some(chain) => AuditLog::chained(sink.clone(), n, n, TRAIL, sink, chain),
+        None => AuditLog::new(sink, n, n),
+    };
+    for r in records {
+        log.record(r);
+    }
+    log.flush_final().await
+}
+
+/// The name of the KMS's trail in checkpoints and exports.
+pub const TRAIL: &str = "kms";
+
+/// The KMS's records, chained in their stored form.
+impl Chained for AuditRecord {
+    fn normalize(&mut self) {
+        self.time = storable_time(self.time);
+        make_storable(&mut self.outcome);
+        make_storable(&mut self.request_id);
+        for s in [&mut self.protocol, &mut self.access_key_id]
+            .into_iter()
+            .flatten()
+        {
+            make_storable(s);
+        }
+        if let Some(ctx) = &mut self.encryption_context {
+            if ctx
+                .iter()
+                .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+            {
+                *ctx = ctx
+                    .iter()
+                    .map(|(k, v)| (foundation::db::storable(k), foundation::db::storable(v)))
+                    .collect();
+            }
+        }
+        if let Some(detail) = &mut self.detail {
+            storable_json(detail);
+        }
+    }
+
+    /// Every field, under fixed names; a field added later joins only when
+    /// set, so older records keep their hashes.
+    fn canonical(&self) -> Vec<u8> {
+        foundation::audit::canonical_json(&serde_json::json!({
+            "Id": self.id,
+            "Time": self.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "ClientId": self.client_id,
+            "Operation": self.operation.as_str(),
+            "KeyId": self.key_id,
+            "KeyVersion": self.key_version,
+            "EncryptionContext": self.encryption_context,
+            "Outcome": self.outcome,
+            "RequestId": self.request_id,
+            "Detail": self.detail,
+            "Protocol": self.protocol,
+            "AccessKeyId": self.access_key_id,
+        }))
+    }
+
+    fn link(&self) -> Option<&Link> {
+        self.link.as_ref()
+    }
+
+    fn set_link(&mut self, link: Link) {
+        self.link = Some(link);
     }
 }
 

@@ -163,6 +163,7 @@ pub async fn bootstrap_admin(
     clock: &dyn Clock,
     name: String,
     force: bool,
+    chain: Option<&foundation::audit::ChainConfig>,
 ) -> Result<ClientCreated, KmsError> {
     validate_name(&name)?;
     if !force && store.any_active_admin().await? {
@@ -182,8 +183,11 @@ pub async fn bootstrap_admin(
         request_id: "bootstrap".to_owned(),
         protocol: None,
         access_key_id: None,
+        link: None,
         detail: Some(client_detail(&created.client)),
     };
-    store.append_audit(&[record]).await?;
+    super::audit::write_directly(store, chain, vec![record])
+        .await
+        .map_err(crate::store::StoreError::from)?;
     Ok(created)
 }

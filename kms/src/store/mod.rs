@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+pub use foundation::audit::Checkpoint;
+
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
@@ -49,6 +51,10 @@ impl From<StoreError> for foundation::db::StoreError {
         }
     }
 }
+
+/// A chained audit row as the verifier reads it.
+pub type ChainRow = foundation::db::ChainRow<AuditRecord>;
+pub use foundation::db::UnreadableRow;
 
 /// A new key with its first version.
 #[derive(Debug, Clone)]
@@ -118,6 +124,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends records; idempotent by record id, so a retried batch is safe.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// Stores a signed audit checkpoint (of either trail; idempotent).
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// The KMS trail's checkpoints.
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Chained records in (writer, seq) order, after `after`.
+    async fn audit_chain_page(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError>;
+    /// Records without chain fields: how many, and the oldest one's id.
+    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError>;
     /// Newest first, with each record's sequence number (for pagination).
     async fn query_audit(
         &self,

@@ -9,7 +9,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{NewKey, Store, StoreError};
+use super::{ChainRow, Checkpoint, NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
@@ -523,7 +523,8 @@ impl Store for PgStore {
         // through `INSERT … ON CONFLICT DO NOTHING` (which otherwise would
         // probe the id index before every row).
         match copy_audit(&self.pool, records).await {
-            Err(e) if violates(&e, "audit_log_id_unique") => {
+            // The retry may collide on either unique index first.
+            Err(e) if violates(&e, "audit_log_id_unique") || violates(&e, "audit_log_chain") => {
                 AuditColumns::of(records)?.insert_missing(&self.pool).await
             }
             other => other,
@@ -531,12 +532,51 @@ impl Store for PgStore {
         .map_err(map_err)
     }
 
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        Ok(foundation::db::postgres::append_checkpoint(&self.pool, checkpoint).await?)
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(foundation::db::postgres::checkpoints(&self.pool, crate::service::audit::TRAIL).await?)
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+        let rows = sqlx::query(&format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE writer_id IS NOT NULL \
+             AND (writer_id, writer_seq) > ($1, $2) ORDER BY writer_id, writer_seq LIMIT $3"
+        ))
+        .bind(writer)
+        .bind(foundation::db::to_i64(seq)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| foundation::db::chain_row(row, audit_from_row))
+            .collect())
+    }
+
+    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
+        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
+            "SELECT count(*), (SELECT id FROM audit_log WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
+             FROM audit_log WHERE writer_id IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((foundation::db::to_u64(count)?, first))
+    }
+
     async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context::text AS ctx, outcome, request_id, detail::text AS detail, \
-             protocol, access_key_id FROM audit_log WHERE TRUE",
-        );
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"
+        ));
         if let Some(k) = f.key_id {
             q.push(" AND key_id = ").push_bind(k);
         }
@@ -563,37 +603,7 @@ impl Store for PgStore {
             .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                let op: String = row.try_get("operation").map_err(map_err)?;
-                let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
-                let ctx: Option<String> = row.try_get("ctx").map_err(map_err)?;
-                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
-                let record = AuditRecord {
-                    id: row.try_get("id").map_err(map_err)?,
-                    time: row.try_get("event_time").map_err(map_err)?,
-                    client_id: row.try_get("client_id").map_err(map_err)?,
-                    operation: Operation::parse(&op)
-                        .ok_or_else(|| corrupt("audit_log.operation"))?,
-                    key_id: row.try_get("key_id").map_err(map_err)?,
-                    key_version: version
-                        .map(u32::try_from)
-                        .transpose()
-                        .map_err(|_| corrupt("audit_log.key_version"))?,
-                    encryption_context: ctx
-                        .map(|c| serde_json::from_str(&c))
-                        .transpose()
-                        .map_err(backend)?,
-                    outcome: row.try_get("outcome").map_err(map_err)?,
-                    request_id: row.try_get("request_id").map_err(map_err)?,
-                    detail: detail
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(backend)?,
-                    protocol: row.try_get("protocol").map_err(map_err)?,
-                    access_key_id: row.try_get("access_key_id").map_err(map_err)?,
-                };
-                Ok((row.try_get("seq").map_err(map_err)?, record))
-            })
+            .map(|row| Ok((row.try_get("seq").map_err(map_err)?, audit_from_row(row)?)))
             .collect()
     }
 
@@ -1096,6 +1106,10 @@ struct AuditColumns {
     details: Vec<Option<String>>,
     protocols: Vec<Option<String>>,
     access_keys: Vec<Option<String>>,
+    writers: Vec<Option<Uuid>>,
+    writer_seqs: Vec<Option<i64>>,
+    prevs: Vec<Option<Vec<u8>>>,
+    hashes: Vec<Option<Vec<u8>>>,
 }
 
 /// Appends a batch of audit records in one binary `COPY`, all or none.
@@ -1109,7 +1123,8 @@ async fn copy_audit(pool: &PgPool, records: &[AuditRecord]) -> Result<(), sqlx::
             .transpose()?;
         let context = r.encryption_context.as_ref().map(storable_context_json);
         let detail = r.detail.as_ref().map(|d| d.to_string());
-        rows.row(12)
+        let link = r.link.as_ref();
+        rows.row(16)
             .uuid(Some(r.id))
             .timestamptz(r.time)
             .uuid(r.client_id)
@@ -1121,13 +1136,21 @@ async fn copy_audit(pool: &PgPool, records: &[AuditRecord]) -> Result<(), sqlx::
             .text(Some(&r.request_id))
             .jsonb(detail.as_deref())
             .text(r.protocol.as_deref())
-            .text(r.access_key_id.as_deref());
+            .text(r.access_key_id.as_deref())
+            .uuid(link.map(|l| l.writer))
+            .int8(
+                link.map(|l| foundation::db::to_i64(l.seq))
+                    .transpose()
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            )
+            .bytea(link.map(|l| &l.prev[..]))
+            .bytea(link.map(|l| &l.hash[..]));
     }
     let mut copy = pool
         .copy_in_raw(
             "COPY audit_log (id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context, outcome, request_id, detail, protocol, access_key_id) \
-             FROM STDIN (FORMAT binary)",
+             encryption_context, outcome, request_id, detail, protocol, access_key_id, \
+             writer_id, writer_seq, prev_hash, row_hash) FROM STDIN (FORMAT binary)",
         )
         .await?;
     copy.send(rows.finish()).await?;
@@ -1151,6 +1174,10 @@ impl AuditColumns {
             details: Vec::with_capacity(n),
             protocols: Vec::with_capacity(n),
             access_keys: Vec::with_capacity(n),
+            writers: Vec::with_capacity(n),
+            writer_seqs: Vec::with_capacity(n),
+            prevs: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
         };
         for r in records {
             c.ids.push(r.id);
@@ -1166,6 +1193,12 @@ impl AuditColumns {
             c.details.push(r.detail.as_ref().map(|d| d.to_string()));
             c.protocols.push(r.protocol.as_deref().map(storable));
             c.access_keys.push(r.access_key_id.as_deref().map(storable));
+            let link = r.link.as_ref();
+            c.writers.push(link.map(|l| l.writer));
+            c.writer_seqs
+                .push(link.map(|l| foundation::db::to_i64(l.seq)).transpose()?);
+            c.prevs.push(link.map(|l| l.prev.to_vec()));
+            c.hashes.push(link.map(|l| l.hash.to_vec()));
         }
         Ok(c)
     }
@@ -1175,11 +1208,13 @@ impl AuditColumns {
     async fn insert_missing(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO audit_log (id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context, outcome, request_id, detail, protocol, access_key_id) \
-             SELECT id, t, c, op, k, v, ctx::jsonb, o, rid, d::jsonb, p, ak FROM UNNEST(\
+             encryption_context, outcome, request_id, detail, protocol, access_key_id, \
+             writer_id, writer_seq, prev_hash, row_hash) \
+             SELECT id, t, c, op, k, v, ctx::jsonb, o, rid, d::jsonb, p, ak, w, ws, ph, rh FROM UNNEST(\
                $1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::uuid[], $6::int[], \
-               $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
-               AS u(id, t, c, op, k, v, ctx, o, rid, d, p, ak) \
+               $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+               $13::uuid[], $14::int8[], $15::bytea[], $16::bytea[]) \
+               AS u(id, t, c, op, k, v, ctx, o, rid, d, p, ak, w, ws, ph, rh) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&self.ids)
@@ -1194,6 +1229,10 @@ impl AuditColumns {
         .bind(&self.details)
         .bind(&self.protocols)
         .bind(&self.access_keys)
+        .bind(&self.writers)
+        .bind(&self.writer_seqs)
+        .bind(&self.prevs)
+        .bind(&self.hashes)
         .execute(pool)
         .await?;
         Ok(())
@@ -1210,3 +1249,45 @@ fn batch_from_row(row: &PgRow) -> Result<IdempotentBatch, StoreError> {
         created_at: row.try_get("created_at").map_err(map_err)?,
     })
 }
+
+/// An audit record from a row of `AUDIT_COLUMNS`.
+fn audit_from_row(row: &sqlx::postgres::PgRow) -> Result<AuditRecord, StoreError> {
+    let op: String = row.try_get("operation").map_err(map_err)?;
+    let version: Option<i32> = row.try_get("key_version").map_err(map_err)?;
+    let ctx: Option<String> = row.try_get("ctx").map_err(map_err)?;
+    let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+    Ok(AuditRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        time: row.try_get("event_time").map_err(map_err)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        operation: Operation::parse(&op).ok_or_else(|| corrupt("audit_log.operation"))?,
+        key_id: row.try_get("key_id").map_err(map_err)?,
+        key_version: version
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| corrupt("audit_log.key_version"))?,
+        encryption_context: ctx
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(backend)?,
+        outcome: row.try_get("outcome").map_err(map_err)?,
+        request_id: row.try_get("request_id").map_err(map_err)?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(backend)?,
+        protocol: row.try_get("protocol").map_err(map_err)?,
+        access_key_id: row.try_get("access_key_id").map_err(map_err)?,
+        link: foundation::db::link_from_columns(
+            row.try_get("writer_id").map_err(map_err)?,
+            row.try_get("writer_seq").map_err(map_err)?,
+            row.try_get("prev_hash").map_err(map_err)?,
+            row.try_get("row_hash").map_err(map_err)?,
+        ),
+    })
+}
+
+/// The audit columns `audit_from_row` reads.
+const AUDIT_COLUMNS: &str = "id, event_time, client_id, operation, key_id, key_version, \
+    encryption_context::text AS ctx, outcome, request_id, detail::text AS detail, protocol, \
+    access_key_id, writer_id, writer_seq, prev_hash, row_hash";

@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{NewKey, Store, StoreError};
+use super::{ChainRow, Checkpoint, NewKey, Store, StoreError};
 use crate::crypto::TokenDigest;
 use crate::model::{
     AccessKeyInsert, AccessKeyRecord, AuditFilter, AuditRecord, Change, ClientRecord,
@@ -518,7 +518,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT OR IGNORE INTO audit_log (id, event_time, client_id, operation, key_id, \
                  key_version, encryption_context, outcome, request_id, detail, protocol, \
-                 access_key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 access_key_id, writer_id, writer_seq, prev_hash, row_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
             .bind(r.id)
             .bind(micros(r.time))
@@ -532,6 +533,10 @@ impl Store for SqliteStore {
             .bind(r.detail.as_ref().map(|d| d.to_string()))
             .bind(r.protocol.as_deref().map(foundation::db::storable))
             .bind(r.access_key_id.as_deref().map(foundation::db::storable))
+            .bind(r.link.map(|l| l.writer))
+            .bind(r.link.map(|l| foundation::db::to_i64(l.seq)).transpose()?)
+            .bind(r.link.map(|l| l.prev.to_vec()))
+            .bind(r.link.map(|l| l.hash.to_vec()))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -539,12 +544,51 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        Ok(foundation::db::sqlite::append_checkpoint(&self.pool, checkpoint).await?)
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(foundation::db::sqlite::checkpoints(&self.pool, crate::service::audit::TRAIL).await?)
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+        let rows = sqlx::query(&format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE writer_id IS NOT NULL \
+             AND (writer_id, writer_seq) > (?1, ?2) ORDER BY writer_id, writer_seq LIMIT ?3"
+        ))
+        .bind(writer)
+        .bind(foundation::db::to_i64(seq)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| foundation::db::chain_row(row, audit_from_row))
+            .collect())
+    }
+
+    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
+        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
+            "SELECT count(*), (SELECT id FROM audit_log WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
+             FROM audit_log WHERE writer_id IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((foundation::db::to_u64(count)?, first))
+    }
+
     async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, id, event_time, client_id, operation, key_id, key_version, \
-             encryption_context, outcome, request_id, detail, protocol, access_key_id \
-             FROM audit_log WHERE 1",
-        );
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE 1"
+        ));
         if let Some(k) = f.key_id {
             q.push(" AND key_id = ").push_bind(k);
         }
@@ -571,37 +615,7 @@ impl Store for SqliteStore {
             .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                let op: String = row.try_get("operation").map_err(map_err)?;
-                let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
-                let ctx: Option<String> = row.try_get("encryption_context").map_err(map_err)?;
-                let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
-                let record = AuditRecord {
-                    id: row.try_get("id").map_err(map_err)?,
-                    time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
-                    client_id: row.try_get("client_id").map_err(map_err)?,
-                    operation: Operation::parse(&op)
-                        .ok_or_else(|| corrupt("audit_log.operation"))?,
-                    key_id: row.try_get("key_id").map_err(map_err)?,
-                    key_version: version
-                        .map(u32::try_from)
-                        .transpose()
-                        .map_err(|_| corrupt("audit_log.key_version"))?,
-                    encryption_context: ctx
-                        .map(|c| serde_json::from_str(&c))
-                        .transpose()
-                        .map_err(backend)?,
-                    outcome: row.try_get("outcome").map_err(map_err)?,
-                    request_id: row.try_get("request_id").map_err(map_err)?,
-                    detail: detail
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(backend)?,
-                    protocol: row.try_get("protocol").map_err(map_err)?,
-                    access_key_id: row.try_get("access_key_id").map_err(map_err)?,
-                };
-                Ok((row.try_get("seq").map_err(map_err)?, record))
-            })
+            .map(|row| Ok((row.try_get("seq").map_err(map_err)?, audit_from_row(row)?)))
             .collect()
     }
 
@@ -1074,3 +1088,45 @@ fn batch_from_row(row: &SqliteRow) -> Result<IdempotentBatch, StoreError> {
         created_at: from_micros(row.try_get("created_at").map_err(map_err)?)?,
     })
 }
+
+/// An audit record from a row of `AUDIT_COLUMNS`.
+fn audit_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord, StoreError> {
+    let op: String = row.try_get("operation").map_err(map_err)?;
+    let version: Option<i64> = row.try_get("key_version").map_err(map_err)?;
+    let ctx: Option<String> = row.try_get("encryption_context").map_err(map_err)?;
+    let detail: Option<String> = row.try_get("detail").map_err(map_err)?;
+    Ok(AuditRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        time: from_micros(row.try_get("event_time").map_err(map_err)?)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        operation: Operation::parse(&op).ok_or_else(|| corrupt("audit_log.operation"))?,
+        key_id: row.try_get("key_id").map_err(map_err)?,
+        key_version: version
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| corrupt("audit_log.key_version"))?,
+        encryption_context: ctx
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(backend)?,
+        outcome: row.try_get("outcome").map_err(map_err)?,
+        request_id: row.try_get("request_id").map_err(map_err)?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(backend)?,
+        protocol: row.try_get("protocol").map_err(map_err)?,
+        access_key_id: row.try_get("access_key_id").map_err(map_err)?,
+        link: foundation::db::link_from_columns(
+            row.try_get("writer_id").map_err(map_err)?,
+            row.try_get("writer_seq").map_err(map_err)?,
+            row.try_get("prev_hash").map_err(map_err)?,
+            row.try_get("row_hash").map_err(map_err)?,
+        ),
+    })
+}
+
+/// The audit columns `audit_from_row` reads.
+const AUDIT_COLUMNS: &str = "id, event_time, client_id, operation, key_id, key_version, \
+    encryption_context, outcome, request_id, detail, protocol, access_key_id, writer_id, \
+    writer_seq, prev_hash, row_hash";
