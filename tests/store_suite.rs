@@ -935,7 +935,96 @@ async fn video_secrets_and_shredding(s: Arc<dyn Store>) {
     );
 }
 
+/// Chained records read back exactly as they were hashed (NUL in text and
+/// JSON, nanosecond times, JSONB key order), in (writer, seq) order, with
+/// their checkpoints; a retried batch adds nothing; records without chain
+/// fields are counted.
+async fn chained_audit_reads_back_as_hashed(s: Arc<dyn Store>) {
+    use foundation::audit::{AuditLog, ChainConfig, Chained, SigningKey};
+    let key = SigningKey::from_seed(&[9; 32]);
+    let public = key.verifying_key();
+    let config = ChainConfig {
+        signing_key: Some(Arc::new(key)),
+        copy_file: None,
+        every_records: 3,
+        every: Duration::from_secs(3600),
+    };
+    let sink = Arc::new(kms::service::StoreSink(s.clone()));
+    let log = AuditLog::chained(
+        sink.clone(),
+        100,
+        4,
+        kms::service::audit::TRAIL,
+        sink,
+        &config,
+    );
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut r = audit(Operation::Decrypt, Some(Uuid::new_v4()));
+        r.time = Utc::now() + chrono::Duration::nanoseconds(i * 1_001);
+        r.outcome = format!("Success\0{i}");
+        r.encryption_context = Some(
+            [("video\0id".to_owned(), format!("v\0{i}"))]
+                .into_iter()
+                .collect(),
+        );
+        r.detail = Some(serde_json::json!({
+            "zeta": [1, 2.5, "x\0y"], "alpha": { "b\0": null, "a": true }, "n": i
+        }));
+        ids.push(r.id);
+        log.record(r);
+        if i % 4 == 3 {
+            log.flush().await.unwrap();
+        }
+    }
+    log.flush_final().await.unwrap();
+
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.audit_chain_page(after, 4).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            let record = row.expect("every chained row reads back");
+            let link = record.link.expect("chained rows carry their link");
+            after = Some((link.writer, link.seq));
+            read.push(record);
+        }
+    }
+    assert_eq!(read.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    let checkpoints = s.audit_checkpoints().await.unwrap();
+    assert!(checkpoints.len() >= 4, "first, every 3 records, last");
+    assert!(checkpoints.iter().all(|c| c.trail == "kms"));
+    assert!(checkpoints.iter().max_by_key(|c| c.number).unwrap().last);
+    let rows: Vec<audit_chain::Row> = read
+        .iter()
+        .map(|r| audit_chain::Row {
+            link: r.link.unwrap(),
+            canonical: r.canonical(),
+            id: r.id.to_string(),
+        })
+        .collect();
+    let report = audit_chain::verify(&rows, &checkpoints, Some(&checkpoints), &public);
+    assert!(report.clean(), "{:?}", report.problems);
+    assert_eq!(report.records, 10);
+
+    // A batch whose commit went unconfirmed is written again: nothing doubles.
+    s.append_audit(&read[..5]).await.unwrap();
+    assert_eq!(
+        s.audit_chain_page(None, 100).await.unwrap().len(),
+        10,
+        "a retried chained batch is idempotent"
+    );
+    assert_eq!(s.unchained_audit().await.unwrap(), (0, None));
+    let plain = audit(Operation::Encrypt, None);
+    s.append_audit(std::slice::from_ref(&plain)).await.unwrap();
+    assert_eq!(s.unchained_audit().await.unwrap(), (1, Some(plain.id)));
+}
+
 on_both_backends!(
+    chained_audit_reads_back_as_hashed,
     retiring_versions_and_usage,
     video_secrets_and_shredding,
     idempotent_batches,

@@ -138,6 +138,10 @@ pub struct Checkpoint {
     pub time: DateTime<Utc>,
     /// The previous checkpoint's signature (`None` for the first).
     pub prev_signature: Option<String>,
+    /// The writer's last checkpoint: it ended (shut down) and wrote no
+    /// record after `seq`. A record after it is forged.
+    #[serde(default)]
+    pub last: bool,
     /// Ed25519 over the other fields, base64.
     pub signature: String,
 }
@@ -153,6 +157,7 @@ impl Checkpoint {
             "Head": self.head,
             "Time": self.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "PrevSignature": self.prev_signature,
+            "Last": self.last,
         });
         [CHECKPOINT_DOMAIN, &canonical_json(&body)].concat()
     }
@@ -261,7 +266,7 @@ impl SigningKey {
         previous: Option<&Checkpoint>,
         time: DateTime<Utc>,
     ) -> Checkpoint {
-        self.checkpoint_at(trail, chain.writer(), chain.head(), previous, time)
+        self.checkpoint_at(trail, chain.writer(), chain.head(), previous, time, false)
     }
 
     /// A signed checkpoint saying record `head.0` of `writer` hashes to
@@ -274,6 +279,7 @@ impl SigningKey {
         head: (u64, [u8; 32]),
         previous: Option<&Checkpoint>,
         time: DateTime<Utc>,
+        last: bool,
     ) -> Checkpoint {
         let mut cp = Checkpoint {
             trail: trail.to_owned(),
@@ -284,6 +290,7 @@ impl SigningKey {
             // Stored with microseconds: sign what will be read back.
             time: DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time),
             prev_signature: previous.map(|p| p.signature.clone()),
+            last,
             signature: String::new(),
         };
         let sig = self.0.sign(&cp.signed_bytes());
@@ -346,6 +353,9 @@ pub enum Problem {
     Unsigned { writer: Uuid, records: u64 },
     /// Records without chain fields.
     Unchained { count: u64, first_id: String },
+    /// A record after its writer's last checkpoint, which said the writer
+    /// had ended.
+    AfterLast { writer: Uuid, seq: u64, id: String },
 }
 
 impl fmt::Display for Problem {
@@ -361,6 +371,7 @@ impl fmt::Display for Problem {
             Self::HeadMismatch { writer, seq, id } => write!(f, "record {id} (writer {writer}, seq {seq}) is not the record its checkpoint signed: the chain was rewritten"),
             Self::CopyMismatch { writer, number } => write!(f, "checkpoint {number} of writer {writer} in the off-box copy is missing from the database, or differs"),
             Self::Unsigned { writer, records } => write!(f, "writer {writer} has {records} records but no signed checkpoint: its chain was forged, or written without VODKMS_AUDIT_SIGNING_KEY_FILE"),
+            Self::AfterLast { writer, seq, id } => write!(f, "record {id} (writer {writer}, seq {seq}) comes after its writer's last checkpoint, which said the writer had ended: it was forged"),
             Self::Unchained { count, first_id } => write!(f, "{count} records carry no chain fields (the first: {first_id}): inserted outside any writer, or written before chaining began"),
         }
     }
@@ -401,6 +412,8 @@ pub struct Verifier<'k> {
     signed: BTreeMap<Uuid, BTreeMap<u64, String>>,
     /// Writers with checkpoints, signature good or not.
     checkpointed: std::collections::BTreeSet<Uuid>,
+    /// Writers whose newest good checkpoint says they ended: the seq then.
+    ended: BTreeMap<Uuid, u64>,
     done: std::collections::BTreeSet<Uuid>,
     open: Option<Open>,
     report: Report,
@@ -418,6 +431,7 @@ impl<'k> Verifier<'k> {
             key,
             signed: BTreeMap::new(),
             checkpointed: checkpoints.iter().map(|c| c.writer).collect(),
+            ended: BTreeMap::new(),
             done: Default::default(),
             open: None,
             report: Report {
@@ -479,6 +493,9 @@ impl<'k> Verifier<'k> {
                 .or_default()
                 .insert(c.seq, c.head.clone());
         }
+        if let Some(newest) = previous.filter(|c| c.last) {
+            self.ended.insert(writer, newest.seq);
+        }
     }
 
     /// The next stored row, in (writer, seq) order.
@@ -530,6 +547,15 @@ impl<'k> Verifier<'k> {
                 id: r.id.clone(),
             });
         }
+        if let Some(&ended_at) = self.ended.get(&writer) {
+            if l.seq > ended_at && open.last_seq <= ended_at {
+                self.report.problems.push(Problem::AfterLast {
+                    writer,
+                    seq: l.seq,
+                    id: r.id.clone(),
+                });
+            }
+        }
         if let Some(head) = self.signed.get(&writer).and_then(|s| s.get(&l.seq)) {
             if *head != hex(&l.hash) {
                 self.report.problems.push(Problem::HeadMismatch {
@@ -563,6 +589,7 @@ impl<'k> Verifier<'k> {
                     last_seq: open.last_seq,
                 })
             }
+            Some(_) if self.ended.contains_key(&open.writer) => {}
             Some(signed_seq) => self.report.unsigned_tail += open.last_seq - signed_seq,
             None if self.checkpointed.contains(&open.writer) => {}
             None => self.report.problems.push(Problem::Unsigned {

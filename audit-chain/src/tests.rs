@@ -334,3 +334,34 @@ fn a_written_private_pem_reads_back_as_the_same_key() {
         k.verifying_key()
     );
 }
+
+#[test]
+fn a_record_appended_after_a_writers_last_checkpoint_is_forged() {
+    let writer = Uuid::new_v4();
+    let (mut rows, mut cps) = trail(writer, 6, 3);
+    let k = key();
+    let mut chain = Chain::new(writer);
+    for r in &rows {
+        chain.append(&r.canonical);
+    }
+    let last = k.checkpoint_at("kms", writer, chain.head(), cps.last(), t(7), true);
+    cps.push(last);
+    let r = check(&rows, &cps);
+    assert!(r.clean(), "{:?}", r.problems);
+    assert_eq!(r.unsigned_tail, 0);
+    // An attacker who knows the format, but not the key, appends one more.
+    let canonical = canonical_json(&serde_json::json!({ "Id": 7, "Op": "Decrypt" }));
+    rows.push(Row {
+        link: chain.append(&canonical),
+        canonical,
+        id: "forged".into(),
+    });
+    assert_eq!(
+        check(&rows, &cps).problems,
+        vec![Problem::AfterLast {
+            writer,
+            seq: 7,
+            id: "forged".into()
+        }]
+    );
+}

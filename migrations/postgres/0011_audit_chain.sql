@@ -24,5 +24,6 @@ CREATE TABLE audit_checkpoints (
     signed_at      TIMESTAMPTZ NOT NULL,
     prev_signature TEXT,
     signature      TEXT NOT NULL,
+    last           BOOLEAN NOT NULL,
     PRIMARY KEY (writer_id, number)
 );

@@ -20,5 +20,6 @@ CREATE TABLE audit_checkpoints (
     signed_at      INTEGER NOT NULL,
     prev_signature TEXT,
     signature      TEXT NOT NULL,
+    last           INTEGER NOT NULL,
     PRIMARY KEY (writer_id, number)
 );

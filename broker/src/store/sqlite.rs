@@ -808,8 +808,8 @@ impl BrokerStore for SqliteBrokerStore {
 
     async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
         let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
-            "SELECT count(*), (SELECT id FROM broker_audit WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
-             FROM broker_audit WHERE writer_id IS NULL",
+            "SELECT count(*), (SELECT id FROM broker_audit WHERE writer_id IS NULL OR writer_seq IS NULL ORDER BY seq LIMIT 1) \
+             FROM broker_audit WHERE writer_id IS NULL OR writer_seq IS NULL",
         )
         .fetch_one(&self.pool)
         .await

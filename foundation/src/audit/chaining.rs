@@ -108,7 +108,7 @@ impl Checkpointer {
                 uncopied: VecDeque::new(),
             }),
         };
-        cp.sign_if_due(true);
+        cp.sign_if_due(false);
         cp
     }
 
@@ -121,18 +121,20 @@ impl Checkpointer {
     }
 
     /// Signs the committed head if `every_records` records or `every` time
-    /// have passed since the last checkpoint (or `force`, at start and at
-    /// shutdown), when there is something new to sign.
-    fn sign_if_due(&self, force: bool) {
+    /// have passed since the last checkpoint and there is something new to
+    /// sign; at once if there is none yet. `last`: the writer is ending, so
+    /// sign that (once) whatever is new.
+    fn sign_if_due(&self, last: bool) {
         let mut s = self.lock();
-        let signed_seq = s.last.as_ref().map(|c| c.seq);
-        let new_records = s.committed.0.saturating_sub(signed_seq.unwrap_or(0));
-        let due = match signed_seq {
+        let new_records = s
+            .committed
+            .0
+            .saturating_sub(s.last.as_ref().map_or(0, |c| c.seq));
+        let due = match &s.last {
             None => true,
+            Some(prev) if last => !prev.last || new_records > 0,
             Some(_) if new_records == 0 => false,
-            Some(_) => {
-                force || new_records >= self.every_records || s.last_at.elapsed() >= self.every
-            }
+            Some(_) => new_records >= self.every_records || s.last_at.elapsed() >= self.every,
         };
         if !due {
             return;
@@ -143,6 +145,7 @@ impl Checkpointer {
             s.committed,
             s.last.as_ref(),
             Utc::now(),
+            last,
         );
         let s = &mut *s;
         s.last = Some(cp.clone());
@@ -277,11 +280,12 @@ impl<R> Chaining<R> {
         }
     }
 
-    /// After records: a checkpoint if one is due, sent.
-    pub(super) async fn checkpoint(&self, force: bool) -> Result<(), StoreError> {
+    /// After records: a checkpoint if one is due (or the writer's `last`),
+    /// sent.
+    pub(super) async fn checkpoint(&self, last: bool) -> Result<(), StoreError> {
         match &self.signer {
             Some(s) => {
-                s.sign_if_due(force);
+                s.sign_if_due(last);
                 s.send().await
             }
             None => Ok(()),

@@ -71,7 +71,7 @@ pub async fn append_checkpoint(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT OR IGNORE INTO audit_checkpoints (writer_id, number, trail, writer_seq, head, \
-         signed_at, prev_signature, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         signed_at, prev_signature, signature, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .bind(cp.writer)
     .bind(super::to_i64(cp.number)?)
@@ -81,6 +81,7 @@ pub async fn append_checkpoint(
     .bind(micros(cp.time))
     .bind(&cp.prev_signature)
     .bind(&cp.signature)
+    .bind(cp.last)
     .execute(pool)
     .await
     .map_err(backend)?;
@@ -94,7 +95,8 @@ pub async fn checkpoints(
 ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT writer_id, number, trail, writer_seq, head, signed_at, prev_signature, signature \
+        "SELECT writer_id, number, trail, writer_seq, head, signed_at, prev_signature, signature, \
+         last \
          FROM audit_checkpoints WHERE trail = ?1 ORDER BY writer_id, number",
     )
     .bind(trail)
@@ -112,6 +114,7 @@ pub async fn checkpoints(
                 time: from_micros(r.try_get("signed_at").map_err(backend)?)?,
                 prev_signature: r.try_get("prev_signature").map_err(backend)?,
                 signature: r.try_get("signature").map_err(backend)?,
+                last: r.try_get("last").map_err(backend)?,
             })
         })
         .collect()

@@ -576,8 +576,8 @@ impl Store for SqliteStore {
 
     async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
         let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
-            "SELECT count(*), (SELECT id FROM audit_log WHERE writer_id IS NULL ORDER BY seq LIMIT 1) \
-             FROM audit_log WHERE writer_id IS NULL",
+            "SELECT count(*), (SELECT id FROM audit_log WHERE writer_id IS NULL OR writer_seq IS NULL ORDER BY seq LIMIT 1) \
+             FROM audit_log WHERE writer_id IS NULL OR writer_seq IS NULL",
         )
         .fetch_one(&self.pool)
         .await
