@@ -104,8 +104,8 @@ pub struct Source {
     #[command(flatten)]
     database: crate::Database,
     /// The SQLite database of `vodkms dev` (vodkms-data/vodkms.db) instead
-    /// of PostgreSQL.
-    #[arg(long, conflicts_with_all = ["database_url", "database_url_file"])]
+    /// of PostgreSQL (DATABASE_URL is then not read).
+    #[arg(long)]
     sqlite: Option<PathBuf>,
     /// Only this trail (default: both).
     #[arg(long)]
@@ -137,8 +137,9 @@ pub struct VerifyArgs {
     /// The off-box copy of the checkpoints (VODKMS_AUDIT_CHECKPOINT_FILE).
     #[arg(long)]
     copy: Option<PathBuf>,
-    /// Check an export (`vodkms audit export`) instead of the database.
-    #[arg(long, conflicts_with_all = ["database_url", "database_url_file", "sqlite"])]
+    /// Check an export (`vodkms audit export`) instead of the database
+    /// (DATABASE_URL is then not read).
+    #[arg(long, conflicts_with = "sqlite")]
     from: Option<PathBuf>,
 }
 

@@ -456,6 +456,25 @@ async fn first_start_provisions_everything_and_a_restart_reuses_it() {
         "no new clients"
     );
     assert_eq!(generated().await, (3, 1), "no new data keys");
+    // Both runs' audit trails, chained and signed with the key the first
+    // start made, verify clean on the embedded store.
+    server.signal_term();
+    assert!(server.wait_exit().success());
+    let verify = std::process::Command::new(common::BIN)
+        .args(["audit", "verify", "--sqlite"])
+        .arg(data.join("vodkms.db"))
+        .arg("--public-key")
+        .arg(data.join("audit-public-key.pem"))
+        .arg("--copy")
+        .arg(data.join("audit-checkpoints.jsonl"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("broker trail:") && report.contains(": clean"),
+        "{report}"
+    );
     let b64 = base64::engine::general_purpose::STANDARD;
     assert_eq!(
         b64.decode(c["TokenSecret"].as_str().unwrap())

@@ -280,10 +280,16 @@ impl Drop for ServerProcess {
 
 /// Runs `vodkms bootstrap` and returns the admin token.
 pub fn bootstrap(db: &str, root_key: &str) -> String {
+    bootstrap_with(db, root_key, &[])
+}
+
+/// `vodkms bootstrap` with the servers' environment (its audit settings).
+pub fn bootstrap_with(db: &str, root_key: &str, env: &[(&str, &str)]) -> String {
     let out = Command::new(BIN)
         .arg("bootstrap")
         .env("DATABASE_URL", db)
         .env("VODKMS_ROOT_KEY", root_key)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -544,7 +550,7 @@ impl Setup {
         let db = fresh_database().await;
         let root_key = random_root_key();
         let kms = KmsProcess::start(&db, &root_key, env).await;
-        let admin = bootstrap(&db, &root_key);
+        let admin = bootstrap_with(&db, &root_key, env);
         let api = kms.api();
         let key_id = api.create_key(&admin, "alias/vod").await;
         let (_, generator) = api.create_client(&admin, "generate", None).await;
