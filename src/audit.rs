@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use audit_chain::export::Line;
 use audit_chain::{Checkpoint, Link, Report, Row, SigningKey, Verifier, VerifyingKey};
 use clap::{Args, Subcommand, ValueEnum};
 use foundation::audit::{ChainConfig, Chained};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// How a server chains and signs its audit trail.
@@ -152,28 +152,6 @@ pub struct ExportArgs {
     out: Option<PathBuf>,
 }
 
-/// One line of an export.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "Type")]
-enum Line {
-    Checkpoint(Checkpoint),
-    Record {
-        #[serde(rename = "Trail")]
-        trail: String,
-        #[serde(rename = "Writer")]
-        writer: Uuid,
-        #[serde(rename = "Seq")]
-        seq: u64,
-        #[serde(rename = "Prev")]
-        prev: String,
-        #[serde(rename = "Hash")]
-        hash: String,
-        /// The record in its canonical form: what was hashed.
-        #[serde(rename = "Record")]
-        record: serde_json::Value,
-    },
-}
-
 /// Exit codes: 0 clean, 1 tampered, 2 could not check.
 pub async fn run(command: AuditCommand) -> std::process::ExitCode {
     let result = match command {
@@ -267,7 +245,7 @@ const PAGE: u32 = 5_000;
 async fn for_each_record(
     stores: &Stores,
     trail: Trail,
-    mut each: impl FnMut(Row, serde_json::Value) -> Result<()>,
+    mut each: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
     let mut after: Option<(Uuid, u64)> = None;
     loop {
@@ -303,16 +281,11 @@ async fn for_each_record(
             };
             after = Some((link.writer, link.seq));
             // An unreadable record hashes as nothing, so it shows as edited.
-            let canonical = canonical.unwrap_or_default();
-            let value = serde_json::from_slice(&canonical).unwrap_or(serde_json::Value::Null);
-            each(
-                Row {
-                    link,
-                    canonical,
-                    id,
-                },
-                value,
-            )?;
+            each(Row {
+                link,
+                canonical: canonical.unwrap_or_default(),
+                id,
+            })?;
         }
         if after == before {
             bail!("reading the {} trail made no progress", trail.name());
@@ -390,7 +363,7 @@ async fn verify(args: VerifyArgs) -> Result<bool> {
         let cps = checkpoints(&stores, trail).await?;
         let copy = copy.as_ref().map(|c| of_trail(c, trail));
         let mut verifier = Verifier::new(&cps, copy.as_deref(), &key);
-        for_each_record(&stores, trail, |row, _| {
+        for_each_record(&stores, trail, |row| {
             verifier.push(&row);
             Ok(())
         })
@@ -462,57 +435,18 @@ fn read_export(path: &Path) -> Result<Vec<ExportedTrail>> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: Line = serde_json::from_str(&line)
+        let parsed = Line::parse(&line)
             .with_context(|| format!("{} line {}: not an export line", path.display(), n + 1))?;
         match parsed {
             Line::Checkpoint(cp) => entry(&mut trails, &cp.trail.clone()).2.push(cp),
-            Line::Record {
-                trail,
-                writer,
-                seq,
-                prev,
-                hash,
-                record,
-            } => {
-                let link = Link {
-                    writer,
-                    seq,
-                    prev: from_hex(&prev),
-                    hash: from_hex(&hash),
-                };
-                let id = record
-                    .get("Id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("?")
-                    .to_owned();
-                let canonical = audit_chain::canonical_json(&record);
-                entry(&mut trails, &trail).1.push(Row {
-                    link,
-                    canonical,
-                    id,
-                });
+            record => {
+                if let Some((trail, row)) = record.into_row() {
+                    entry(&mut trails, &trail).1.push(row);
+                }
             }
         }
     }
     Ok(trails)
-}
-
-/// 32 bytes from hex; anything else becomes a value no hash equals.
-fn from_hex(text: &str) -> [u8; 32] {
-    let mut out = [0xff; 32];
-    if text.len() != 64 {
-        return out;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        match text
-            .get(2 * i..2 * i + 2)
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            Some(b) => *byte = b,
-            None => return [0xff; 32],
-        }
-    }
-    out
 }
 
 async fn export(args: ExportArgs) -> Result<()> {
@@ -529,16 +463,8 @@ async fn export(args: ExportArgs) -> Result<()> {
             serde_json::to_writer(&mut out, &Line::Checkpoint(cp))?;
             out.write_all(b"\n")?;
         }
-        for_each_record(&stores, trail, |row, record| {
-            let line = Line::Record {
-                trail: trail.name().to_owned(),
-                writer: row.link.writer,
-                seq: row.link.seq,
-                prev: audit_chain::hex(&row.link.prev),
-                hash: audit_chain::hex(&row.link.hash),
-                record,
-            };
-            serde_json::to_writer(&mut out, &line)?;
+        for_each_record(&stores, trail, |row| {
+            serde_json::to_writer(&mut out, &Line::record(trail.name(), &row))?;
             out.write_all(b"\n")?;
             records += 1;
             Ok(())

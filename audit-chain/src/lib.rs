@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 pub use ed25519_dalek::VerifyingKey;
 
+pub mod export;
+
 /// The `prev` of a writer's first record.
 pub const GENESIS: [u8; 32] = [0; 32];
 const ROW_DOMAIN: &[u8] = b"vodkms/audit-chain/v1/row";
