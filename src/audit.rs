@@ -13,7 +13,6 @@ use audit_chain::export::Line;
 use audit_chain::{Checkpoint, Link, Report, Row, SigningKey, Verifier, VerifyingKey};
 use clap::{Args, Subcommand, ValueEnum};
 use foundation::audit::{ChainConfig, Chained};
-use uuid::Uuid;
 
 /// How a server chains and signs its audit trail.
 #[derive(Args, Debug, Clone)]
@@ -241,55 +240,58 @@ impl Source {
 
 const PAGE: u32 = 5_000;
 
-/// A trail's chained records, in (writer, seq) order, a page at a time.
+/// A stored record as the verifier takes it: chained (its row), or not
+/// (its id).
+enum Stored {
+    Chained(Row),
+    Unchained(String),
+}
+
+/// A trail's records in storage order, a page at a time.
 async fn for_each_record(
     stores: &Stores,
     trail: Trail,
-    mut each: impl FnMut(Row) -> Result<()>,
+    mut each: impl FnMut(Stored) -> Result<()>,
 ) -> Result<()> {
-    let mut after: Option<(Uuid, u64)> = None;
+    let mut after = 0i64;
     loop {
-        let page: Vec<(Option<Link>, String, Option<Vec<u8>>)> = match trail {
+        let page: Vec<(i64, Option<Link>, String, Option<Vec<u8>>)> = match trail {
             Trail::Kms => stores
                 .kms
-                .audit_chain_page(after, PAGE)
+                .audit_page(after, PAGE)
                 .await?
                 .into_iter()
-                .map(|r| match r {
-                    Ok(rec) => (rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    Err(bad) => (bad.link, bad.id, None),
+                .map(|(seq, r)| match r {
+                    Ok(rec) => (seq, rec.link, rec.id.to_string(), Some(rec.canonical())),
+                    Err(bad) => (seq, bad.link, bad.id, None),
                 })
                 .collect(),
             Trail::Broker => stores
                 .broker
-                .audit_chain_page(after, PAGE)
+                .audit_page(after, PAGE)
                 .await?
                 .into_iter()
-                .map(|r| match r {
-                    Ok(rec) => (rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    Err(bad) => (bad.link, bad.id, None),
+                .map(|(seq, r)| match r {
+                    Ok(rec) => (seq, rec.link, rec.id.to_string(), Some(rec.canonical())),
+                    Err(bad) => (seq, bad.link, bad.id, None),
                 })
                 .collect(),
         };
-        if page.is_empty() {
+        let Some(&(last, ..)) = page.last() else {
             return Ok(());
-        }
-        let before = after;
-        for (link, id, canonical) in page {
-            let Some(link) = link else {
-                bail!("audit record {id} has a chain field this code cannot read: it was tampered with");
-            };
-            after = Some((link.writer, link.seq));
-            // An unreadable record hashes as nothing, so it shows as edited.
-            each(Row {
-                link,
-                canonical: canonical.unwrap_or_default(),
-                id,
+        };
+        for (_, link, id, canonical) in page {
+            each(match link {
+                // An unreadable record hashes as nothing: it shows as edited.
+                Some(link) => Stored::Chained(Row {
+                    link,
+                    canonical: canonical.unwrap_or_default(),
+                    id,
+                }),
+                None => Stored::Unchained(id),
             })?;
         }
-        if after == before {
-            bail!("reading the {} trail made no progress", trail.name());
-        }
+        after = last;
     }
 }
 
@@ -297,13 +299,6 @@ async fn checkpoints(stores: &Stores, trail: Trail) -> Result<Vec<Checkpoint>> {
     Ok(match trail {
         Trail::Kms => stores.kms.audit_checkpoints().await?,
         Trail::Broker => stores.broker.audit_checkpoints().await?,
-    })
-}
-
-async fn unchained(stores: &Stores, trail: Trail) -> Result<(u64, Option<Uuid>)> {
-    Ok(match trail {
-        Trail::Kms => stores.kms.unchained_audit().await?,
-        Trail::Broker => stores.broker.unchained_audit().await?,
     })
 }
 
@@ -363,13 +358,14 @@ async fn verify(args: VerifyArgs) -> Result<bool> {
         let cps = checkpoints(&stores, trail).await?;
         let copy = copy.as_ref().map(|c| of_trail(c, trail));
         let mut verifier = Verifier::new(&cps, copy.as_deref(), &key);
-        for_each_record(&stores, trail, |row| {
-            verifier.push(&row);
+        for_each_record(&stores, trail, |stored| {
+            match stored {
+                Stored::Chained(row) => verifier.push(&row),
+                Stored::Unchained(id) => verifier.push_unchained(&id),
+            }
             Ok(())
         })
         .await?;
-        let (count, first) = unchained(&stores, trail).await?;
-        verifier.unchained(count, first.map(|id| id.to_string()));
         clean &= print_report(trail, &verifier.finish());
     }
     Ok(clean)
@@ -463,14 +459,19 @@ async fn export(args: ExportArgs) -> Result<()> {
             serde_json::to_writer(&mut out, &Line::Checkpoint(cp))?;
             out.write_all(b"\n")?;
         }
-        for_each_record(&stores, trail, |row| {
-            serde_json::to_writer(&mut out, &Line::record(trail.name(), &row))?;
-            out.write_all(b"\n")?;
-            records += 1;
+        let mut count = 0u64;
+        for_each_record(&stores, trail, |stored| {
+            match stored {
+                Stored::Chained(row) => {
+                    serde_json::to_writer(&mut out, &Line::record(trail.name(), &row))?;
+                    out.write_all(b"\n")?;
+                    records += 1;
+                }
+                Stored::Unchained(_) => count += 1,
+            }
             Ok(())
         })
         .await?;
-        let (count, _) = unchained(&stores, trail).await?;
         if count > 0 {
             eprintln!(
                 "{}: {count} records without chain fields were left out (`vodkms audit verify` reports them)",

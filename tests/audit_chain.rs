@@ -157,11 +157,11 @@ fn forged_record() -> kms::model::AuditRecord {
 /// Every record of `writer`, in order, as the store reads them.
 async fn records_of(store: &PgStore, writer: Uuid) -> Vec<kms::model::AuditRecord> {
     store
-        .audit_chain_page(None, 100_000)
+        .audit_page(0, 100_000)
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.unwrap())
+        .map(|(_, r)| r.unwrap())
         .filter(|r| r.link.map(|l| l.writer) == Some(writer))
         .collect()
 }

@@ -105,22 +105,38 @@ impl Chain {
 /// JSON with object keys sorted at every level and no whitespace: the same
 /// bytes for the same record, however a database stored and returned it.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    fn sorted(v: &serde_json::Value) -> serde_json::Value {
-        match v {
+    serde_json::to_vec(&Sorted(value)).unwrap_or_default()
+}
+
+/// Serializes a JSON value with object keys sorted at every level (byte
+/// order, as `BTreeMap<String, _>` orders them), copying nothing: for
+/// canonical forms built from typed records, whose own fields are declared
+/// in that order.
+pub struct Sorted<'a>(pub &'a serde_json::Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
             serde_json::Value::Object(map) => {
-                let ordered: BTreeMap<&String, serde_json::Value> =
-                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
-                serde_json::Value::Object(
-                    ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
-                )
+                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut m = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    m.serialize_entry(k, &Sorted(v))?;
+                }
+                m.end()
             }
             serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(sorted).collect())
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Sorted(v))?;
+                }
+                seq.end()
             }
-            other => other.clone(),
+            other => other.serialize(s),
         }
     }
-    serde_json::to_vec(&sorted(value)).unwrap_or_default()
 }
 
 /// A signed statement of a writer's head: "record `seq` of `writer` hashes
@@ -397,16 +413,24 @@ impl Report {
     }
 }
 
-/// The chain being read: the writer whose rows are arriving.
-struct Open {
-    writer: Uuid,
+/// Where a writer's chain has got to in the reading.
+#[derive(Default)]
+struct Position {
     last_seq: u64,
     expected_prev: [u8; 32],
+    /// Rows that arrived ahead of their turn, until the rows before them
+    /// do (storage order is commit order, so normally none).
+    waiting: BTreeMap<u64, Row>,
 }
 
-/// Checks a trail streamed from storage: rows arrive ordered by writer,
-/// then seq, so memory holds one writer's position and the checkpoints,
-/// not the trail (a trail may hold millions of records).
+/// Rows held out of turn per writer, past which the oldest is taken as
+/// next (a gap is reported) so memory stays bounded on any input.
+const MAX_WAITING: usize = 100_000;
+
+/// Checks a trail streamed from storage in the order it was stored (rows of
+/// different writers interleaved, each writer's in commit order): memory
+/// holds a position per writer and the checkpoints, not the trail (a trail
+/// may hold millions of records). Rows out of turn wait for their turn.
 pub struct Verifier<'k> {
     key: &'k VerifyingKey,
     /// Per writer: seq → signed head (hex), from checkpoints whose
@@ -416,8 +440,9 @@ pub struct Verifier<'k> {
     checkpointed: std::collections::BTreeSet<Uuid>,
     /// Writers whose newest good checkpoint says they ended: the seq then.
     ended: BTreeMap<Uuid, u64>,
-    done: std::collections::BTreeSet<Uuid>,
-    open: Option<Open>,
+    positions: BTreeMap<Uuid, Position>,
+    unchained: u64,
+    first_unchained: Option<String>,
     report: Report,
 }
 
@@ -434,8 +459,9 @@ impl<'k> Verifier<'k> {
             signed: BTreeMap::new(),
             checkpointed: checkpoints.iter().map(|c| c.writer).collect(),
             ended: BTreeMap::new(),
-            done: Default::default(),
-            open: None,
+            positions: BTreeMap::new(),
+            unchained: 0,
+            first_unchained: None,
             report: Report {
                 checkpoints: checkpoints.len(),
                 ..Report::default()
@@ -500,49 +526,77 @@ impl<'k> Verifier<'k> {
         }
     }
 
-    /// The next stored row, in (writer, seq) order.
+    /// The next stored row, in storage order.
     pub fn push(&mut self, r: &Row) {
+        self.report.records += 1;
+        let writer = r.link.writer;
+        let seq = r.link.seq;
+        let position = self.positions.entry(writer).or_default();
+        if seq != 0 && seq <= position.last_seq {
+            // Its place in the chain is taken already.
+            self.report.problems.push(Problem::Fork { writer, seq });
+            return;
+        }
+        if seq != position.last_seq + 1 {
+            if position.waiting.insert(seq, r.clone()).is_some() {
+                self.report.problems.push(Problem::Fork { writer, seq });
+            }
+            if position.waiting.len() > MAX_WAITING {
+                self.take_oldest_waiting(writer);
+            }
+            return;
+        }
+        self.check(r);
+        self.take_waiting_in_turn(writer);
+    }
+
+    /// Checks the rows waiting for `writer` whose turn has come.
+    fn take_waiting_in_turn(&mut self, writer: Uuid) {
+        loop {
+            let next = self
+                .positions
+                .get_mut(&writer)
+                .and_then(|p| p.waiting.remove(&(p.last_seq + 1)));
+            match next {
+                Some(row) => self.check(&row),
+                None => return,
+            }
+        }
+    }
+
+    /// Checks `writer`'s oldest waiting row as next: the rows before it
+    /// are missing.
+    fn take_oldest_waiting(&mut self, writer: Uuid) {
+        let oldest = self
+            .positions
+            .get_mut(&writer)
+            .and_then(|p| p.waiting.pop_first());
+        if let Some((_, row)) = oldest {
+            self.check(&row);
+            self.take_waiting_in_turn(writer);
+        }
+    }
+
+    /// A row at its turn (or, after a gap, the next one there is).
+    fn check(&mut self, r: &Row) {
         let l = &r.link;
         let writer = l.writer;
-        if self.open.as_ref().map(|o| o.writer) != Some(writer) {
-            self.close();
-            if !self.done.insert(writer) {
-                // Rows out of order can only come from a tampered source
-                // (the stores read in order): a second run of one writer.
-                self.report
-                    .problems
-                    .push(Problem::Fork { writer, seq: l.seq });
-            }
-            self.report.writers += 1;
-            self.open = Some(Open {
-                writer,
-                last_seq: 0,
-                expected_prev: GENESIS,
-            });
-        }
-        self.report.records += 1;
-        let Some(open) = self.open.as_mut() else {
+        let Some(position) = self.positions.get_mut(&writer) else {
             return;
         };
-        if open.last_seq != 0 && l.seq == open.last_seq {
-            self.report
-                .problems
-                .push(Problem::Fork { writer, seq: l.seq });
-            return;
-        }
         if row_hash(writer, l.seq, &l.prev, &r.canonical) != l.hash {
             self.report.problems.push(Problem::Edited {
                 writer,
                 seq: l.seq,
                 id: r.id.clone(),
             });
-        } else if l.seq != open.last_seq + 1 {
+        } else if l.seq != position.last_seq + 1 {
             self.report.problems.push(Problem::Gap {
                 writer,
-                after: open.last_seq,
+                after: position.last_seq,
                 next: l.seq,
             });
-        } else if l.prev != open.expected_prev {
+        } else if l.prev != position.expected_prev {
             self.report.problems.push(Problem::BrokenLink {
                 writer,
                 seq: l.seq,
@@ -550,7 +604,7 @@ impl<'k> Verifier<'k> {
             });
         }
         if let Some(&ended_at) = self.ended.get(&writer) {
-            if l.seq > ended_at && open.last_seq <= ended_at {
+            if l.seq > ended_at && position.last_seq <= ended_at {
                 self.report.problems.push(Problem::AfterLast {
                     writer,
                     seq: l.seq,
@@ -567,69 +621,84 @@ impl<'k> Verifier<'k> {
                 });
             }
         }
-        open.expected_prev = l.hash;
-        open.last_seq = l.seq;
+        position.expected_prev = l.hash;
+        position.last_seq = l.seq;
     }
 
-    /// Ends the open writer: its newest signed head must still be there,
-    /// and a writer with records must have checkpoints (a writer with a
-    /// signing key signs before its first record, so a chain without any
-    /// is forged, or was written with no key).
-    fn close(&mut self) {
-        let Some(open) = self.open.take() else {
-            return;
-        };
+    /// A stored record without chain fields: written by no chaining writer,
+    /// so inserted around the chains (or from before chaining began).
+    pub fn push_unchained(&mut self, id: &str) {
+        self.report.records += 1;
+        self.unchained += 1;
+        if self.first_unchained.is_none() {
+            self.first_unchained = Some(id.to_owned());
+        }
+    }
+
+    /// Ends a writer: its newest signed head must still be there, and a
+    /// writer with records must have checkpoints (a writer with a signing
+    /// key signs before its first record, so a chain without any is
+    /// forged, or was written with no key).
+    fn close(&mut self, writer: Uuid, last_seq: u64) {
         let newest_signed = self
             .signed
-            .get(&open.writer)
+            .get(&writer)
             .and_then(|s| s.keys().next_back().copied());
         match newest_signed {
-            Some(signed_seq) if signed_seq > open.last_seq => {
+            Some(signed_seq) if signed_seq > last_seq => {
                 self.report.problems.push(Problem::Truncated {
-                    writer: open.writer,
+                    writer,
                     signed_seq,
-                    last_seq: open.last_seq,
+                    last_seq,
                 })
             }
-            Some(_) if self.ended.contains_key(&open.writer) => {}
-            Some(signed_seq) => self.report.unsigned_tail += open.last_seq - signed_seq,
-            None if self.checkpointed.contains(&open.writer) => {}
+            Some(_) if self.ended.contains_key(&writer) => {}
+            Some(signed_seq) => self.report.unsigned_tail += last_seq - signed_seq,
+            None if self.checkpointed.contains(&writer) => {}
             None => self.report.problems.push(Problem::Unsigned {
-                writer: open.writer,
-                records: open.last_seq,
+                writer,
+                records: last_seq,
             }),
         }
     }
 
-    /// Records stored without chain fields: written by no chaining writer,
-    /// so inserted around the chains (or from before chaining began).
-    pub fn unchained(&mut self, count: u64, first_id: Option<String>) {
-        if count > 0 {
-            self.report.records += count;
-            self.report.problems.push(Problem::Unchained {
-                count,
-                first_id: first_id.unwrap_or_default(),
-            });
-        }
-    }
-
     pub fn finish(mut self) -> Report {
-        self.close();
+        let writers: Vec<Uuid> = self.positions.keys().copied().collect();
+        for &writer in &writers {
+            // Rows still waiting: the ones before them never came.
+            while self
+                .positions
+                .get(&writer)
+                .is_some_and(|p| !p.waiting.is_empty())
+            {
+                self.take_oldest_waiting(writer);
+            }
+            let last_seq = self.positions.get(&writer).map_or(0, |p| p.last_seq);
+            self.close(writer, last_seq);
+        }
+        self.report.writers = writers.len();
         // Writers whose records are all gone but whose checkpoints remain.
-        for (writer, heads) in &self.signed {
-            if self.done.contains(writer) {
-                continue;
-            }
+        let gone: Vec<(Uuid, u64)> = self
+            .signed
+            .iter()
+            .filter(|(w, _)| !self.positions.contains_key(w))
+            .filter_map(|(w, heads)| heads.keys().next_back().map(|&s| (*w, s)))
+            .collect();
+        for (writer, signed_seq) in gone {
             self.report.writers += 1;
-            if let Some(&signed_seq) = heads.keys().next_back() {
-                if signed_seq > 0 {
-                    self.report.problems.push(Problem::Truncated {
-                        writer: *writer,
-                        signed_seq,
-                        last_seq: 0,
-                    });
-                }
+            if signed_seq > 0 {
+                self.report.problems.push(Problem::Truncated {
+                    writer,
+                    signed_seq,
+                    last_seq: 0,
+                });
             }
+        }
+        if self.unchained > 0 {
+            self.report.problems.push(Problem::Unchained {
+                count: self.unchained,
+                first_id: self.first_unchained.take().unwrap_or_default(),
+            });
         }
         self.report.problems.dedup();
         self.report
@@ -645,10 +714,8 @@ pub fn verify(
     copy: Option<&[Checkpoint]>,
     key: &VerifyingKey,
 ) -> Report {
-    let mut ordered: Vec<&Row> = rows.iter().collect();
-    ordered.sort_by_key(|r| (r.link.writer, r.link.seq));
     let mut v = Verifier::new(checkpoints, copy, key);
-    for r in ordered {
+    for r in rows {
         v.push(r);
     }
     v.finish()

@@ -312,7 +312,8 @@ fn records_without_chain_fields_are_reported() {
     for r in &rows {
         v.push(r);
     }
-    v.unchained(2, Some("forged-1".into()));
+    v.push_unchained("forged-1");
+    v.push_unchained("forged-2");
     let r = v.finish();
     assert_eq!(
         r.problems,

@@ -3,13 +3,11 @@ ALTER TABLE audit_log ADD COLUMN writer_id BLOB;
 ALTER TABLE audit_log ADD COLUMN writer_seq INTEGER;
 ALTER TABLE audit_log ADD COLUMN prev_hash BLOB;
 ALTER TABLE audit_log ADD COLUMN row_hash BLOB;
-CREATE UNIQUE INDEX audit_log_chain ON audit_log (writer_id, writer_seq);
 
 ALTER TABLE broker_audit ADD COLUMN writer_id BLOB;
 ALTER TABLE broker_audit ADD COLUMN writer_seq INTEGER;
 ALTER TABLE broker_audit ADD COLUMN prev_hash BLOB;
 ALTER TABLE broker_audit ADD COLUMN row_hash BLOB;
-CREATE UNIQUE INDEX broker_audit_chain ON broker_audit (writer_id, writer_seq);
 
 CREATE TABLE audit_checkpoints (
     writer_id      BLOB NOT NULL,

@@ -259,24 +259,45 @@ impl foundation::audit::Chained for BrokerAuditRecord {
         }
     }
 
-    /// Every field, under fixed names; a field added later joins only when
-    /// set, so older records keep their hashes.
+    /// Every field, under fixed names, keys sorted (fields declared in
+    /// order, nested JSON sorted): a field added later joins only when set,
+    /// so older records keep their hashes.
     fn canonical(&self) -> Vec<u8> {
-        foundation::audit::canonical_json(&serde_json::json!({
-            "Id": self.id,
-            "Time": self.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "Operation": self.operation.as_str(),
-            "Outcome": self.outcome,
-            "RequestId": self.request_id,
-            "Viewer": self.viewer,
-            "VideoId": self.video_id,
-            "KeyId": self.key_id,
-            "KeyVersion": self.key_version,
-            "TokenId": self.token_id,
-            "ClientId": self.client_id,
-            "Address": self.address,
-            "Detail": self.detail,
-        }))
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Canonical<'a> {
+            address: Option<&'a str>,
+            client_id: Option<Uuid>,
+            detail: Option<foundation::audit::Sorted<'a>>,
+            id: Uuid,
+            key_id: Option<Uuid>,
+            key_version: Option<u32>,
+            operation: &'a str,
+            outcome: &'a str,
+            request_id: &'a str,
+            time: String,
+            token_id: Option<&'a str>,
+            video_id: Option<&'a str>,
+            viewer: Option<&'a str>,
+        }
+        serde_json::to_vec(&Canonical {
+            address: self.address.as_deref(),
+            client_id: self.client_id,
+            detail: self.detail.as_ref().map(foundation::audit::Sorted),
+            id: self.id,
+            key_id: self.key_id,
+            key_version: self.key_version,
+            operation: self.operation.as_str(),
+            outcome: &self.outcome,
+            request_id: &self.request_id,
+            time: self
+                .time
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            token_id: self.token_id.as_deref(),
+            video_id: self.video_id.as_deref(),
+            viewer: self.viewer.as_deref(),
+        })
+        .unwrap_or_default()
     }
 
     fn link(&self) -> Option<&foundation::audit::Link> {

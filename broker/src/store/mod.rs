@@ -147,14 +147,14 @@ pub trait BrokerStore: Send + Sync + 'static {
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// The broker trail's checkpoints.
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
-    /// Chained records in (writer, seq) order, after `after`.
-    async fn audit_chain_page(
+    /// Every record after `after_seq` in storage order (which is each
+    /// writer's commit order), with its sequence number: what the verifier
+    /// reads.
+    async fn audit_page(
         &self,
-        after: Option<(uuid::Uuid, u64)>,
+        after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<ChainRow>, StoreError>;
-    /// Records without chain fields: how many, and the oldest one's id.
-    async fn unchained_audit(&self) -> Result<(u64, Option<uuid::Uuid>), StoreError>;
+    ) -> Result<Vec<(i64, ChainRow)>, StoreError>;
     /// Newest first, with each record's sequence number.
     async fn query_audit(
         &self,

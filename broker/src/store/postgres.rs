@@ -14,7 +14,6 @@ use crate::model::{
     Observation, ObservationOutcome, Revocation, RevocationKind, RevocationRow, SessionRecord,
     ShareCounts, StreamRecord, VideoPolicy, ViewerLimits, ViewerRecord, TOMBSTONE_DAYS,
 };
-use uuid::Uuid;
 
 const CHANNEL: &str = "vodkms_broker_changes";
 /// The change payload `Policy:VIDEO` names a video policy that changed.
@@ -861,37 +860,25 @@ impl BrokerStore for PgBrokerStore {
         Ok(foundation::db::postgres::checkpoints(&self.pool, crate::service::AUDIT_TRAIL).await?)
     }
 
-    async fn audit_chain_page(
+    async fn audit_page(
         &self,
-        after: Option<(Uuid, u64)>,
+        after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<ChainRow>, StoreError> {
-        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+    ) -> Result<Vec<(i64, ChainRow)>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE writer_id IS NOT NULL \
-             AND (writer_id, writer_seq) > ($1, $2) ORDER BY writer_id, writer_seq LIMIT $3"
+            "SELECT seq, {AUDIT_COLUMNS} FROM broker_audit WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
-        .bind(writer)
-        .bind(foundation::db::to_i64(seq)?)
+        .bind(after_seq)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|row| foundation::db::chain_row(row, audit_from_row))
-            .collect())
-    }
-
-    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
-        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
-            "SELECT count(*), (SELECT id FROM broker_audit WHERE writer_id IS NULL OR writer_seq IS NULL ORDER BY seq LIMIT 1) \
-             FROM broker_audit WHERE writer_id IS NULL OR writer_seq IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok((foundation::db::to_u64(count)?, first))
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(map_err)?;
+                Ok((seq, foundation::db::chain_row(row, audit_from_row)))
+            })
+            .collect()
     }
 
     async fn query_audit(

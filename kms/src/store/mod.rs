@@ -128,14 +128,14 @@ pub trait Store: Send + Sync + 'static {
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// The KMS trail's checkpoints.
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
-    /// Chained records in (writer, seq) order, after `after`.
-    async fn audit_chain_page(
+    /// Every record after `after_seq` in storage order (which is each
+    /// writer's commit order), with its sequence number: what the verifier
+    /// reads.
+    async fn audit_page(
         &self,
-        after: Option<(Uuid, u64)>,
+        after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<ChainRow>, StoreError>;
-    /// Records without chain fields: how many, and the oldest one's id.
-    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError>;
+    ) -> Result<Vec<(i64, ChainRow)>, StoreError>;
     /// Newest first, with each record's sequence number (for pagination).
     async fn query_audit(
         &self,

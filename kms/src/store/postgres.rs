@@ -523,8 +523,7 @@ impl Store for PgStore {
         // through `INSERT … ON CONFLICT DO NOTHING` (which otherwise would
         // probe the id index before every row).
         match copy_audit(&self.pool, records).await {
-            // The retry may collide on either unique index first.
-            Err(e) if violates(&e, "audit_log_id_unique") || violates(&e, "audit_log_chain") => {
+            Err(e) if violates(&e, "audit_log_id_unique") => {
                 AuditColumns::of(records)?.insert_missing(&self.pool).await
             }
             other => other,
@@ -540,37 +539,25 @@ impl Store for PgStore {
         Ok(foundation::db::postgres::checkpoints(&self.pool, crate::service::audit::TRAIL).await?)
     }
 
-    async fn audit_chain_page(
+    async fn audit_page(
         &self,
-        after: Option<(Uuid, u64)>,
+        after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<ChainRow>, StoreError> {
-        let (writer, seq) = after.unwrap_or((Uuid::nil(), 0));
+    ) -> Result<Vec<(i64, ChainRow)>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE writer_id IS NOT NULL \
-             AND (writer_id, writer_seq) > ($1, $2) ORDER BY writer_id, writer_seq LIMIT $3"
+            "SELECT seq, {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
-        .bind(writer)
-        .bind(foundation::db::to_i64(seq)?)
+        .bind(after_seq)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|row| foundation::db::chain_row(row, audit_from_row))
-            .collect())
-    }
-
-    async fn unchained_audit(&self) -> Result<(u64, Option<Uuid>), StoreError> {
-        let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
-            "SELECT count(*), (SELECT id FROM audit_log WHERE writer_id IS NULL OR writer_seq IS NULL ORDER BY seq LIMIT 1) \
-             FROM audit_log WHERE writer_id IS NULL OR writer_seq IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok((foundation::db::to_u64(count)?, first))
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(map_err)?;
+                Ok((seq, foundation::db::chain_row(row, audit_from_row)))
+            })
+            .collect()
     }
 
     async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
