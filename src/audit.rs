@@ -247,6 +247,21 @@ enum Stored {
     Unchained(String),
 }
 
+impl Stored {
+    /// An unreadable record (no canonical bytes) hashes as nothing: it
+    /// shows as edited.
+    fn of(link: Option<Link>, id: String, canonical: Option<Vec<u8>>) -> Self {
+        match link {
+            Some(link) => Self::Chained(Row {
+                link,
+                canonical: canonical.unwrap_or_default(),
+                id,
+            }),
+            None => Self::Unchained(id),
+        }
+    }
+}
+
 /// A trail's records in storage order, a page at a time.
 async fn for_each_record(
     stores: &Stores,
@@ -255,15 +270,18 @@ async fn for_each_record(
 ) -> Result<()> {
     let mut after = 0i64;
     loop {
-        let page: Vec<(i64, Option<Link>, String, Option<Vec<u8>>)> = match trail {
+        let page: Vec<(i64, Stored)> = match trail {
             Trail::Kms => stores
                 .kms
                 .audit_page(after, PAGE)
                 .await?
                 .into_iter()
                 .map(|(seq, r)| match r {
-                    Ok(rec) => (seq, rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    Err(bad) => (seq, bad.link, bad.id, None),
+                    Ok(rec) => (
+                        seq,
+                        Stored::of(rec.link, rec.id.to_string(), Some(rec.canonical())),
+                    ),
+                    Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
                 })
                 .collect(),
             Trail::Broker => stores
@@ -272,24 +290,19 @@ async fn for_each_record(
                 .await?
                 .into_iter()
                 .map(|(seq, r)| match r {
-                    Ok(rec) => (seq, rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    Err(bad) => (seq, bad.link, bad.id, None),
+                    Ok(rec) => (
+                        seq,
+                        Stored::of(rec.link, rec.id.to_string(), Some(rec.canonical())),
+                    ),
+                    Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
                 })
                 .collect(),
         };
-        let Some(&(last, ..)) = page.last() else {
+        let Some(&(last, _)) = page.last() else {
             return Ok(());
         };
-        for (_, link, id, canonical) in page {
-            each(match link {
-                // An unreadable record hashes as nothing: it shows as edited.
-                Some(link) => Stored::Chained(Row {
-                    link,
-                    canonical: canonical.unwrap_or_default(),
-                    id,
-                }),
-                None => Stored::Unchained(id),
-            })?;
+        for (_, stored) in page {
+            each(stored)?;
         }
         after = last;
     }
