@@ -61,6 +61,19 @@ impl ChainArgs {
                 None
             }
         };
+        if let Some(path) = &self.audit_checkpoint_file {
+            // A copy that cannot be written shows at start, not hours later.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| {
+                    format!(
+                        "opening the audit checkpoint copy {} (VODKMS_AUDIT_CHECKPOINT_FILE)",
+                        path.display()
+                    )
+                })?;
+        }
         Ok(Some(ChainConfig {
             signing_key,
             copy_file: self.audit_checkpoint_file.clone(),
@@ -75,8 +88,12 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
         std::fs::read_to_string(path)
             .with_context(|| format!("reading the audit signing key {}", path.display()))?,
     );
-    SigningKey::from_text(&text)
-        .with_context(|| format!("the audit signing key {}", path.display()))
+    SigningKey::from_text(&text).with_context(|| {
+        format!(
+            "the audit signing key {} (VODKMS_AUDIT_SIGNING_KEY_FILE)",
+            path.display()
+        )
+    })
 }
 
 #[derive(Subcommand)]

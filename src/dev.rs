@@ -610,6 +610,10 @@ fn print_first_start(c: &Credentials, path: &Path) {
   Its CMAF copy with Clear Key is "{cmaf}": {url}/v1/hls/playlist/{cmaf}/master.m3u8 (Shaka),
   {url}/v1/hls/clearkey/{cmaf}/master.m3u8 (hls.js), {url}/v1/hls/playlist/{cmaf}/manifest.mpd (DASH)
 {sdks}
+  Both audit trails are hash-chained and signed; after Ctrl-C, check them with
+    vodkms audit verify --sqlite {dir}/vodkms.db --public-key {dir}/audit-public-key.pem \
+        --copy {dir}/audit-checkpoints.jsonl
+
   Everything above is also in {file} (mode 0600). Ctrl-C stops; data stays in {dir}.
 "#,
         sdks = sdk_lines(c),

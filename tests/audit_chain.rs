@@ -453,3 +453,51 @@ async fn parallel_writers_verify_clean_and_every_tampering_is_named() {
     restore(&mut c).await;
     assert_eq!(verify(&db, &f, &[]).0, 0, "restored at the end");
 }
+
+/// A bad signing key or an unwritable copy stops a server at start, saying
+/// which; a bad public key makes verify exit 2 (not checked), not 0 or 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_audit_settings_are_refused_clearly() {
+    let db = fresh_database().await;
+    let root = random_root_key();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let log = KmsProcess::try_start(
+        &db,
+        &root,
+        &[("VODKMS_AUDIT_SIGNING_KEY_FILE", bad.to_str().unwrap())],
+    )
+    .await
+    .err()
+    .expect("a KMS with a bad audit signing key must not start");
+    assert!(log.contains("VODKMS_AUDIT_SIGNING_KEY_FILE"), "{log}");
+    assert!(
+        !log.contains("bm90IGEga2V5"),
+        "the key file's content is never printed: {log}"
+    );
+    let log = KmsProcess::try_start(
+        &db,
+        &root,
+        &[(
+            "VODKMS_AUDIT_CHECKPOINT_FILE",
+            "/nonexistent-dir/copy.jsonl",
+        )],
+    )
+    .await
+    .err()
+    .expect("a KMS with an unwritable checkpoint copy must not start");
+    assert!(log.contains("VODKMS_AUDIT_CHECKPOINT_FILE"), "{log}");
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--public-key"])
+        .arg(&bad)
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public key"));
+}

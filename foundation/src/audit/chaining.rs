@@ -67,6 +67,7 @@ struct State {
     last_at: Instant,
     unstored: VecDeque<Checkpoint>,
     uncopied: VecDeque<Checkpoint>,
+    copy_failing: bool,
 }
 
 /// Signs a writer's committed head now and then, and sends each checkpoint
@@ -106,6 +107,7 @@ impl Checkpointer {
                 last_at: Instant::now(),
                 unstored: VecDeque::new(),
                 uncopied: VecDeque::new(),
+                copy_failing: false,
             }),
         };
         cp.sign_if_due(false);
@@ -192,11 +194,17 @@ impl Checkpointer {
                 }
             }
             if let Err(e) = append_file(path, lines.as_bytes()).await {
-                tracing::warn!(error = %e, path = %path.display(), "audit checkpoint copy not written; will retry");
+                // Once per failing stretch, not at every flush.
+                if !std::mem::replace(&mut self.lock().copy_failing, true) {
+                    tracing::warn!(error = %e, path = %path.display(), "audit checkpoint copy not written; will retry");
+                }
                 return;
             }
         }
         let mut s = self.lock();
+        if std::mem::take(&mut s.copy_failing) {
+            tracing::info!("audit checkpoint copy written again");
+        }
         let n = batch.len().min(s.uncopied.len());
         s.uncopied.drain(..n);
     }
