@@ -279,6 +279,22 @@ impl Stored {
     }
 }
 
+fn stored_page<R: Chained>(page: Vec<(i64, foundation::db::ChainRow<R>)>) -> Vec<(i64, Stored)> {
+    page.into_iter()
+        .map(|(seq, r)| match r {
+            Ok(rec) => (
+                seq,
+                Stored::of(
+                    rec.link().copied(),
+                    rec.id().to_string(),
+                    Some(rec.canonical()),
+                ),
+            ),
+            Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
+        })
+        .collect()
+}
+
 /// A trail's records in storage order, a page at a time.
 async fn for_each_record(
     stores: &Stores,
@@ -287,33 +303,9 @@ async fn for_each_record(
 ) -> Result<()> {
     let mut after = 0i64;
     loop {
-        let page: Vec<(i64, Stored)> = match trail {
-            Trail::Kms => stores
-                .kms
-                .audit_page(after, PAGE)
-                .await?
-                .into_iter()
-                .map(|(seq, r)| match r {
-                    Ok(rec) => (
-                        seq,
-                        Stored::of(rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    ),
-                    Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
-                })
-                .collect(),
-            Trail::Broker => stores
-                .broker
-                .audit_page(after, PAGE)
-                .await?
-                .into_iter()
-                .map(|(seq, r)| match r {
-                    Ok(rec) => (
-                        seq,
-                        Stored::of(rec.link, rec.id.to_string(), Some(rec.canonical())),
-                    ),
-                    Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
-                })
-                .collect(),
+        let page = match trail {
+            Trail::Kms => stored_page(stores.kms.audit_page(after, PAGE).await?),
+            Trail::Broker => stored_page(stores.broker.audit_page(after, PAGE).await?),
         };
         let Some(&(last, _)) = page.last() else {
             return Ok(());

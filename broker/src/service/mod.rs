@@ -300,6 +300,10 @@ impl foundation::audit::Chained for BrokerAuditRecord {
         .unwrap_or_default()
     }
 
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
     fn link(&self) -> Option<&foundation::audit::Link> {
         self.link.as_ref()
     }

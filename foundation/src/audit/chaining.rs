@@ -22,6 +22,8 @@ pub trait Chained {
     fn normalize(&mut self);
     /// The canonical bytes of the (normalized) record.
     fn canonical(&self) -> Vec<u8>;
+    /// How the verifier names the record.
+    fn id(&self) -> Uuid;
     fn link(&self) -> Option<&Link>;
     fn set_link(&mut self, link: Link);
 }

@@ -121,6 +121,10 @@ impl Chained for AuditRecord {
         .unwrap_or_default()
     }
 
+    fn id(&self) -> uuid::Uuid {
+        self.id
+    }
+
     fn link(&self) -> Option<&Link> {
         self.link.as_ref()
     }
