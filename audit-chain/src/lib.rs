@@ -228,9 +228,16 @@ fn pem_or_base64(text: &str, label: &str) -> Option<zeroize::Zeroizing<Vec<u8>>>
     };
     let compact: zeroize::Zeroizing<String> =
         zeroize::Zeroizing::new(body.split_whitespace().collect());
-    base64::engine::general_purpose::STANDARD
+    // Standard or URL-safe, padded or not: however a key was pasted.
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let engine = match (compact.contains(['-', '_']), compact.ends_with('=')) {
+        (true, true) => &URL_SAFE,
+        (true, false) => &URL_SAFE_NO_PAD,
+        (false, true) => &STANDARD,
+        (false, false) => &STANDARD_NO_PAD,
+    };
+    engine
         .decode(compact.as_bytes())
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(compact.as_bytes()))
         .ok()
         .map(zeroize::Zeroizing::new)
 }

@@ -192,7 +192,9 @@ pub enum KeyConfigError {
     NoKey,
 }
 
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32 key bytes.
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32
+/// key bytes: the tests write PEM keys with it.
+#[cfg(test)]
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
@@ -244,25 +246,10 @@ impl TokenKeys {
         Ok(secret)
     }
 
-    /// Reads an Ed25519 public key: base64 of the 32 raw bytes, or PEM SPKI.
+    /// Reads an Ed25519 public key: base64 of the 32 raw bytes, or PEM SPKI
+    /// (the same reader as the audit's public keys).
     pub fn public_key_from_text(text: &str) -> Result<VerifyingKey, KeyConfigError> {
-        let text = text.trim();
-        let der_or_raw = if let Some(body) = text
-            .strip_prefix("-----BEGIN PUBLIC KEY-----")
-            .and_then(|r| r.trim_end().strip_suffix("-----END PUBLIC KEY-----"))
-        {
-            let b64: String = body.split_whitespace().collect();
-            foundation::encoding::decode_base64_any(&b64).ok_or(KeyConfigError::BadPublicKey)?
-        } else {
-            foundation::encoding::decode_base64_any(text).ok_or(KeyConfigError::BadPublicKey)?
-        };
-        let raw = match der_or_raw.len() {
-            32 => der_or_raw.as_slice(),
-            44 if der_or_raw.starts_with(&ED25519_SPKI_PREFIX) => &der_or_raw[12..],
-            _ => return Err(KeyConfigError::BadPublicKey),
-        };
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyConfigError::BadPublicKey)?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| KeyConfigError::BadPublicKey)
+        foundation::audit::verifying_key_from_text(text).map_err(|_| KeyConfigError::BadPublicKey)
     }
 
     pub fn can_sign(&self) -> bool {

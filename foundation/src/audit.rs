@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::db::StoreError;
 
 mod chaining;
-pub use audit_chain::{canonical_json, Sorted};
+pub use audit_chain::{canonical_json, verifying_key_from_text, Sorted};
 pub use chaining::{ChainConfig, Chained, Checkpoint, CheckpointStore, Link, SigningKey};
 
 /// The outcome audit records carry when the operation succeeded; any other
