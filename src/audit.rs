@@ -153,6 +153,11 @@ pub struct VerifyArgs {
     /// The off-box copy of the checkpoints (VODKMS_AUDIT_CHECKPOINT_FILE).
     #[arg(long)]
     copy: Option<PathBuf>,
+    /// Records without chain fields older than this (RFC 3339) were written
+    /// before an upgrade to chaining: count them, but not as tampering.
+    /// Anyone with database access could add such records dated before it.
+    #[arg(long)]
+    unchained_before: Option<chrono::DateTime<chrono::Utc>>,
     /// Check an export (`vodkms audit export`) instead of the database
     /// (DATABASE_URL is then not read).
     #[arg(long, conflicts_with = "sqlite")]
@@ -224,7 +229,7 @@ impl Source {
             if !path.is_file() {
                 bail!("{} is not a file", path.display());
             }
-            let pool = foundation::db::sqlite::open_pool(path)
+            let pool = foundation::db::sqlite::open_read_only(path)
                 .await
                 .with_context(|| format!("opening {}", path.display()))?;
             return Ok(Stores {
@@ -232,18 +237,13 @@ impl Source {
                 broker: Arc::new(broker::store::SqliteBrokerStore::with_pool(pool)),
             });
         }
-        let url = self.database.url()?;
+        // Read-only and unmigrated: an auditor's read-only role is enough.
+        let pool = foundation::db::postgres::connect_read_only(&self.database.url()?)
+            .await
+            .context("connecting to PostgreSQL (DATABASE_URL)")?;
         Ok(Stores {
-            kms: Arc::new(
-                kms::store::PgStore::connect(&url)
-                    .await
-                    .context("connecting to PostgreSQL (DATABASE_URL)")?,
-            ),
-            broker: Arc::new(
-                broker::store::PgBrokerStore::connect(&url)
-                    .await
-                    .context("connecting to PostgreSQL (DATABASE_URL)")?,
-            ),
+            kms: Arc::new(kms::store::PgStore::with_pool(pool.clone())),
+            broker: Arc::new(broker::store::PgBrokerStore::with_pool(pool)),
         })
     }
 
@@ -258,23 +258,28 @@ impl Source {
 const PAGE: u32 = 5_000;
 
 /// A stored record as the verifier takes it: chained (its row), or not
-/// (its id).
+/// (its id, and its time when readable).
 enum Stored {
     Chained(Row),
-    Unchained(String),
+    Unchained(String, Option<chrono::DateTime<chrono::Utc>>),
 }
 
 impl Stored {
     /// An unreadable record (no canonical bytes) hashes as nothing: it
     /// shows as edited.
-    fn of(link: Option<Link>, id: String, canonical: Option<Vec<u8>>) -> Self {
+    fn of(
+        link: Option<Link>,
+        id: String,
+        canonical: Option<Vec<u8>>,
+        time: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
         match link {
             Some(link) => Self::Chained(Row {
                 link,
                 canonical: canonical.unwrap_or_default(),
                 id,
             }),
-            None => Self::Unchained(id),
+            None => Self::Unchained(id, time),
         }
     }
 }
@@ -288,9 +293,10 @@ fn stored_page<R: Chained>(page: Vec<(i64, foundation::db::ChainRow<R>)>) -> Vec
                     rec.link().copied(),
                     rec.id().to_string(),
                     Some(rec.canonical()),
+                    Some(rec.recorded_at()),
                 ),
             ),
-            Err(bad) => (seq, Stored::of(bad.link, bad.id, None)),
+            Err(bad) => (seq, Stored::of(bad.link, bad.id, None, None)),
         })
         .collect()
 }
@@ -380,15 +386,26 @@ async fn verify(args: VerifyArgs) -> Result<bool> {
         let cps = checkpoints(&stores, trail).await?;
         let copy = copy.as_ref().map(|c| of_trail(c, trail));
         let mut verifier = Verifier::new(&cps, copy.as_deref(), &key);
+        let mut before_chaining = 0u64;
         for_each_record(&stores, trail, |stored| {
             match stored {
                 Stored::Chained(row) => verifier.push(&row),
-                Stored::Unchained(id) => verifier.push_unchained(&id),
+                Stored::Unchained(_, Some(t))
+                    if args.unchained_before.is_some_and(|before| t < before) =>
+                {
+                    before_chaining += 1
+                }
+                Stored::Unchained(id, _) => verifier.push_unchained(&id),
             }
             Ok(())
         })
         .await?;
         clean &= print_report(trail, &verifier.finish());
+        if before_chaining > 0 {
+            println!(
+                "  ({before_chaining} records from before --unchained-before carry no chain fields and were not checked)"
+            );
+        }
     }
     Ok(clean)
 }
@@ -489,7 +506,7 @@ async fn export(args: ExportArgs) -> Result<()> {
                     out.write_all(b"\n")?;
                     records += 1;
                 }
-                Stored::Unchained(_) => count += 1,
+                Stored::Unchained(..) => count += 1,
             }
             Ok(())
         })

@@ -254,6 +254,23 @@ async fn parallel_writers_verify_clean_and_every_tampering_is_named() {
         out.contains("broker trail:") && !out.contains("TAMPERED"),
         "{out}"
     );
+    // An auditor's read-only role is enough: verify neither migrates nor
+    // writes.
+    let mut c = PgConnection::connect(&db).await.unwrap();
+    let auditor = format!("auditor_{}", Uuid::new_v4().simple());
+    c.execute(
+        format!(
+            "CREATE ROLE {auditor} LOGIN; \
+             GRANT SELECT ON audit_log, broker_audit, audit_checkpoints TO {auditor}"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let as_auditor = db.replacen("postgres://postgres@", &format!("postgres://{auditor}@"), 1);
+    assert_ne!(as_auditor, db, "the test database URL names its user");
+    let (code, out) = verify(&as_auditor, &f, &[]);
+    assert_eq!(code, 0, "as a read-only role: {out}");
     let copied = std::fs::read_to_string(&f.copy).unwrap();
     assert!(
         copied.lines().count() >= 8,
@@ -292,7 +309,6 @@ async fn parallel_writers_verify_clean_and_every_tampering_is_named() {
     std::fs::write(&export, edited).unwrap();
     assert_eq!(from_export(&export), Some(1));
 
-    let mut c = PgConnection::connect(&db).await.unwrap();
     back_up(&mut c).await;
     let store = PgStore::connect(&db).await.unwrap();
     let (w, n) = busiest_writer(&mut c).await;
@@ -371,6 +387,18 @@ async fn parallel_writers_verify_clean_and_every_tampering_is_named() {
             "00000000-0000-4000-8000-00000000f00d",
             "carry no chain fields",
         ],
+    );
+    // Only records dated before an upgrade to chaining may be let through.
+    let (code, _) = verify(&db, &f, &["--unchained-before", "2000-01-01T00:00:00Z"]);
+    assert_eq!(
+        code, 1,
+        "a record from after the given time is still reported"
+    );
+    let (code, out) = verify(&db, &f, &["--unchained-before", "2999-01-01T00:00:00Z"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 records from before --unchained-before"),
+        "{out}"
     );
     restore(&mut c).await;
 

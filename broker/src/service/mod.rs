@@ -304,6 +304,10 @@ impl foundation::audit::Chained for BrokerAuditRecord {
         self.id
     }
 
+    fn recorded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.time
+    }
+
     fn link(&self) -> Option<&foundation::audit::Link> {
         self.link.as_ref()
     }

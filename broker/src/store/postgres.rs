@@ -36,6 +36,11 @@ impl PgBrokerStore {
         let pool = foundation::db::postgres::connect(url, 8).await?;
         Ok(Self { pool })
     }
+
+    /// On a pool opened elsewhere (a read-only one, for `vodkms audit`).
+    pub fn with_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {

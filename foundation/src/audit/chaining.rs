@@ -24,6 +24,8 @@ pub trait Chained {
     fn canonical(&self) -> Vec<u8>;
     /// How the verifier names the record.
     fn id(&self) -> Uuid;
+    /// When it was recorded (for `verify --unchained-before`).
+    fn recorded_at(&self) -> chrono::DateTime<Utc>;
     fn link(&self) -> Option<&Link>;
     fn set_link(&mut self, link: Link);
 }

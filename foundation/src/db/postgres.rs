@@ -26,6 +26,21 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
+/// Connects a small pool for an offline reader (`vodkms audit verify`):
+/// no migrations, and every transaction read-only, so an auditor's
+/// read-only role works and nothing can be written.
+pub async fn connect_read_only(url: &str) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(backend)?
+        .options([("default_transaction_read_only", "on")]);
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(backend)
+}
+
 /// Listens on `channel` with its own connection, reconnecting when it drops.
 /// `map` turns each payload into a message; `None` after a reconnect, since
 /// notifications may have been missed meanwhile.

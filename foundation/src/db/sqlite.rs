@@ -38,6 +38,20 @@ pub async fn open_pool(path: &Path) -> Result<SqlitePool, StoreError> {
     Ok(pool)
 }
 
+/// Opens an existing database file read-only, without migrations (an
+/// offline reader: `vodkms audit verify`).
+pub async fn open_read_only(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(backend)
+}
+
 /// A write transaction that holds the write lock from its start, so two
 /// writers queue on the busy timeout instead of failing on a lock upgrade.
 pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {

@@ -125,6 +125,10 @@ impl Chained for AuditRecord {
         self.id
     }
 
+    fn recorded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.time
+    }
+
     fn link(&self) -> Option<&Link> {
         self.link.as_ref()
     }

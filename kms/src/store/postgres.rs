@@ -39,6 +39,11 @@ impl PgStore {
         let pool = foundation::db::postgres::connect(url, 16).await?;
         Ok(Self { pool })
     }
+
+    /// On a pool opened elsewhere (a read-only one, for `vodkms audit`).
+    pub fn with_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
