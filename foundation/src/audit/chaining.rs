@@ -254,7 +254,7 @@ impl<R: Chained> Chaining<R> {
         config: &ChainConfig,
     ) -> Self {
         let writer = Uuid::new_v4();
-        tracing::info!(trail, %writer, signed = config.signing_key.is_some(), "audit trail chained");
+        tracing::debug!(trail, %writer, signed = config.signing_key.is_some(), "audit trail chained");
         Self {
             chain: Mutex::new(Chain::new(writer)),
             link: link_record::<R>,
