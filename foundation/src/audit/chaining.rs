@@ -60,8 +60,10 @@ impl Default for ChainConfig {
 }
 
 /// Checkpoints queued for the database or the copy, past which the oldest
-/// unsent are dropped (each is chained to the next, so verify still sees
-/// the rest; a warning names the loss).
+/// unsent are dropped, with a warning. Only a copy failing for days comes
+/// near it (during a database outage nothing new commits, so nothing new is
+/// signed); a checkpoint lost from the database shows in verify as a break
+/// in the checkpoint chain, never as silence.
 const MAX_UNSENT: usize = 10_000;
 
 struct State {
@@ -153,6 +155,11 @@ impl Checkpointer {
             Utc::now(),
             last,
         );
+        // Also to the log (once, as signed), which shippers carry off the
+        // box as well.
+        if let Ok(line) = serde_json::to_string(&cp) {
+            tracing::info!(target: "vodkms::audit::checkpoint", checkpoint = %line, "audit checkpoint signed");
+        }
         let s = &mut *s;
         s.last = Some(cp.clone());
         s.last_at = Instant::now();
@@ -182,12 +189,6 @@ impl Checkpointer {
         let batch: Vec<Checkpoint> = self.lock().uncopied.iter().cloned().collect();
         if batch.is_empty() {
             return;
-        }
-        for cp in &batch {
-            // Also to the log, which shippers carry off the box as well.
-            if let Ok(line) = serde_json::to_string(cp) {
-                tracing::info!(target: "vodkms::audit::checkpoint", checkpoint = %line, "audit checkpoint signed");
-            }
         }
         if let Some(path) = &self.copy_file {
             let mut lines = String::new();
